@@ -1,0 +1,78 @@
+# ka-kemi: the Makefile is the CI script. `make run` and `make test` do all set-up themselves.
+SHELL := /bin/bash
+PY    ?= python3
+VENV  := .venv
+VPY   := $(VENV)/bin/python
+APT_PACKAGES := kamailio kamailio-python3-modules kamailio-extra-modules kamailio-utils-modules \
+	kamailio-json-modules kamailio-tls-modules sip-tester iproute2 procps curl openssl python3 python3-venv
+
+.PHONY: install install-system install-venv run test unit itest fuzz soak check lint typecheck clean
+
+install: install-system install-venv
+
+# Idempotent: apt runs only when a package is missing.
+install-system:
+	@missing=""; for p in $(APT_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+$(VENV)/.stamp: requirements-test.txt
+	$(PY) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade pip >/dev/null
+	$(VPY) -m pip install -q -r requirements-test.txt
+	touch $@
+
+install-venv: $(VENV)/.stamp
+
+# Main job: Kamailio in the foreground with kamailio.cfg and the module on 127.0.0.1:5060.
+run: install
+	mkdir -p /run/kamailio
+	kamailio -f kamailio.cfg -DD -E -w $(CURDIR) -m 64 -M 16
+
+# Everything: lint, types, unit + integration tests, then the container tier.
+test: install check
+	$(VPY) -m pytest tests -m "not containers"
+	bash docker/ci-tier.sh
+
+unit: install-venv
+	$(VPY) -m pytest tests/unit
+
+itest: install
+	$(VPY) -m pytest tests/integration -m "not containers"
+
+# Property tests (URI parsing, state machine, BINRPC codec) with 10,000 cases each.
+fuzz: install-venv
+	KA_HYPOTHESIS_EXAMPLES=10000 $(VPY) -m pytest tests/unit -q --timeout=3600
+
+# Bounded soak (not part of `make test`): SOAK_MINUTES=20 by default.
+SOAK_MINUTES ?= 20
+soak: install
+	$(VPY) -m soak.soak --minutes $(SOAK_MINUTES)
+
+check: lint typecheck
+
+lint: install-venv
+	$(VENV)/bin/ruff check ka_core kemi tests soak docker
+	$(VENV)/bin/ruff format --check ka_core kemi tests soak docker
+
+typecheck: install-venv
+	$(VENV)/bin/mypy
+
+clean:
+	rm -rf .pytest_cache .mypy_cache .ruff_cache
+
+# Container tier: docker-compose.yml under podman-compose, driven by pytest (docs/containers.md).
+.PHONY: containers
+containers:
+	bash docker/ci-tier.sh
+
+# Benchmarks against the C keepalive module (bench/, docs/benchmarks.md): full set < 20 min,
+# then the results page; QUICK=1 is the < 3 min smoke mode (docs untouched).
+.PHONY: bench
+bench: install
+	$(VPY) -m bench.run_all $(if $(QUICK),--quick,--report)

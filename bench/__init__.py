@@ -1,0 +1,1 @@
+"""Benchmarks: ka-kemi against the C keepalive module (see docs/benchmarks.md)."""

@@ -1,0 +1,1 @@
+"""ka-kemi core: pure Python, no Kamailio import; time and I/O are passed in."""

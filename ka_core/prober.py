@@ -1,0 +1,173 @@
+"""The pinger's brain: turns time, table changes and replies into pings and events.
+
+Theory of operation.  Exactly one ``Prober`` exists, in the pinger process.  It is the only
+writer of probe results.  Its glue calls, in a loop:
+
+1. ``handle(table.drain(), now, wall)`` - learns destinations added by any process and applies
+   replies that SIP workers saw (matched by ping sequence number; an unknown, late or
+   duplicated sequence is ignored, so stray and spoofed replies never change a state);
+2. ``poll(now, wall)`` - returns the pings now due (the glue sends them through Kamailio) and
+   the events of pings that timed out;
+3. sleeps until ``next_deadline()`` or until a process writes to the wake pipe.
+
+Deletions need no message: every step checks the slot generation in the shared table.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass
+
+from ka_core.events import Event, ProbingStopped, ResponseReceived, StateChanged
+from ka_core.scheduler import Scheduler, first_due, next_due
+from ka_core.state import State, apply, outcome_of
+from ka_core.table import KIND_ADDED, KIND_REPLY, RingEntry, SharedTable
+from ka_core.uri import address_tag, parse_uri
+
+TIMEOUT_CODE = 408
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    """One OPTIONS to send; ``seq`` goes into the Call-ID to match the reply."""
+
+    seq: int
+    slot: int
+    gen: int
+    uri: str
+
+
+@dataclass(slots=True)
+class _Dest:
+    gen: int
+    uri: str
+    owner: str
+    interval_s: float
+    state: State
+    failures: int
+    stopped: bool
+    state_cb: str
+    response_cb: str
+    user: str
+    source: int
+    """``address_tag`` replies must come from; 0 = not checked (host names)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    slot: int
+    gen: int
+    sent: float
+    deadline: float
+
+
+class Prober:
+    def __init__(self, table: SharedTable, *, delete_counter: int, ping_timeout_s: float) -> None:
+        self._table = table
+        self._delete_counter = delete_counter
+        self._timeout_s = ping_timeout_s
+        self._schedule = Scheduler()
+        self._dests: dict[int, _Dest] = {}
+        self._pending: dict[int, _Pending] = {}
+        self._timeouts: list[tuple[float, int]] = []
+        self._seq = 0
+
+    @property
+    def outstanding(self) -> int:
+        return len(self._pending)
+
+    def handle(self, entries: list[RingEntry], now: float, wall: float) -> list[Event]:
+        """Apply ring entries: new destinations get scheduled, replies get applied."""
+        events: list[Event] = []
+        added = [e for e in entries if e.kind == KIND_ADDED]
+        for index, entry in enumerate(added):
+            self._adopt(entry.slot, entry.gen, now, index, len(added))
+        for entry in entries:
+            if entry.kind == KIND_REPLY and self._from_destination(entry.seq, entry.slot):
+                events.extend(self._finish(entry.seq, entry.code, entry.mono, entry.wall, True))
+        return events
+
+    def poll(self, now: float, wall: float) -> tuple[list[Ping], list[Event]]:
+        """Pings due now, and the results of pings whose timeout passed."""
+        events: list[Event] = []
+        while self._timeouts and self._timeouts[0][0] <= now:
+            _, seq = heapq.heappop(self._timeouts)
+            events.extend(self._finish(seq, TIMEOUT_CODE, now, wall, False))
+        pings = []
+        for due, slot, gen in self._schedule.pop_due(now):
+            dest = self._live(slot, gen)
+            if dest is None or dest.stopped:
+                continue
+            self._seq = (self._seq + 1) & 0xFFFFFFFF
+            timeout = min(self._timeout_s, dest.interval_s)
+            self._pending[self._seq] = _Pending(slot, gen, now, now + timeout)
+            heapq.heappush(self._timeouts, (now + timeout, self._seq))
+            following = next_due(due, dest.interval_s, now)
+            self._schedule.schedule(following, slot, gen)
+            self._table.record_ping(slot, gen, wall + (following - now))
+            pings.append(Ping(self._seq, slot, gen, dest.uri))
+        return pings, events
+
+    def next_deadline(self) -> float | None:
+        candidates = [self._schedule.next_deadline()]
+        if self._timeouts:
+            candidates.append(self._timeouts[0][0])
+        present = [c for c in candidates if c is not None]
+        return min(present) if present else None
+
+    def forget_unsent(self, seq: int, now: float, wall: float) -> list[Event]:
+        """A ping the glue could not hand to Kamailio counts as a failure right away."""
+        return self._finish(seq, TIMEOUT_CODE, now, wall, False)
+
+    def _adopt(self, slot: int, gen: int, now: float, index: int, batch: int) -> None:
+        if not self._table.is_used(slot, gen):
+            return
+        rec = self._table.read(slot)
+        interval_s = rec.interval_ms / 1000.0
+        self._dests[slot] = _Dest(
+            gen, rec.uri, rec.owner, interval_s, rec.state, rec.failures, rec.stopped,
+            rec.state_cb, rec.response_cb, rec.user, address_tag(parse_uri(rec.key).host),
+        )  # fmt: skip
+        self._schedule.schedule(first_due(now, index, batch, interval_s), slot, gen)
+
+    def _from_destination(self, seq: int, source: int) -> bool:
+        """False for a reply from another address than the (IP) destination: spoofed or
+        stray, it neither changes the state nor consumes the pending ping."""
+        pending = self._pending.get(seq)
+        dest = None if pending is None else self._dests.get(pending.slot)
+        return dest is None or not dest.source or not source or dest.source == source
+
+    def _live(self, slot: int, gen: int) -> _Dest | None:
+        dest = self._dests.get(slot)
+        if dest is None or dest.gen != gen:
+            return None
+        if not self._table.is_used(slot, gen):
+            del self._dests[slot]
+            return None
+        return dest
+
+    def _finish(self, seq: int, code: int, now: float, wall: float, replied: bool) -> list[Event]:
+        pending = self._pending.pop(seq, None)
+        if pending is None:
+            return []  # late, duplicated or stray reply
+        dest = self._live(pending.slot, pending.gen)
+        if dest is None or dest.stopped:
+            return []  # deleted meanwhile, or probing stopped: C bug #3028
+        step = apply(dest.state, dest.failures, outcome_of(code), self._delete_counter)
+        old_state = dest.state
+        dest.state, dest.failures, dest.stopped = step.state, step.failures, step.stopped
+        self._table.record_result(
+            pending.slot, pending.gen, state=step.state, failures=step.failures,
+            stopped=step.stopped, code=code, wall=wall,
+            rtt_ms=(now - pending.sent) * 1000.0, replied=replied,
+        )  # fmt: skip
+        events: list[Event] = []
+        if dest.response_cb:
+            events.append(ResponseReceived(dest.uri, dest.owner, code, dest.response_cb, dest.user))
+        if step.changed:
+            events.append(
+                StateChanged(dest.uri, dest.owner, old_state, step.state, dest.state_cb, dest.user)
+            )
+        if step.stopped:
+            events.append(ProbingStopped(dest.uri, dest.owner, step.failures))
+        return events

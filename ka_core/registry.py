@@ -1,0 +1,95 @@
+"""Add, delete and look up destinations: the one implementation behind the script
+functions, the RPC commands and the Python developer API."""
+
+from __future__ import annotations
+
+from ka_core.errors import InvalidArgument, UnknownDestination
+from ka_core.state import State
+from ka_core.table import (
+    MAX_CALLBACK_BYTES,
+    MAX_OWNER_BYTES,
+    MAX_USER_BYTES,
+    Record,
+    SharedTable,
+)
+from ka_core.uri import parse_uri
+
+MAX_INTERVAL_S = 86400
+
+
+def check_owner(owner: object) -> str:
+    if not isinstance(owner, str) or not owner.strip():
+        raise InvalidArgument("owner must be a non-empty string")
+    if len(owner.encode("utf-8", "surrogatepass")) > MAX_OWNER_BYTES:
+        raise InvalidArgument(f"owner longer than {MAX_OWNER_BYTES} bytes")
+    if not owner.isprintable():
+        raise InvalidArgument("owner has control characters")
+    return owner
+
+
+def check_callback(name: object) -> str:
+    """Callbacks are referenced by import path so any process can run them."""
+    if name in (None, ""):
+        return ""
+    if not isinstance(name, str) or ":" not in name:
+        raise InvalidArgument("callback must be given as 'module:function'")
+    if len(name.encode()) > MAX_CALLBACK_BYTES or not name.isascii() or " " in name:
+        raise InvalidArgument(f"bad callback name {name!r}")
+    return name
+
+
+def add(
+    table: SharedTable,
+    uri: object,
+    owner: object,
+    *,
+    interval_s: float,
+    wall: float,
+    state_cb: object = "",
+    response_cb: object = "",
+    user: str = "",
+) -> Record:
+    """Validate and add one destination; raises a ``KaError`` and changes nothing on error."""
+    if not isinstance(uri, str):
+        raise InvalidArgument(f"uri must be a string, not {type(uri).__name__}")
+    parsed = parse_uri(uri)
+    owner = check_owner(owner)
+    if isinstance(interval_s, bool) or not isinstance(interval_s, int | float):
+        raise InvalidArgument("ping interval must be a number of seconds")
+    if not 0.1 <= interval_s <= MAX_INTERVAL_S:
+        raise InvalidArgument(f"ping interval {interval_s} s out of range [0.1, {MAX_INTERVAL_S}]")
+    if len(user.encode()) > MAX_USER_BYTES:
+        raise InvalidArgument(f"user data longer than {MAX_USER_BYTES} bytes once encoded")
+    slot, _ = table.insert(
+        parsed,
+        owner,
+        interval_ms=round(interval_s * 1000),
+        wall=wall,
+        state_cb=check_callback(state_cb),
+        response_cb=check_callback(response_cb),
+        user=user,
+    )
+    return table.read(slot)
+
+
+def remove(table: SharedTable, uri: object, owner: object) -> Record:
+    if not isinstance(uri, str):
+        raise InvalidArgument(f"uri must be a string, not {type(uri).__name__}")
+    return table.remove(parse_uri(uri).key, check_owner(owner))
+
+
+def get(table: SharedTable, uri: object, owner: object) -> Record:
+    if not isinstance(uri, str):
+        raise InvalidArgument(f"uri must be a string, not {type(uri).__name__}")
+    return table.get(parse_uri(uri).key, check_owner(owner))
+
+
+def state_of(table: SharedTable, uri: object) -> State:
+    """State of the first destination with this URI, any owner."""
+    if not isinstance(uri, str):
+        raise InvalidArgument(f"uri must be a string, not {type(uri).__name__}")
+    key = parse_uri(uri).key
+    slot = table.find(key)
+    if slot < 0:
+        raise UnknownDestination(f"unknown destination {uri}")
+    return State(table.hot(slot)[2])

@@ -1,0 +1,165 @@
+"""The ``keepalive.*`` RPC commands as plain data, with the C module's field names and texts.
+
+Codecs (BINRPC for kamcmd, JSON-RPC for HTTP) turn the returned values into bytes.  A reply is
+a list of top-level values: a ``dict`` is a struct (kamcmd prints ``{ name: value }``), a
+``str`` a line of text.  Errors are ``RpcFault(code, text)``; kamcmd prints
+``error: <code> - <text>``.
+
+Deliberate differences from C 5.6.3, each documented in docs/differences.md:
+``last up``/``last down`` are no longer swapped; URIs are validated (``invalid destination``);
+lookups match the canonical URI; ``keepalive.info`` is new.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+from ka_core import registry
+from ka_core.errors import (
+    DuplicateDestination,
+    InvalidArgument,
+    InvalidUri,
+    RpcFault,
+    TableFull,
+    UnknownDestination,
+)
+from ka_core.table import Record, SharedTable
+
+RpcValue = int | str | float | dict[str, object] | list[object]
+
+WRONG_FORMAT = "Not enough parameters or wrong format"
+RPC_OWNER_DEFAULT_INTERVAL = 30
+
+METHODS = (
+    "keepalive.list",
+    "keepalive.add",
+    "keepalive.del",
+    "keepalive.get",
+    "keepalive.flush",
+    "keepalive.info",
+)
+
+
+def ctime(wall: float) -> str:
+    """``ctime_r()`` text as C prints it, trailing newline included."""
+    return time.ctime(wall) + "\n"
+
+
+def list_struct(rec: Record) -> dict[str, object]:
+    return {
+        "uri": rec.uri,
+        "owner": rec.owner,
+        "last checked": ctime(rec.last_checked),
+        "last up": ctime(rec.last_up),
+        "last down": ctime(rec.last_down),
+        "state": int(rec.state),
+    }
+
+
+def info_struct(rec: Record) -> dict[str, object]:
+    """Everything ``keepalive.list`` cannot show without changing its text."""
+    return {
+        "uri": rec.uri,
+        "owner": rec.owner,
+        "state": int(rec.state),
+        "probing": "stopped" if rec.stopped else "active",
+        "consecutive failures": rec.failures,
+        "ping interval ms": rec.interval_ms,
+        "pings sent": rec.pings,
+        "replies": rec.replies,
+        "last code": rec.last_code,
+        "last rtt ms": round(rec.rtt_ms, 3),
+        "last checked": ctime(rec.last_checked),
+        "last up": ctime(rec.last_up),
+        "last down": ctime(rec.last_down),
+        "next ping": ctime(rec.next_ping) if rec.next_ping else "-\n",
+        "added": ctime(rec.added),
+    }
+
+
+def newest_first(table: SharedTable) -> list[Record]:
+    """C prepends new destinations to its list; keep that order."""
+    return sorted(table.records(), key=lambda r: (r.added, r.slot), reverse=True)
+
+
+class RpcCommands:
+    """Dispatch ``keepalive.*`` commands against the shared table."""
+
+    def __init__(self, table: SharedTable, ping_interval_s: int, clock: Callable[[], float]):
+        self._table = table
+        self._interval = ping_interval_s
+        self._clock = clock
+        self._handlers: dict[str, Callable[[Sequence[object]], list[RpcValue]]] = {
+            "keepalive.list": self._list,
+            "keepalive.add": self._add,
+            "keepalive.del": self._del,
+            "keepalive.get": self._get,
+            "keepalive.flush": self._flush,
+            "keepalive.info": self._info,
+        }
+
+    def handles(self, method: str) -> bool:
+        return method in self._handlers
+
+    def call(self, method: str, params: Sequence[object]) -> list[RpcValue]:
+        handler = self._handlers.get(method)
+        if handler is None:
+            raise RpcFault(500, f"command {method} not found")
+        return handler(params)
+
+    def _list(self, params: Sequence[object]) -> list[RpcValue]:
+        """C ignores parameters; ints ``[offset [count]]`` page through a large list."""
+        records = newest_first(self._table)
+        ints = [p for p in params[:2] if isinstance(p, int) and not isinstance(p, bool)]
+        if len(ints) == len(params[:2]) and ints:
+            offset = max(ints[0], 0)
+            count = ints[1] if len(ints) > 1 else len(records)
+            records = records[offset : offset + max(count, 0)]
+        return [list_struct(r) for r in records]
+
+    def _info(self, params: Sequence[object]) -> list[RpcValue]:
+        if params:
+            uri, owner = _two_strings(params)
+            return [info_struct(self._lookup(uri, owner, "couldn't get data from list"))]
+        return [info_struct(r) for r in newest_first(self._table)]
+
+    def _add(self, params: Sequence[object]) -> list[RpcValue]:
+        uri, owner = _two_strings(params)
+        try:
+            registry.add(self._table, uri, owner, interval_s=self._interval, wall=self._clock())
+        except (DuplicateDestination, TableFull):
+            raise RpcFault(500, "couldn't add data to list") from None
+        except (InvalidUri, InvalidArgument) as exc:
+            raise RpcFault(500, f"invalid destination: {exc}") from None
+        return ["Ok. Destination added."]
+
+    def _del(self, params: Sequence[object]) -> list[RpcValue]:
+        uri, owner = _two_strings(params)
+        try:
+            registry.remove(self._table, uri, owner)
+        except (UnknownDestination, InvalidUri, InvalidArgument):
+            raise RpcFault(500, "couldn't delete data from list") from None
+        return ["Ok. Destination removed."]
+
+    def _get(self, params: Sequence[object]) -> list[RpcValue]:
+        uri, owner = _two_strings(params)
+        rec = self._lookup(uri, owner, "couldn't get data from list")
+        return [{"uri": rec.uri, "owner": rec.owner, "state": int(rec.state)}]
+
+    def _flush(self, params: Sequence[object]) -> list[RpcValue]:
+        self._table.flush()
+        return ["Ok. Destination list flushed."]
+
+    def _lookup(self, uri: str, owner: str, fault: str) -> Record:
+        try:
+            return registry.get(self._table, uri, owner)
+        except (UnknownDestination, InvalidUri, InvalidArgument):
+            raise RpcFault(500, fault) from None
+
+
+def _two_strings(params: Sequence[object]) -> tuple[str, str]:
+    """C scans ``"SS"``: two strings, extra parameters ignored."""
+    if len(params) < 2 or not all(isinstance(p, str) for p in params[:2]):
+        raise RpcFault(500, WRONG_FORMAT)
+    return str(params[0]), str(params[1])

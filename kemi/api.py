@@ -1,0 +1,105 @@
+"""Developer API for other Python KEMI code (the C module's ``bind_keepalive`` table).
+
+Callbacks run in the **pinger process**, in its core thread (the only thread there that
+calls ``KSR``), one at a time, in the order results arrive.  They are stored by import path
+(``module:function``), because the process that adds a destination (a SIP worker, the RPC
+server) is not the one that runs the callback: pass a module-level function (or its
+``"module:function"`` name) whose module the pinger process can import.  ``user_attr`` must
+be JSON-serialisable; the callback gets a decoded copy.
+
+* ``statechanged_clb(uri: str, state: int, user_attr)`` - state 1 UP, 2 DOWN;
+* ``response_clb(uri: str, code: int, user_attr)`` - every final reply, 408 for a timeout
+  (C passes tm's ``tmcb_params``; the reply code is what Python code can use).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+
+from ka_core import registry
+from ka_core.errors import InvalidArgument, KaError
+from ka_core.state import State
+from ka_core.table import Record
+from kemi import ksr_port, runtime
+
+Callback = Callable[..., object] | str | None
+
+
+def callback_path(callback: Callback) -> str:
+    """Import path of a callback, checked to be importable by another process."""
+    if callback is None or isinstance(callback, str):
+        return callback or ""
+    module, qualname = getattr(callback, "__module__", None), getattr(callback, "__qualname__", "")
+    if not module or "<" in qualname:
+        raise InvalidArgument("callbacks must be module-level functions (no lambdas or closures)")
+    return f"{module}:{qualname}"
+
+
+def add_destination(
+    uri: str,
+    owner: str,
+    flags: int = 0,
+    ping_interval: float | None = None,
+    statechanged_clb: Callback = None,
+    response_clb: Callback = None,
+    user_attr: object = None,
+) -> int:
+    """Monitor ``uri``; 0 on success, -1 on error (logged), as the C API returns.
+
+    ``flags`` is accepted and unused, as in C.  ``ping_interval`` defaults to the module's.
+    """
+    rt = runtime.get()
+    try:
+        if not isinstance(flags, int):
+            raise InvalidArgument("flags must be an integer")
+        try:
+            user = "" if user_attr is None else json.dumps(user_attr)
+        except (TypeError, ValueError) as exc:
+            raise InvalidArgument(f"user_attr is not JSON-serialisable: {exc}") from None
+        registry.add(
+            rt.table,
+            uri,
+            owner,
+            interval_s=rt.config.ping_interval if ping_interval is None else ping_interval,
+            wall=time.time(),
+            state_cb=callback_path(statechanged_clb),
+            response_cb=callback_path(response_clb),
+            user=user,
+        )
+    except KaError as exc:
+        ksr_port.err(f"add_destination: {exc}")
+        return -1
+    rt.wake()
+    return 0
+
+
+def del_destination(uri: str, owner: str) -> int:
+    """0 removed, -1 unknown destination or bad input (logged)."""
+    try:
+        registry.remove(runtime.get().table, uri, owner)
+    except KaError as exc:
+        ksr_port.err(f"del_destination: {exc}")
+        return -1
+    return 0
+
+
+def find_destination(uri: str, owner: str) -> Record | None:
+    """A snapshot of the destination (state, counters, timestamps), or None."""
+    try:
+        return registry.get(runtime.get().table, uri, owner)
+    except KaError:
+        return None
+
+
+def destination_state(uri: str) -> State | None:
+    """State of the first destination with this URI (any owner), or None if unknown."""
+    try:
+        return registry.state_of(runtime.get().table, uri)
+    except KaError:
+        return None
+
+
+def decode_user(user: str) -> object:
+    return None if not user else json.loads(user)

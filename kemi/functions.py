@@ -1,0 +1,97 @@
+"""Script functions for KEMI Python routes: ``ka_is_alive``, ``ka_add_destination``,
+``ka_del_destination``.
+
+Return codes follow the C module: 1 success/up, 2 down, -1 error or unknown destination;
+never 0, which would stop the route.  Nothing raises into Kamailio: every error is logged once
+and becomes -1.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import time
+import traceback
+from collections.abc import Callable
+from typing import ParamSpec
+
+from ka_core import registry
+from ka_core.errors import KaError
+from ka_core.state import State
+from ka_core.uri import parse_uri
+from kemi import ksr_port, runtime
+
+P = ParamSpec("P")
+_CACHE_MAX = 4096
+# Per process: URI text as the script gives it -> (slot, gen).  The generation check makes a
+# deleted or re-added destination fall back to the slow path, so the cache is never stale.
+_slot_cache: dict[object, tuple[int, int]] = {}
+
+
+def script_function(name: str) -> Callable[[Callable[P, int]], Callable[P, int]]:
+    """Log (as ``name``) and return -1 on any error; the one return-code boundary."""
+
+    def decorate(fn: Callable[P, int]) -> Callable[P, int]:
+        signature = inspect.signature(fn)
+
+        @functools.wraps(fn)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> int:
+            try:
+                signature.bind(*args, **kwargs)
+            except TypeError as exc:
+                ksr_port.err(f"{name}: wrong arguments: {exc}")
+                return -1
+            try:
+                return fn(*args, **kwargs)
+            except KaError as exc:
+                ksr_port.err(f"{name}: {exc}")
+            except Exception:
+                ksr_port.err(f"{name}: internal error: {traceback.format_exc()}")
+            return -1
+
+        return wrapper
+
+    return decorate
+
+
+def ka_is_alive(uri: object = None, *extra: object) -> int:
+    """1 up (or not probed yet), 2 down, -1 unknown destination or bad URI."""
+    hit = _slot_cache.get(uri) if type(uri) is str else None
+    if hit is not None and not extra:
+        gen, used, state = runtime.get().table.hot(hit[0])
+        if gen == hit[1] and used == 1:
+            return 2 if state == State.DOWN else 1
+    return _is_alive_slow(uri) if not extra else _is_alive_slow(uri, *extra)
+
+
+@script_function("ka_is_alive")
+def _is_alive_slow(uri: object) -> int:
+    table = runtime.get().table
+    if not isinstance(uri, str):
+        raise KaError(f"uri must be a string, not {type(uri).__name__}")
+    slot = table.find(parse_uri(uri).key)
+    if slot < 0:
+        return -1  # unknown destination: not an error worth a log line per request
+    gen, _, state = table.hot(slot)
+    if len(_slot_cache) >= _CACHE_MAX:
+        _slot_cache.clear()
+    _slot_cache[uri] = (slot, gen)
+    return 2 if state == State.DOWN else 1
+
+
+@script_function("ka_add_destination")
+def ka_add_destination(uri: str, owner: str) -> int:
+    """1 added (first ping ~0.5 s later), -1 bad URI/owner, duplicate or table full."""
+    rt = runtime.get()
+    rec = registry.add(rt.table, uri, owner, interval_s=rt.config.ping_interval, wall=time.time())
+    rt.wake()
+    ksr_port.info(f"ka_add_destination: added {rec.uri} owner {rec.owner}")
+    return 1
+
+
+@script_function("ka_del_destination")
+def ka_del_destination(uri: str, owner: str) -> int:
+    """1 removed, -1 unknown destination or bad input."""
+    rec = registry.remove(runtime.get().table, uri, owner)
+    ksr_port.info(f"ka_del_destination: removed {rec.uri} owner {rec.owner}")
+    return 1

@@ -1,0 +1,69 @@
+"""What a KEMI script needs: ``setup()`` for ``mod_init`` and a handler base class.
+
+Subclass ``KeepaliveHandler`` in your app_python3 script and add your own
+``ksr_request_route``.  The base class defines the callbacks Kamailio looks up, including
+``ksr_reply_route`` (always defined: on 5.6.3 a missing optional callback leaves an
+``AttributeError`` set that breaks the next KSR call in that process).
+"""
+
+from __future__ import annotations
+
+import traceback
+
+from ka_core import jsonrpc
+from kemi import ksr_port, pinger, runtime
+from kemi.runtime import Runtime
+
+
+def setup() -> Runtime:
+    """Read the ``KA_*`` defines and create the shared table; call from ``mod_init``.
+
+    Raises on an invalid parameter, after logging it, so Kamailio refuses to start.
+    """
+    try:
+        rt = runtime.setup()
+    except Exception as exc:
+        ksr_port.err(f"cannot start: {exc}")
+        raise
+    ksr_port.info(
+        f"ready: {rt.table.count} destinations, ping_interval {rt.config.ping_interval} s, "
+        f"delete_counter {rt.config.delete_counter}, ping_timeout {rt.config.ping_timeout_ms} ms"
+    )
+    return rt
+
+
+class KeepaliveHandler:
+    """Base for the object ``mod_init`` returns."""
+
+    def child_init(self, rank: int) -> int:
+        return 0
+
+    def ksr_reply_route(self, msg: object) -> int:
+        try:
+            return pinger.on_reply()
+        except Exception:
+            ksr_port.err(f"reply route: {traceback.format_exc()}")
+            return 1
+
+    def ksr_onsend_route(self, msg: object) -> int:
+        """Defined so ``t_relay`` works: 5.6.3 leaves an error set when it is missing."""
+        return 1
+
+    def ksr_xhttp_event(self, msg: object, evname: str) -> int:
+        """JSON-RPC over HTTP: ``keepalive.*`` answered here, the rest by jsonrpcs."""
+        try:
+            body = ksr_port.http_body()
+            answer = jsonrpc.answer(body, runtime.get().commands)
+            if answer is None:
+                ksr_port.jsonrpc_dispatch()
+            else:
+                ksr_port.http_reply(200, "OK", "application/json", answer)
+        except Exception:
+            ksr_port.err(f"xhttp event: {traceback.format_exc()}")
+            ksr_port.http_reply(500, "Internal Server Error", "text/plain", "internal error")
+        return 1
+
+    def ksr_ka_pinger(self, msg: object, evname: str) -> int:
+        """rtimer ``mode=1`` route: becomes the pinger process and never returns."""
+        pinger.Pinger(runtime.get()).run_forever()
+        return 1

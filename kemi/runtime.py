@@ -1,0 +1,88 @@
+"""Process-wide singletons, built once in ``mod_init`` (before Kamailio forks).
+
+The shared table's memory (anonymous ``MAP_SHARED`` mmap), its process-shared lock and the
+pipe that wakes the pinger are created here, so every forked process inherits the same ones.
+``multiprocessing.Lock`` is a POSIX semaphore in shared memory and starts no helper process
+(unlike ``multiprocessing.shared_memory``, which breaks Kamailio's shutdown).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import mmap
+import multiprocessing
+import os
+import secrets
+import time
+from dataclasses import dataclass
+
+from ka_core import registry
+from ka_core.config import PARAMS_OWNER, KaConfig, define_names, load_config
+from ka_core.rpc import RpcCommands
+from ka_core.table import SharedTable, buffer_size
+
+RING_CAPACITY = 65536
+
+
+@dataclass(slots=True)
+class Runtime:
+    config: KaConfig
+    table: SharedTable
+    commands: RpcCommands
+    wake_fd: int
+    wake_read_fd: int
+    token: str
+    """Random per start: Call-IDs of this run's pings start with it."""
+
+    def wake(self) -> None:
+        with contextlib.suppress(BlockingIOError):  # the pinger already has wake-ups pending
+            os.write(self.wake_fd, b"\0")
+
+
+_runtime: Runtime | None = None
+
+
+def read_defines() -> dict[str, str]:
+    from kemi import ksr_port
+
+    found = {}
+    for name in define_names():
+        value = ksr_port.define(name)
+        if value is not None:
+            found[name.removeprefix("KA_")] = value
+    return found
+
+
+def build(config: KaConfig) -> Runtime:
+    """Create the shared table and seed it with the ``destination`` parameters."""
+    global _runtime
+    size = buffer_size(config.max_destinations, RING_CAPACITY)
+    memory = mmap.mmap(-1, size, flags=mmap.MAP_SHARED)
+    SharedTable.format_buffer(memoryview(memory), config.max_destinations, RING_CAPACITY)
+    table = SharedTable(memoryview(memory), multiprocessing.Lock())
+    wall = time.time()
+    for uri in config.destinations:
+        registry.add(table, uri.display, PARAMS_OWNER, interval_s=config.ping_interval, wall=wall)
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)
+    os.set_blocking(read_fd, False)
+    _runtime = Runtime(
+        config=config,
+        table=table,
+        commands=RpcCommands(table, config.ping_interval, time.time),
+        wake_fd=write_fd,
+        wake_read_fd=read_fd,
+        token=secrets.token_hex(4),
+    )
+    return _runtime
+
+
+def setup() -> Runtime:
+    """Read ``KA_*`` defines from kamailio.cfg and build the runtime (call in mod_init)."""
+    return build(load_config(read_defines()))
+
+
+def get() -> Runtime:
+    if _runtime is None:
+        raise RuntimeError("ka-kemi is not set up: call kemi.handler.setup() in mod_init")
+    return _runtime

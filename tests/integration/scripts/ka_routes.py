@@ -1,0 +1,113 @@
+"""Test routing script: a Python route that exposes ka-kemi's script functions to tests.
+
+A request to ``sip:call@...`` with ``X-Fn: <function>`` and ``X-Arg1``.. ``X-Arg4`` headers calls
+that function in the SIP worker that received it and answers 200 with ``X-Result: <rc>``
+and ``X-Pid: <worker pid>``.  ``X-Int: 1`` passes numeric arguments as ints.  OPTIONS without
+a user part get 200 (Kamailio answering its own pings).
+"""
+
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..")))
+
+import KSR
+
+from kemi import api, functions, tcp_keepalive
+from kemi.handler import KeepaliveHandler, setup
+from tests.integration.scripts import api_callbacks
+
+
+def api_add(uri, owner, interval, out):
+    return api.add_destination(
+        uri,
+        owner,
+        0,
+        float(interval),
+        api_callbacks.on_state,
+        "tests.integration.scripts.api_callbacks:on_response",
+        {"out": out, "tag": owner},
+    )
+
+
+CALLS = {
+    "api_add_destination": api_add,
+    "api_del_destination": api.del_destination,
+    "ka_is_alive": functions.ka_is_alive,
+    "ka_add_destination": functions.ka_add_destination,
+    "ka_del_destination": functions.ka_del_destination,
+    "tcp_keepalive_enable": tcp_keepalive.tcp_keepalive_enable,
+    "tcp_keepalive_disable": tcp_keepalive.tcp_keepalive_disable,
+    "tcp_keepalive_enable_uri": tcp_keepalive.tcp_keepalive_enable_uri,
+}
+
+
+def mod_init():
+    setup()
+    return Handler()
+
+
+def _args(prefix="X-Arg"):
+    args = []
+    for i in range(1, 5):
+        value = KSR.pv.get(f"$hdr({prefix}{i})")
+        if value is None:
+            break
+        if value == "<none>":
+            value = None
+        elif value == "<conid>":  # relay: this request's $conid, for the reply route
+            value = KSR.pv.get("$conid")
+        elif KSR.pv.get("$hdr(X-Int)") == "1":
+            value = int(value)
+        args.append(value)
+    return args
+
+
+def _run(fn, args):
+    try:
+        return fn(*args)
+    except TypeError as exc:
+        return f"TypeError {exc}"
+
+
+class Handler(KeepaliveHandler):
+    def ksr_request_route(self, msg):
+        if KSR.pv.get("$rU") == "call":
+            fn = CALLS.get(KSR.pv.get("$hdr(X-Fn)"))
+            if fn is None:
+                KSR.sl.sl_send_reply(400, "Unknown X-Fn")
+                return 1
+            rc = _run(fn, _args())
+            KSR.hdr.append_to_reply(f"X-Result: {rc}\r\n")
+            KSR.hdr.append_to_reply(f"X-Pid: {os.getpid()}\r\n")
+            KSR.sl.sl_send_reply(200, "OK")
+            return 1
+        if KSR.pv.get("$rU") == "relay":
+            # Forwarded to X-Dst; its reply runs X-Fn (X-Arg1..4) and X-Fn2 (X-Fn2-Arg1..4)
+            # in ksr_onreply_call.  "<conid>" stands for this request's $conid.
+            calls = [[KSR.pv.get(f"$hdr({fn})"), _args(prefix)]
+                     for fn, prefix in (("X-Fn", "X-Arg"), ("X-Fn2", "X-Fn2-Arg"))]  # fmt: skip
+            KSR.pv.sets("$avp(relay_calls)", json.dumps(calls))
+            KSR.pv.sets("$du", KSR.pv.get("$hdr(X-Dst)"))
+            KSR.tm.t_on_reply("ksr_onreply_call")
+            if KSR.tm.t_relay() < 0:
+                KSR.sl.sl_send_reply(500, "Relay failed")
+            return 1
+        if KSR.is_OPTIONS() and KSR.pv.get("$rU") is None:
+            KSR.sl.sl_send_reply(200, "OK")
+            return 1
+        KSR.sl.sl_send_reply(404, "Not here")
+        return 1
+
+    def ksr_onreply_call(self, msg):
+        calls = json.loads(KSR.pv.get("$avp(relay_calls)") or "[]")
+        for (name, args), out in zip(calls, ("X-Result", "X-Result2"), strict=False):
+            fn = CALLS.get(name)
+            if fn is None:
+                continue
+            rc = _run(fn, args)
+            KSR.info(f"onreply {name} pid {os.getpid()} rc={rc}\n")
+            KSR.hdr.append(f"{out}: {rc}\r\n")
+        KSR.hdr.append(f"X-Reply-Pid: {os.getpid()}\r\n")
+        return 1

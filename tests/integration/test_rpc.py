@@ -1,0 +1,232 @@
+"""keepalive.* RPC through the stock kamcmd and JSON-RPC over HTTP, against real Kamailio."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import stat
+import subprocess
+import time
+import urllib.request
+
+import pytest
+
+from ka_core import binrpc
+from tests.conftest import KamailioFactory, result_of
+from tests.harness.kamailio import KAMCMD, Kamailio
+
+pytestmark = pytest.mark.integration
+
+
+def own(kam: Kamailio) -> str:
+    return f"sip:{kam.ip}:{kam.port}"
+
+
+def test_every_command_with_the_c_texts(kam: Kamailio) -> None:
+    uri = own(kam)
+    assert kam.kamcmd("keepalive.add", uri, "rpcowner") == "Ok. Destination added.\n"
+    assert (
+        kam.kamcmd("keepalive.add", uri, "rpcowner") == "error: 500 - couldn't add data to list\n"
+    )
+    assert kam.kamcmd("keepalive.get", uri, "rpcowner") == (
+        f"{{\n\turi: {uri}\n\towner: rpcowner\n\tstate: 0\n}}\n"
+    )
+    assert (
+        kam.kamcmd("keepalive.get", uri) == "error: 500 - Not enough parameters or wrong format\n"
+    )
+    assert kam.kamcmd("keepalive.add", "s:1", "2") == (
+        "error: 500 - Not enough parameters or wrong format\n"
+    )
+    time.sleep(1.0)
+    listing = kam.kamcmd("keepalive.list", "x", "y", "z")
+    lines = listing.splitlines()
+    assert lines[0:3] == ["{", f"\turi: {uri}", "\towner: rpcowner"]
+    assert lines[3].startswith("\tlast checked: ") and lines[4] == ""
+    assert lines[5].startswith("\tlast up: ") and "1970" not in lines[5], "fixed: not swapped"
+    assert lines[7] == "\tlast down: Thu Jan  1 00:00:00 1970"
+    assert lines[9:] == ["\tstate: 1", "}"]
+    info = kam.kamcmd("keepalive.info", uri, "rpcowner")
+    assert "probing: active" in info and "last code: 200" in info
+    assert kam.kamcmd("keepalive.del", uri, "rpcowner") == "Ok. Destination removed.\n"
+    assert (
+        kam.kamcmd("keepalive.get", uri, "rpcowner") == "error: 500 - couldn't get data from list\n"
+    )
+    assert kam.kamcmd("keepalive.del", uri, "rpcowner") == (
+        "error: 500 - couldn't delete data from list\n"
+    )
+    assert kam.kamcmd("keepalive.flush") == "Ok. Destination list flushed.\n"
+    assert kam.kamcmd("keepalive.list") == ""
+
+
+def test_bad_arguments(kam: Kamailio) -> None:
+    assert kam.kamcmd("keepalive.add", "sip:bad host!", "o").startswith(
+        "error: 500 - invalid destination: "
+    )
+    assert kam.kamcmd("keepalive.add") == "error: 500 - Not enough parameters or wrong format\n"
+    assert kam.kamcmd("keepalive.del", "1", "2") == (
+        "error: 500 - Not enough parameters or wrong format\n"
+    )
+    assert kam.kamcmd("keepalive.add", "sip:ünïcødé.example", "ø").startswith(
+        "error: 500 - invalid destination"
+    )
+    assert kam.kamcmd("keepalive.add", f"sip:{kam.ip}:5070", "ø") == "Ok. Destination added.\n"
+    assert "owner: ø" in kam.kamcmd("keepalive.list")
+    big = "sip:" + "a" * 4096
+    assert kam.kamcmd("keepalive.add", big, "o").startswith("error: 500 - invalid destination")
+    assert kam.kamcmd("keepalive.add", own(kam), "o" * 4096).startswith(
+        "error: 500 - invalid destination"
+    )
+    assert kam.kamcmd("keepalive.nosuch") == "error: 500 - command keepalive.nosuch not found\n"
+
+
+def test_other_commands_are_relayed_to_kamailio(kam: Kamailio) -> None:
+    assert kam.kamcmd("core.version").startswith("kamailio 5.6.3")
+    assert "current:" in kam.kamcmd("tm.stats")
+    assert "command no.such not found" in kam.kamcmd("no.such")
+    methods = kam.kamcmd("system.listMethods")
+    assert "keepalive.list" in methods and "core.version" in methods
+    out = subprocess.run(
+        [KAMCMD, "-s", f"unix:{kam.rpc_socket}"], input="keepalive.flush\ncore.uptime\n",
+        capture_output=True, text=True, timeout=10,
+    )  # fmt: skip
+    assert "Ok. Destination list flushed." in out.stdout and "uptime:" in out.stdout
+
+
+def test_socket_is_owner_and_group_only(kam: Kamailio) -> None:
+    mode = stat.S_IMODE(os.stat(kam.rpc_socket).st_mode)
+    assert mode == 0o660
+
+
+def test_rpc_changes_are_shared_state(kam: Kamailio) -> None:
+    uri = own(kam)
+    assert kam.kamcmd("keepalive.add", uri, "o") == "Ok. Destination added.\n"
+    kam.wait_log(rf"destination {uri} owner o: UNKNOWN -> UP", 3)
+    assert result_of(kam, "ka_is_alive", uri) == "1"
+    assert result_of(kam, "ka_is_alive", uri, transport="tcp") == "1"
+    assert kam.kamcmd("keepalive.flush") == "Ok. Destination list flushed.\n"
+    assert result_of(kam, "ka_is_alive", uri) == "-1"
+    pings_before = kam.log().count("UNKNOWN -> UP")
+    time.sleep(1.5)
+    assert kam.log().count("UNKNOWN -> UP") == pings_before
+
+
+def _raw(kam: Kamailio) -> socket.socket:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(5)
+    s.connect(str(kam.rpc_socket))
+    return s
+
+
+def _read_replies(sock: socket.socket, n: int) -> list[tuple[bool, list[binrpc.Value]]]:
+    reader = binrpc.PacketReader(max_packet=1 << 24)
+    out = []
+    while len(out) < n:
+        while (packet := reader.next_packet()) is not None:
+            out.append(binrpc.decode_reply(packet))
+        if len(out) >= n:
+            break
+        data = sock.recv(65536)
+        assert data, "server closed the connection"
+        reader.feed(data)
+    return out
+
+
+def test_pipelined_requests_and_hostile_clients(kam: Kamailio) -> None:
+    with _raw(kam) as s:
+        s.sendall(b"".join(
+            binrpc.encode_request(i, "keepalive.add", [f"sip:10.1.{i // 250}.{i % 250}", "p"])
+            for i in range(200)
+        ))  # fmt: skip
+        replies = _read_replies(s, 200)
+    assert all(r == (False, ["Ok. Destination added."]) for r in replies)
+    with _raw(kam) as garbage:
+        garbage.sendall(os.urandom(64) + b"\xff" * 64)
+        garbage.settimeout(3)
+        with contextlib.suppress(OSError):
+            garbage.recv(100)
+    half = _raw(kam)
+    half.sendall(binrpc.encode_request(1, "keepalive.list", [])[:5])
+    half.close()
+    slow = _raw(kam)
+    slow.sendall(binrpc.encode_request(1, "keepalive.list", [])[:3])  # stays open, incomplete
+    try:
+        assert kam.kamcmd("keepalive.get", "sip:10.1.0.7", "p").startswith("{")
+        assert kam.kamcmd("keepalive.list", "0", "3").count("owner: p") == 3
+    finally:
+        slow.close()
+
+
+def test_kamcmd_never_half_prints_a_large_list(kamailio_factory: KamailioFactory) -> None:
+    kam = kamailio_factory(defines={"KA_PING_INTERVAL": 60})
+    with _raw(kam) as s:
+        s.sendall(b"".join(
+            binrpc.encode_request(i, "keepalive.add", [f"sip:10.2.{i // 250}.{i % 250}", "bulk"])
+            for i in range(1000)
+        ))  # fmt: skip
+        _read_replies(s, 1000)
+    out = kam.kamcmd("keepalive.list")
+    assert out.startswith("error: 500 - reply too big for kamcmd"), out[:300]
+    assert "keepalive.list <offset> <count>" in out and "JSON-RPC" in out
+    assert kam.kamcmd("keepalive.list", "0", "100").count("owner: bulk") == 100
+
+
+def jsonrpc_call(kam: Kamailio, method: str, params: object = None) -> dict:
+    body = {"jsonrpc": "2.0", "method": method, "id": 7}
+    if params is not None:
+        body["params"] = params
+    req = urllib.request.Request(
+        f"http://{kam.ip}:{kam.port}/RPC", data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )  # fmt: skip
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        return json.loads(resp.read())
+
+
+def test_jsonrpc_over_http(kam: Kamailio) -> None:
+    uri = own(kam)
+    assert jsonrpc_call(kam, "keepalive.add", [uri, "http"])["result"] == "Ok. Destination added."
+    dup = jsonrpc_call(kam, "keepalive.add", [uri, "http"])
+    assert dup["error"] == {"code": 500, "message": "couldn't add data to list"}
+    kam.wait_log(rf"destination {uri} owner http: UNKNOWN -> UP", 3)
+    listed = jsonrpc_call(kam, "keepalive.list")["result"]
+    assert listed[0]["uri"] == uri and listed[0]["state"] == 1
+    assert jsonrpc_call(kam, "keepalive.get", {"uri": uri, "owner": "http"})["result"]["state"] == 1
+    assert "kamailio 5.6.3" in jsonrpc_call(kam, "core.version")["result"]
+    assert jsonrpc_call(kam, "keepalive.get", [uri])["error"]["message"] == (
+        "Not enough parameters or wrong format"
+    )
+    curl = subprocess.run(
+        ["curl", "-s", "-d", '{"jsonrpc":"2.0","method":"keepalive.list","id":1}',
+         f"http://{kam.ip}:{kam.port}/RPC"], capture_output=True, text=True, timeout=10,
+    )  # fmt: skip
+    assert json.loads(curl.stdout)["result"][0]["owner"] == "http"
+
+
+DEFAULT_SOCKET = "/run/kamailio/kamailio_ctl"
+
+
+def test_plain_kamcmd_with_the_example_socket_paths(kamailio_factory: KamailioFactory) -> None:
+    """The example config: ka-kemi owns kamcmd's default socket and relays the rest."""
+    if os.path.exists(DEFAULT_SOCKET):
+        with socket.socket(socket.AF_UNIX) as probe:
+            if probe.connect_ex(DEFAULT_SOCKET) == 0:
+                pytest.skip("another Kamailio serves /run/kamailio/kamailio_ctl")
+    os.makedirs("/run/kamailio", exist_ok=True)
+    kam = kamailio_factory(
+        defines={
+            "KA_RPC_SOCKET": f'"{DEFAULT_SOCKET}"',
+            "KA_CTL_FORWARD": '"/run/kamailio/kamailio_ctl.core"',
+        }
+    )
+    plain = subprocess.run([KAMCMD, "keepalive.add", own(kam), "plain"], capture_output=True,
+                           text=True, timeout=10)  # fmt: skip
+    assert plain.stdout == "Ok. Destination added.\n"
+    listing = subprocess.run([KAMCMD, "keepalive.list"], capture_output=True, text=True, timeout=10)
+    assert "owner: plain" in listing.stdout
+    version = subprocess.run([KAMCMD, "core.version"], capture_output=True, text=True, timeout=10)
+    assert version.stdout.startswith("kamailio 5.6.3")
+    interactive = subprocess.run([KAMCMD], input="keepalive.list\ncore.uptime\n",
+                                 capture_output=True, text=True, timeout=10)  # fmt: skip
+    assert "owner: plain" in interactive.stdout and "uptime:" in interactive.stdout

@@ -1,0 +1,120 @@
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pytest
+
+from ka_core import jsonrpc
+from ka_core.errors import RpcFault
+from ka_core.rpc import RpcCommands, ctime
+from ka_core.state import State
+from ka_core.table import SharedTable, buffer_size
+
+
+@pytest.fixture
+def commands() -> RpcCommands:
+    buf = bytearray(buffer_size(8, 16))
+    SharedTable.format_buffer(buf, 8, 16)
+    return RpcCommands(SharedTable(buf, threading.Lock()), 30, lambda: 1_700_000_000.0)
+
+
+def fault_of(commands: RpcCommands, method: str, *params: object) -> str:
+    with pytest.raises(RpcFault) as err:
+        commands.call(method, list(params))
+    return f"{err.value.code} - {err.value.text}"
+
+
+def test_c_reply_texts(commands: RpcCommands) -> None:
+    assert commands.call("keepalive.add", ["sip:127.0.0.1:5073", "rpcowner"]) == [
+        "Ok. Destination added."
+    ]
+    assert fault_of(commands, "keepalive.add", "sip:127.0.0.1:5073", "rpcowner") == (
+        "500 - couldn't add data to list"
+    )
+    assert commands.call("keepalive.get", ["sip:127.0.0.1:5073", "rpcowner"]) == [
+        {"uri": "sip:127.0.0.1:5073", "owner": "rpcowner", "state": 0}
+    ]
+    assert fault_of(commands, "keepalive.get", "sip:127.0.0.1:5075") == (
+        "500 - Not enough parameters or wrong format"
+    )
+    assert fault_of(commands, "keepalive.add", "s:1", 2) == (
+        "500 - Not enough parameters or wrong format"
+    )
+    assert commands.call("keepalive.del", ["sip:127.0.0.1:5073", "rpcowner"]) == [
+        "Ok. Destination removed."
+    ]
+    assert fault_of(commands, "keepalive.get", "sip:127.0.0.1:5073", "rpcowner") == (
+        "500 - couldn't get data from list"
+    )
+    assert fault_of(commands, "keepalive.del", "sip:127.0.0.1:5073", "rpcowner") == (
+        "500 - couldn't delete data from list"
+    )
+    assert commands.call("keepalive.flush", []) == ["Ok. Destination list flushed."]
+    assert commands.call("keepalive.list", ["x", "y", "z"]) == []
+    assert fault_of(commands, "keepalive.nope") == "500 - command keepalive.nope not found"
+
+
+def test_invalid_uri_is_a_clear_fault(commands: RpcCommands) -> None:
+    assert fault_of(commands, "keepalive.add", "sip:bad host!", "o").startswith(
+        "500 - invalid destination: "
+    )
+
+
+def test_list_is_newest_first_with_ctime_fields(commands: RpcCommands) -> None:
+    commands.call("keepalive.add", ["10.0.0.1", "a"])
+    table = commands._table
+    slot = table.find("sip:10.0.0.1:5060", "a")
+    table.record_result(
+        slot, table.read(slot).gen, state=State.UP, failures=0, stopped=False, code=200,
+        wall=1_700_000_100.0, rtt_ms=1.0, replied=True,
+    )  # fmt: skip
+    time.sleep(0.001)
+    clock_commands = RpcCommands(table, 30, lambda: 1_700_000_050.0)
+    clock_commands.call("keepalive.add", ["10.0.0.2", "b"])
+    first, second = commands.call("keepalive.list", [])
+    assert first["uri"] == "sip:10.0.0.2" and second["uri"] == "sip:10.0.0.1"
+    assert list(second) == ["uri", "owner", "last checked", "last up", "last down", "state"]
+    assert second["last up"] == ctime(1_700_000_100.0) and second["last up"].endswith("\n")
+    assert second["last down"] == "Thu Jan  1 00:00:00 1970\n"
+
+
+def test_last_up_and_last_down_are_not_swapped(commands: RpcCommands) -> None:
+    """C 5.6.3 sets last_down on a 2xx and last_up on a failure; fixed here."""
+    commands.call("keepalive.add", ["10.0.0.1", "a"])
+    table = commands._table
+    slot = table.find("sip:10.0.0.1:5060")
+    gen = table.read(slot).gen
+    table.record_result(slot, gen, state=State.DOWN, failures=1, stopped=False, code=503,
+                        wall=2000.0, rtt_ms=1, replied=True)  # fmt: skip
+    (rec,) = commands.call("keepalive.list", [])
+    assert rec["last down"] == ctime(2000.0) and rec["last up"] == ctime(0)
+
+
+def test_list_paging(commands: RpcCommands) -> None:
+    for i in range(5):
+        commands.call("keepalive.add", [f"10.0.0.{i}", "o"])
+    assert len(commands.call("keepalive.list", [1, 2])) == 2
+    assert len(commands.call("keepalive.list", [3])) == 2
+    assert len(commands.call("keepalive.list", [])) == 5
+
+
+def test_jsonrpc_answers_ours_and_passes_the_rest(commands: RpcCommands) -> None:
+    def ask(obj: object) -> dict | None:
+        out = jsonrpc.answer(json.dumps(obj).encode(), commands)
+        return None if out is None else json.loads(out)
+
+    add = ask({"jsonrpc": "2.0", "method": "keepalive.add", "params": ["10.0.0.1", "o"], "id": 1})
+    assert add == {"jsonrpc": "2.0", "id": 1, "result": "Ok. Destination added."}
+    listed = ask({"jsonrpc": "2.0", "method": "keepalive.list", "id": 2})
+    assert listed["result"][0]["uri"] == "sip:10.0.0.1"
+    assert listed["result"][0]["last up"] == "Thu Jan  1 00:00:00 1970"
+    dup = ask({"jsonrpc": "2.0", "method": "keepalive.add", "params": ["10.0.0.1", "o"], "id": 3})
+    assert dup["error"] == {"code": 500, "message": "couldn't add data to list"}
+    named = ask({"jsonrpc": "2.0", "method": "keepalive.get",
+                 "params": {"uri": "10.0.0.1", "owner": "o"}, "id": 4})  # fmt: skip
+    assert named["result"]["state"] == 0
+    assert ask({"jsonrpc": "2.0", "method": "core.version", "id": 5}) is None
+    bad = jsonrpc.answer(b"{not json", commands)
+    assert bad is not None and json.loads(bad)["error"]["code"] == jsonrpc.PARSE_ERROR

@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ka_core.errors import InvalidUri
+from ka_core.uri import lookup_key, parse_uri
+
+
+@pytest.mark.parametrize(
+    ("text", "display", "key"),
+    [
+        ("127.0.0.1", "sip:127.0.0.1", "sip:127.0.0.1:5060"),
+        ("sip:127.0.0.1:5070", "sip:127.0.0.1:5070", "sip:127.0.0.1:5070"),
+        ("SIP:Example.COM", "SIP:Example.COM", "sip:example.com:5060"),
+        ("sips:gw.example.com", "sips:gw.example.com", "sips:gw.example.com:5061"),
+        ("[::1]:5080", "sip:[::1]:5080", "sip:[::1]:5080"),
+        ("sip:[0:0::1]", "sip:[0:0::1]", "sip:[::1]:5060"),
+        ("h:5062;transport=TCP", "sip:h:5062;transport=TCP", "sip:h:5062;transport=tcp"),
+        ("sip:alice@10.0.0.1", "sip:alice@10.0.0.1", "sip:alice@10.0.0.1:5060"),
+    ],
+)
+def test_display_and_canonical_key(text: str, display: str, key: str) -> None:
+    uri = parse_uri(text)
+    assert (uri.display, uri.key) == (display, key)
+
+
+def test_lookup_with_or_without_scheme_matches_the_same_key() -> None:
+    """C's ka_is_alive fails on 'sip:' and 'sips:' lookups; here all spellings match."""
+    assert lookup_key("10.1.1.1") == lookup_key("sip:10.1.1.1:5060") == lookup_key("SIP:10.1.1.1")
+    assert lookup_key("sips:10.1.1.1") == "sips:10.1.1.1:5061"
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "", "   ", "sip:", "sip:host:", "sip:host:0", "sip:host:65536", "sip:host:abc",
+        "http://x", "sip:::1", "sip:[::1", "sip:[zz::1]", "sip:1.2.3.999", "sip:-bad-.com",
+        "sip:h;transport=sctp", "sip:h;lr", "sip:h;transport=udp;transport=tcp",
+        "sip:hé.com", "sip:a b", "sip:h\x00", "x" * 300, "sips:h;transport=udp",
+    ],
+)  # fmt: skip
+def test_bad_uris_are_rejected_with_a_reason(bad: str) -> None:
+    with pytest.raises(InvalidUri) as err:
+        parse_uri(bad)
+    assert str(err.value)
+
+
+def test_non_string_is_rejected() -> None:
+    with pytest.raises(InvalidUri, match="must be a string"):
+        parse_uri(5)  # type: ignore[arg-type]
+
+
+@given(st.text(max_size=300))
+def test_any_text_parses_or_raises_invalid_uri(text: str) -> None:
+    try:
+        uri = parse_uri(text)
+    except InvalidUri:
+        return
+    assert parse_uri(uri.key).key == uri.key
+    assert parse_uri(uri.display).key == uri.key
+
+
+@given(
+    st.sampled_from(["sip:", "sips:", ""]),
+    st.ip_addresses(v=4).map(str) | st.ip_addresses(v=6).map(lambda a: f"[{a}]"),
+    st.none() | st.integers(1, 65535),
+    st.sampled_from(["", ";transport=tcp", ";transport=tls", ";transport=udp"]),
+)
+def test_generated_valid_uris_round_trip(scheme: str, host: str, port: int | None, tp: str) -> None:
+    if scheme == "sips:" and tp == ";transport=udp":
+        return
+    text = f"{scheme}{host}{'' if port is None else f':{port}'}{tp}"
+    uri = parse_uri(text)
+    assert uri.port == (port or (5061 if scheme == "sips:" else 5060))
+    assert parse_uri(uri.key) == parse_uri(uri.key)
+    assert lookup_key(uri.display) == uri.key
