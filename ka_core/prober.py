@@ -19,7 +19,7 @@ import heapq
 from dataclasses import dataclass
 
 from ka_core.events import Event, ProbingStopped, ResponseReceived, StateChanged
-from ka_core.scheduler import Scheduler, first_due, next_due
+from ka_core.scheduler import FIRST_DELAY_S, TICK_S, Scheduler, first_due, next_due, on_grid
 from ka_core.state import State, apply, outcome_of
 from ka_core.table import KIND_ADDED, KIND_REPLY, RingEntry, SharedTable
 from ka_core.uri import address_tag, parse_uri
@@ -71,6 +71,7 @@ class Prober:
         self._pending: dict[int, _Pending] = {}
         self._timeouts: list[tuple[float, int]] = []
         self._seq = 0
+        self._started = False
 
     @property
     def outstanding(self) -> int:
@@ -80,8 +81,10 @@ class Prober:
         """Apply ring entries: new destinations get scheduled, replies get applied."""
         events: list[Event] = []
         added = [e for e in entries if e.kind == KIND_ADDED]
+        delay = FIRST_DELAY_S if self._started else 0.0  # the start-up list: at once
+        self._started = True
         for index, entry in enumerate(added):
-            self._adopt(entry.slot, entry.gen, now, index, len(added))
+            self._adopt(entry.slot, entry.gen, now, index, len(added), delay)
         for entry in entries:
             if entry.kind == KIND_REPLY and self._from_destination(entry.seq, entry.slot):
                 events.extend(self._finish(entry.seq, entry.code, entry.mono, entry.wall, True))
@@ -99,19 +102,28 @@ class Prober:
             if dest is None or dest.stopped:
                 continue
             self._seq = (self._seq + 1) & 0xFFFFFFFF
-            timeout = min(self._timeout_s, dest.interval_s)
-            self._pending[self._seq] = _Pending(slot, gen, now, now + timeout)
-            heapq.heappush(self._timeouts, (now + timeout, self._seq))
+            # on time: the deadline stays on the grid, so timeouts share the ping wake-ups
+            start = due if now - due < TICK_S / 2 else now
+            deadline = start + min(self._timeout_s, dest.interval_s)
+            self._pending[self._seq] = _Pending(slot, gen, now, deadline)
+            heapq.heappush(self._timeouts, (deadline, self._seq))
             following = next_due(due, dest.interval_s, now)
             self._schedule.schedule(following, slot, gen)
             self._table.record_ping(slot, gen, wall + (following - now))
             pings.append(Ping(self._seq, slot, gen, dest.uri))
         return pings, events
 
-    def next_deadline(self) -> float | None:
+    def next_deadline(self, now: float) -> float | None:
+        """When the glue must call again at the latest.
+
+        While pings are outstanding that is the next grid point too: SIP workers queue
+        replies that change no state without waking the pinger, so it drains them then.
+        """
         candidates = [self._schedule.next_deadline()]
         if self._timeouts:
             candidates.append(self._timeouts[0][0])
+        if self._pending:
+            candidates.append(on_grid(now + 0.005))
         present = [c for c in candidates if c is not None]
         return min(present) if present else None
 
@@ -119,7 +131,9 @@ class Prober:
         """A ping the glue could not hand to Kamailio counts as a failure right away."""
         return self._finish(seq, TIMEOUT_CODE, now, wall, False)
 
-    def _adopt(self, slot: int, gen: int, now: float, index: int, batch: int) -> None:
+    def _adopt(
+        self, slot: int, gen: int, now: float, index: int, batch: int, delay_s: float
+    ) -> None:
         if not self._table.is_used(slot, gen):
             return
         rec = self._table.read(slot)
@@ -128,7 +142,7 @@ class Prober:
             gen, rec.uri, rec.owner, interval_s, rec.state, rec.failures, rec.stopped,
             rec.state_cb, rec.response_cb, rec.user, address_tag(parse_uri(rec.key).host),
         )  # fmt: skip
-        self._schedule.schedule(first_due(now, index, batch, interval_s), slot, gen)
+        self._schedule.schedule(first_due(now, index, batch, interval_s, delay_s), slot, gen)
 
     def _from_destination(self, seq: int, source: int) -> bool:
         """False for a reply from another address than the (IP) destination: spoofed or

@@ -1,27 +1,44 @@
-"""When each destination is due: a heap of absolute monotonic deadlines.
+"""When each destination is due: a heap of absolute monotonic deadlines on a 100 ms grid.
 
 Steady schedule: the next ping is due one interval after the previous *due time*, not after
 the moment it was sent, so a slow tick never makes the schedule drift.  If the pinger falls
 more than one interval behind, missed rounds are skipped rather than sent in a burst.
 
-Spreading: destinations added in one batch (the static list at start-up, a bulk RPC add) get
-first-ping times spread evenly over their interval, so a large list never pings in one burst.
-A destination added alone is pinged ``FIRST_DELAY_S`` after it was added, as in C.
+Grid: first pings are placed on multiples of ``TICK_S``, so (with whole-tick intervals, which
+every interval in seconds is) every later ping lands on the grid too.  The pinger then wakes
+at most once per tick and sends that tick's pings together: each wake-up costs tens of µs of
+CPU on a virtual machine whatever it does, so one per ping made small lists expensive
+(measured: ~600 µs per ping at 100 destinations, against ~55 µs for a bare wake-up).
+
+Spreading: destinations adopted together (the static list at start-up, a bulk RPC add) get
+first-ping times spread evenly over their interval, so a large list never pings in one burst;
+the start-up list starts at once, later additions ``FIRST_DELAY_S`` (rounded up to the grid,
+so 0.35-0.45 s, "about 0.5 s" as in C).
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
+import math
 
-FIRST_DELAY_S = 0.5
+TICK_S = 0.1
+FIRST_DELAY_S = 0.35
+SMALL_BATCH = 10
+"""Up to this many destinations adopted together are all pinged after ``FIRST_DELAY_S``
+(a few quick ``ka_add_destination`` calls); larger batches are spread over the interval."""
 
 
-def first_due(now: float, index: int, batch: int, interval_s: float) -> float:
-    """First ping time of the ``index``-th of ``batch`` destinations added together."""
-    if batch <= 1:
-        return now + FIRST_DELAY_S
-    return now + FIRST_DELAY_S + interval_s * index / batch
+def on_grid(t: float) -> float:
+    """The first grid point at or after ``t``."""
+    return round(math.ceil(t / TICK_S - 1e-6) * TICK_S, 9)
+
+
+def first_due(now: float, index: int, batch: int, interval_s: float, delay_s: float) -> float:
+    """First ping time of the ``index``-th of ``batch`` destinations adopted together."""
+    if batch <= SMALL_BATCH:
+        return on_grid(now + delay_s)
+    return on_grid(now + delay_s + interval_s * index / batch)
 
 
 def next_due(previous_due: float, interval_s: float, now: float) -> float:

@@ -44,6 +44,15 @@ def outcome_of(code: int) -> Outcome:
     return Outcome.SUCCESS if 200 <= code <= 299 else Outcome.FAILURE
 
 
+def changes_state(state: int, code: int) -> bool:
+    """Whether a final reply ``code`` moves a destination out of ``state`` (raw table value)."""
+    try:
+        current = State(state)
+    except ValueError:
+        return True
+    return TRANSITIONS[(current, outcome_of(code))] is not current
+
+
 @dataclass(frozen=True, slots=True)
 class Step:
     """Result of applying one outcome to a destination."""

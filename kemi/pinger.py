@@ -4,9 +4,10 @@ Theory of operation.  Threads never run in SIP workers on 5.6.3 (app_python3 nev
 the GIL), but they do in a process whose Python code blocks in Python.  So:
 
 * the **core thread** owns the ``Prober``: it drains the shared ring, asks for due pings and
-  timeouts, serves the BINRPC socket, runs the resulting jobs (send an OPTIONS through tm,
-  write a log line, run a user callback) and sleeps in ``select`` until the next deadline or
-  a wake-up byte from another process;
+  timeouts, serves the BINRPC socket, acts on the results (send an OPTIONS through tm, write
+  a log line, run a user callback) and sleeps in ``select`` until the next deadline (pings
+  and timeouts sit on a 100 ms grid, see ``ka_core.scheduler``) or a wake-up byte from
+  another process (an RPC, an added destination, a reply that changes a state);
 * the **main thread** (the rtimer callback) starts it and parks in ``join``.  The core thread
   is thus the only thread that calls ``KSR``, so request building never races.
 """
@@ -15,17 +16,16 @@ from __future__ import annotations
 
 import importlib
 import os
-import queue
 import select
 import threading
 import time
 import traceback
 from collections.abc import Callable
-from functools import partial
 
+from ka_core.callid import callid_prefix, make_callid, parse_callid
 from ka_core.events import Event, ProbingStopped, ResponseReceived, StateChanged
 from ka_core.prober import Ping, Prober
-from ka_core.state import State
+from ka_core.state import State, changes_state
 from ka_core.uri import address_tag
 from kemi import ksr_port, runtime
 from kemi.api import decode_user
@@ -34,11 +34,6 @@ from kemi.runtime import Runtime
 
 MAX_SLEEP_S = 1.0
 JOB_WAIT_S = 0.5
-Job = Callable[[], None]
-
-
-def callid_prefix(token: str) -> str:
-    return f"ka{token}."
 
 
 def resolve_callback(path: str) -> Callable[..., object]:
@@ -68,8 +63,7 @@ class Pinger:
             delete_counter=rt.config.delete_counter,
             ping_timeout_s=rt.config.ping_timeout_ms / 1000.0,
         )
-        self._jobs: queue.SimpleQueue[Job] = queue.SimpleQueue()
-        self._unsent: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self._unsent: list[int] = []
         self._prefix = callid_prefix(rt.token)
         self._servers: list[RpcServer] = []
         if rt.config.rpc_socket:
@@ -93,17 +87,6 @@ class Pinger:
         while core.is_alive():
             core.join(timeout=JOB_WAIT_S)
 
-    def _run_jobs(self) -> None:
-        while True:
-            try:
-                job = self._jobs.get_nowait()
-            except queue.Empty:
-                return
-            try:
-                job()
-            except Exception:
-                ksr_port.err(f"pinger job failed: {traceback.format_exc()}")
-
     # -- core thread ---------------------------------------------------------------------
 
     def _core_loop(self) -> None:
@@ -111,24 +94,26 @@ class Pinger:
             try:
                 self._step()
             except Exception:
-                self._jobs.put(
-                    partial(ksr_port.err, f"pinger core error: {traceback.format_exc()}")
-                )
+                ksr_port.err(f"pinger core error: {traceback.format_exc()}")
                 time.sleep(0.1)
 
     def _step(self) -> None:
         now, wall = time.monotonic(), time.time()
         events = self._prober.handle(self._rt.table.drain(), now, wall)
-        while not self._unsent.empty():
-            events.extend(self._prober.forget_unsent(self._unsent.get(), now, wall))
+        for seq in self._unsent:
+            events.extend(self._prober.forget_unsent(seq, now, wall))
+        self._unsent.clear()
         pings, timeouts = self._prober.poll(now, wall)
         for ping in pings:
-            self._jobs.put(self._send_job(ping))
+            self._send(ping)
         for event in events + timeouts:
-            self._jobs.put(self._event_job(event))
-        self._run_jobs()
-        deadline = self._prober.next_deadline()
-        sleep = MAX_SLEEP_S if deadline is None else max(0.0, min(MAX_SLEEP_S, deadline - now))
+            try:
+                self._act(event)
+            except Exception:
+                ksr_port.err(f"keepalive event {event!r} failed: {traceback.format_exc()}")
+        deadline = self._prober.next_deadline(now)
+        later = time.monotonic()
+        sleep = MAX_SLEEP_S if deadline is None else max(0.0, min(MAX_SLEEP_S, deadline - later))
         readers: list[int] = [self._rt.wake_read_fd]
         writers: list[int] = []
         for server in self._servers:
@@ -141,57 +126,46 @@ class Pinger:
         for server in self._servers:
             server.handle(ready, writable)
 
-    def _send_job(self, ping: Ping) -> Job:
-        def send() -> None:
-            callid = f"{self._prefix}{ping.seq:x}"
-            if ksr_port.send_options(ping.uri, self._rt.config.ping_from, callid) < 0:
-                ksr_port.warn(f"could not send OPTIONS to {ping.uri}")
-                self._unsent.put(ping.seq)
-                self._rt.wake()
+    def _send(self, ping: Ping) -> None:
+        callid = make_callid(self._prefix, ping.seq, ping.slot)
+        if ksr_port.send_options(ping.uri, self._rt.config.ping_from, callid) < 0:
+            ksr_port.warn(f"could not send OPTIONS to {ping.uri}")
+            self._unsent.append(ping.seq)  # a failure at the next step (within one tick)
 
-        return send
-
-    def _event_job(self, event: Event) -> Job:
-        def run() -> None:
-            if isinstance(event, StateChanged):
-                ksr_port.info(
-                    f"destination {event.uri} owner {event.owner}: "
-                    f"{event.old.name} -> {event.new.name}"
-                )
-                if event.callback:
-                    resolve_callback(event.callback)(
-                        event.uri, int(event.new), decode_user(event.user)
-                    )
-            elif isinstance(event, ResponseReceived):
-                if event.callback:
-                    resolve_callback(event.callback)(event.uri, event.code, decode_user(event.user))
-            elif isinstance(event, ProbingStopped):
-                ksr_port.warn(
-                    f"destination {event.uri} owner {event.owner}: {event.failures} "
-                    f"consecutive failures, probing stopped (state {State.DOWN.name}) "
-                    "until it is added again"
-                )
-
-        return run
+    def _act(self, event: Event) -> None:
+        if isinstance(event, StateChanged):
+            ksr_port.info(
+                f"destination {event.uri} owner {event.owner}: {event.old.name} -> {event.new.name}"
+            )
+            if event.callback:
+                resolve_callback(event.callback)(event.uri, int(event.new), decode_user(event.user))
+        elif isinstance(event, ResponseReceived):
+            if event.callback:
+                resolve_callback(event.callback)(event.uri, event.code, decode_user(event.user))
+        elif isinstance(event, ProbingStopped):
+            ksr_port.warn(
+                f"destination {event.uri} owner {event.owner}: {event.failures} "
+                f"consecutive failures, probing stopped (state {State.DOWN.name}) "
+                "until it is added again"
+            )
 
 
 def on_reply() -> int:
     """Call from ``ksr_reply_route``: hands a reply to one of our pings to the pinger."""
     rt = runtime.get()
     callid, code, source = ksr_port.reply_fields()
-    prefix = callid_prefix(rt.token)
-    if not callid or not callid.startswith(prefix) or code is None or int(code) < 200:
+    if not callid or code is None or int(code) < 200:
         return 1
-    try:
-        seq = int(callid[len(prefix) :], 16)
-    except ValueError:
+    ours = parse_callid(callid, callid_prefix(rt.token))
+    if ours is None or ours[1] >= rt.table.capacity:
         return 1
     if not ksr_port.reply_matches_transaction():
         ksr_port.warn(f"ignoring reply {code} with our Call-ID but no transaction, from {source}")
         return 1
+    seq, slot = ours
     tag = address_tag(source) if source else 0
-    if rt.table.push_reply(seq, int(code), time.monotonic(), time.time(), tag):
-        rt.wake()
-    else:
+    if not rt.table.push_reply(seq, int(code), time.monotonic(), time.time(), tag):
         ksr_port.warn("pinger queue full: reply dropped")
+    elif changes_state(rt.table.hot(slot)[2], int(code)):
+        rt.wake()  # a state change is applied at once; other replies wait for the next tick
     return 1

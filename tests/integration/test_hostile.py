@@ -38,9 +38,10 @@ def test_spoofed_stray_late_and_duplicated_replies(
     add(kam, uri)
     ping = uas.wait_requests(1, timeout=3)[0]
     callid = ping.headers["Call-ID"]
-    prefix, seq = callid.rsplit(".", 1)
+    prefix, seq, slot = callid.rsplit(".", 2)
     target = (kam.ip, kam.port)
-    uas.send_raw(reply_to(ping, callid=f"{prefix}.{int(seq, 16) + 7:x}"), target)  # unknown ping
+    unknown_ping = f"{prefix}.{int(seq, 16) + 7:x}.{slot}"
+    uas.send_raw(reply_to(ping, callid=unknown_ping), target)
     uas.send_raw(reply_to(ping, callid="unrelated@elsewhere"), target)  # not ours
     uas.send_raw(reply_to(ping, branch="z9hG4bKforged"), target)  # no such transaction
     other.send_raw(reply_to(ping), target)  # right ids, wrong source address

@@ -8,6 +8,7 @@ import threading
 from ka_core import registry
 from ka_core.events import ProbingStopped, ResponseReceived, StateChanged
 from ka_core.prober import Prober
+from ka_core.scheduler import SMALL_BATCH, on_grid
 from ka_core.state import State
 from ka_core.table import SharedTable, buffer_size
 from ka_core.uri import address_tag
@@ -32,30 +33,56 @@ def reply(table: SharedTable, prober: Prober, seq: int, code: int, now: float):
     return prober.handle(table.drain(), now, now + 900)
 
 
-def test_single_add_pings_after_half_a_second_then_every_interval() -> None:
-    table, prober = setup()
-    assert prober.poll(100.4, 0)[0] == []
+def ping_times(table: SharedTable, prober: Prober, start: float, end: float) -> list[float]:
+    """Times of the pings sent while polling every 10 ms (every ping answered 200)."""
     times = []
-    now = 100.0
-    while now < 131:
+    now = start
+    while now < end:
         pings, _ = prober.poll(now, 0)
         times += [now] * len(pings)
         for p in pings:
             reply(table, prober, p.seq, 200, now)
-        now = round(now + 0.1, 1)
-    assert times == [100.5, 110.5, 120.5, 130.5]
+        now = round(now + 0.01, 2)
+    return times
 
 
-def test_batch_is_spread_over_the_interval() -> None:
-    _table, prober = setup(n=10, interval=10)
-    sent = []
-    now = 100.0
-    while now < 110.5:
-        sent += [now for _ in prober.poll(now, 0)[0]]
-        now = round(now + 0.05, 2)
-    assert len(sent) == 10
+def test_start_up_list_is_pinged_at_once() -> None:
+    table, prober = setup()
+    assert ping_times(table, prober, 100.0, 121) == [100.0, 110.0, 120.0]
+
+
+def test_single_add_pings_after_about_half_a_second_on_the_grid_then_every_interval() -> None:
+    table, prober = setup(n=0)
+    registry.add(table, "10.0.0.9", "t", interval_s=10, wall=0)
+    prober.handle(table.drain(), 100.03, 0)
+    times = ping_times(table, prober, 100.03, 131)
+    assert times == [100.4, 110.4, 120.4, 130.4]
+
+
+def test_a_few_adds_together_are_all_pinged_after_the_delay() -> None:
+    table, prober = setup(n=0)
+    for i in range(SMALL_BATCH):
+        registry.add(table, f"10.0.1.{i}", "t", interval_s=10, wall=0)
+    prober.handle(table.drain(), 100.0, 0)
+    assert ping_times(table, prober, 100.0, 101) == [100.4] * SMALL_BATCH
+
+
+def test_batch_is_spread_over_the_interval_on_the_grid() -> None:
+    table, prober = setup(n=20, interval=10)
+    sent = ping_times(table, prober, 100.0, 110)
+    assert len(sent) == 20
+    assert all(t == on_grid(t) for t in sent)
     gaps = [b - a for a, b in itertools.pairwise(sent)]
-    assert all(0.9 <= g <= 1.1 for g in gaps), gaps
+    assert all(abs(g - 0.5) < 1e-6 for g in gaps), gaps
+
+
+def test_timeout_of_an_on_time_ping_shares_the_grid() -> None:
+    _table, prober = setup(timeout=2.0)
+    assert len(prober.poll(100.001, 0)[0]) == 1
+    assert prober.next_deadline(100.002) == 100.1  # draining replies on the next tick
+    assert prober.poll(101.999, 0)[1] == []
+    _, events = prober.poll(102.0, 0)
+    assert any(isinstance(e, StateChanged) and e.new is State.DOWN for e in events)
 
 
 def test_reply_sets_up_and_emits_callbacks_once() -> None:
@@ -114,11 +141,12 @@ def test_deleted_destination_is_not_pinged_any_more() -> None:
 
 def test_schedule_does_not_drift_when_the_loop_is_late() -> None:
     table, prober = setup(interval=10)
-    (p,), _ = prober.poll(100.7, 0)  # 0.2 s late
-    reply(table, prober, p.seq, 200, 100.8)
-    assert prober.poll(110.4, 0)[0] == []
-    assert len(prober.poll(110.5, 0)[0]) == 1  # due at 110.5, not 110.7
-    assert prober.poll(150.0, 0)[0] != [] and prober.next_deadline() is not None
+    (p,), _ = prober.poll(100.2, 0)  # 0.2 s late
+    reply(table, prober, p.seq, 200, 100.3)
+    assert prober.poll(109.9, 0)[0] == []
+    assert prober.next_deadline(109.9) == 110.0
+    assert len(prober.poll(110.0, 0)[0]) == 1  # due at 110.0, not 110.2
+    assert prober.poll(150.0, 0)[0] != [] and prober.next_deadline(150.0) is not None
 
 
 def test_reply_from_another_address_is_ignored_and_keeps_the_ping_pending() -> None:
