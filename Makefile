@@ -74,5 +74,9 @@ containers:
 # Benchmarks against the C keepalive module (bench/, docs/benchmarks.md): full set < 20 min,
 # then the results page; QUICK=1 is the < 3 min smoke mode (docs untouched).
 .PHONY: bench
+# tcpdump: the detection benchmark times failures from the wire.
 bench: install
+	@dpkg-query -W -f='$${Status}' tcpdump 2>/dev/null | grep -q "ok installed" || \
+		{ export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && \
+		  apt-get install -y -qq --no-install-recommends tcpdump >/dev/null; }
 	$(VPY) -m bench.run_all $(if $(QUICK),--quick,--report)

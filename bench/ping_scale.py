@@ -43,8 +43,7 @@ from bench.common import (
     workdir,
     write_result,
 )
-from ka_core.table import buffer_size
-from kemi.runtime import RING_CAPACITY
+from ka_core.table import buffer_size, ring_capacity_for
 
 BENCH_ID = 2
 SHM_MB = 256
@@ -135,7 +134,8 @@ def one_run(
     result["us_per_ping"] = cpu / 1000 / pings if pings else None
     steady = float(np.median(shm_samples)) - idle["real_used"]
     peak = shm_end["max_used"] - idle["max_used"]
-    table = buffer_size(max(n, 100) + 16, RING_CAPACITY) if side == "ka" else 0
+    max_dests = max(n, 100) + 16
+    table = buffer_size(max_dests, ring_capacity_for(max_dests)) if side == "ka" else 0
     result.update(
         {
             "shm_steady_mb": steady / 2**20,

@@ -59,8 +59,11 @@ def answer(body: bytes, commands: RpcCommands) -> str | None:
     if not isinstance(params, list):
         return _error(req_id, INVALID_REQUEST, "params must be an array")
     try:
+        if method == "keepalive.list":  # the big one: built clean, no second pass
+            listing = commands.list_json(params)
+            return json.dumps({"jsonrpc": "2.0", "id": req_id, "result": listing})
         values: list[RpcValue] = commands.call(method, params)
     except RpcFault as fault:
         return _error(req_id, fault.code, fault.text)
-    result: object = values if method in ("keepalive.list", "keepalive.info") else values[0]
+    result: object = values if method == "keepalive.info" else values[0]
     return json.dumps({"jsonrpc": "2.0", "id": req_id, "result": _clean(result)})

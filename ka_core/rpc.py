@@ -12,6 +12,7 @@ lookups match the canonical URI; ``keepalive.info`` is new.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Sequence
 
@@ -24,7 +25,7 @@ from ka_core.errors import (
     TableFull,
     UnknownDestination,
 )
-from ka_core.table import Record, SharedTable
+from ka_core.table import Record, SharedTable, Summary
 
 RpcValue = int | str | float | dict[str, object] | list[object]
 
@@ -41,18 +42,24 @@ METHODS = (
 )
 
 
-def ctime(wall: float) -> str:
-    """``ctime_r()`` text as C prints it, trailing newline included."""
-    return time.ctime(wall) + "\n"
+def ctime(wall: float, newline: bool = True) -> str:
+    """``ctime_r()`` text as C prints it, trailing newline included (BINRPC)."""
+    return _ctime(int(wall), newline)
 
 
-def list_struct(rec: Record) -> dict[str, object]:
+@functools.lru_cache(maxsize=4096)
+def _ctime(second: int, newline: bool) -> str:
+    """Cached per second: a listing of 10,000 destinations has only a few distinct times."""
+    return time.ctime(second) + "\n" if newline else time.ctime(second)
+
+
+def list_struct(rec: Record | Summary, newline: bool = True) -> dict[str, object]:
     return {
         "uri": rec.uri,
         "owner": rec.owner,
-        "last checked": ctime(rec.last_checked),
-        "last up": ctime(rec.last_up),
-        "last down": ctime(rec.last_down),
+        "last checked": ctime(rec.last_checked, newline),
+        "last up": ctime(rec.last_up, newline),
+        "last down": ctime(rec.last_down, newline),
         "state": int(rec.state),
     }
 
@@ -83,6 +90,10 @@ def newest_first(table: SharedTable) -> list[Record]:
     return sorted(table.records(), key=lambda r: (r.added, r.slot), reverse=True)
 
 
+def _newest_first_summaries(table: SharedTable) -> list[Summary]:
+    return sorted(table.summaries(), key=lambda r: (r.added, r.slot), reverse=True)
+
+
 class RpcCommands:
     """Dispatch ``keepalive.*`` commands against the shared table."""
 
@@ -108,15 +119,19 @@ class RpcCommands:
             raise RpcFault(500, f"command {method} not found")
         return handler(params)
 
-    def _list(self, params: Sequence[object]) -> list[RpcValue]:
+    def list_json(self, params: Sequence[object]) -> list[RpcValue]:
+        """``keepalive.list`` with times without ``ctime``'s newline (JSON-RPC)."""
+        return self._list(params, newline=False)
+
+    def _list(self, params: Sequence[object], newline: bool = True) -> list[RpcValue]:
         """C ignores parameters; ints ``[offset [count]]`` page through a large list."""
-        records = newest_first(self._table)
+        records = _newest_first_summaries(self._table)
         ints = [p for p in params[:2] if isinstance(p, int) and not isinstance(p, bool)]
         if len(ints) == len(params[:2]) and ints:
             offset = max(ints[0], 0)
             count = ints[1] if len(ints) > 1 else len(records)
             records = records[offset : offset + max(count, 0)]
-        return [list_struct(r) for r in records]
+        return [list_struct(r, newline) for r in records]
 
     def _info(self, params: Sequence[object]) -> list[RpcValue]:
         if params:

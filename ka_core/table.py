@@ -19,12 +19,13 @@ Tests pass a ``bytearray`` and a ``threading.Lock``: this module never knows abo
 
 from __future__ import annotations
 
+import functools
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from ka_core.errors import DuplicateDestination, InvalidArgument, TableFull, UnknownDestination
 from ka_core.state import State
@@ -55,6 +56,19 @@ KIND_REPLY = 2
 MAX_OWNER_BYTES = _STR_AT["owner"][1] - 1
 MAX_USER_BYTES = _STR_AT["user"][1]
 MAX_CALLBACK_BYTES = _STR_AT["state_cb"][1]
+
+
+class Summary(NamedTuple):
+    """The ``keepalive.list`` view of a record (``state`` as the raw table value)."""
+
+    slot: int
+    uri: str
+    owner: str
+    state: int
+    last_checked: float
+    last_up: float
+    last_down: float
+    added: float
 
 
 class Lock(Protocol):
@@ -98,6 +112,18 @@ class RingEntry:
     seq: int
     mono: float
     wall: float
+
+
+def ring_capacity_for(max_destinations: int) -> int:
+    """Ring entries for a table of ``max_destinations``.
+
+    Between two drains (one 100 ms tick, longer only if the pinger stalls) the ring takes at
+    most one ADDED entry per slot filled and the replies to pending pings, of which there is
+    at most one per destination (two if a UDP retransmission is answered too); the rest is
+    headroom for add/delete churn.  A fixed 64 Ki entries (2 MiB) made small tables cost
+    20 KB per destination.
+    """
+    return 4 * max_destinations + 1024
 
 
 def buffer_size(max_destinations: int, ring_capacity: int) -> int:
@@ -160,6 +186,10 @@ class SharedTable:
         gen, used, state = _HOT.unpack_from(self._buf, self._off(slot))
         return int(gen), int(used), int(state)
 
+    def hot_reader(self, slot: int) -> Callable[[], tuple[int, int, int]]:
+        """A ready-made ``hot(slot)`` for a per-process cache: one C call per lookup."""
+        return functools.partial(_HOT.unpack_from, self._buf, self._off(slot))
+
     def is_used(self, slot: int, gen: int) -> bool:
         g, used, _ = self.hot(slot)
         return g == gen and used == _USED
@@ -192,6 +222,22 @@ class SharedTable:
         for slot in range(self.capacity):
             if self._buf[self._off(slot) + 4] == _USED:
                 yield self.read(slot)
+
+    def summaries(self) -> list[Summary]:
+        """What ``keepalive.list`` shows of every used record: only the fields it prints,
+        so listing 10,000 destinations does not decode every string of every slot."""
+        out = []
+        buf, unpack, at = self._buf, FIXED.unpack_from, self._slots_at
+        uri_at, owner_at = _STR_AT["uri"][0], _STR_AT["owner"][0]
+        for slot in range(self.capacity):
+            off = at + slot * SLOT_SIZE
+            if buf[off + 4] != _USED:
+                continue
+            f = unpack(buf, off)
+            uri = bytes(buf[off + uri_at : off + uri_at + f[4]]).decode("utf-8", "replace")
+            owner = bytes(buf[off + owner_at : off + owner_at + f[6]]).decode("utf-8", "replace")
+            out.append(Summary(slot, uri, owner, f[2], f[16], f[17], f[18], f[21]))
+        return out
 
     def get(self, key: str, owner: str) -> Record:
         slot = self.find(key, owner)

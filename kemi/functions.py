@@ -23,9 +23,11 @@ from kemi import ksr_port, runtime
 
 P = ParamSpec("P")
 _CACHE_MAX = 4096
-# Per process: URI text as the script gives it -> (slot, gen).  The generation check makes a
-# deleted or re-added destination fall back to the slow path, so the cache is never stale.
-_slot_cache: dict[object, tuple[int, int]] = {}
+# Per process: URI text as the script gives it -> (read the slot's (gen, used, state), gen).
+# The generation check makes a deleted or re-added destination fall back to the slow path,
+# so the cache is never stale.  The reader is one C call: the routing path runs no Python
+# of ours beyond this function.
+_slot_cache: dict[object, tuple[Callable[[], tuple[int, int, int]], int]] = {}
 
 
 def script_function(name: str) -> Callable[[Callable[P, int]], Callable[P, int]]:
@@ -56,12 +58,14 @@ def script_function(name: str) -> Callable[[Callable[P, int]], Callable[P, int]]
 
 def ka_is_alive(uri: object = None, *extra: object) -> int:
     """1 up (or not probed yet), 2 down, -1 unknown destination or bad URI."""
-    hit = _slot_cache.get(uri) if type(uri) is str else None
-    if hit is not None and not extra:
-        gen, used, state = runtime.get().table.hot(hit[0])
-        if gen == hit[1] and used == 1:
-            return 2 if state == State.DOWN else 1
-    return _is_alive_slow(uri) if not extra else _is_alive_slow(uri, *extra)
+    if type(uri) is str and not extra:
+        hit = _slot_cache.get(uri)
+        if hit is not None:
+            gen, used, state = hit[0]()
+            if gen == hit[1] and used == 1:
+                return 2 if state == 2 else 1
+        return _is_alive_slow(uri)
+    return _is_alive_slow(uri, *extra)
 
 
 @script_function("ka_is_alive")
@@ -72,10 +76,11 @@ def _is_alive_slow(uri: object) -> int:
     slot = table.find(parse_uri(uri).key)
     if slot < 0:
         return -1  # unknown destination: not an error worth a log line per request
-    gen, _, state = table.hot(slot)
+    reader = table.hot_reader(slot)
+    gen, _, state = reader()
     if len(_slot_cache) >= _CACHE_MAX:
         _slot_cache.clear()
-    _slot_cache[uri] = (slot, gen)
+    _slot_cache[uri] = (reader, gen)
     return 2 if state == State.DOWN else 1
 
 

@@ -19,9 +19,7 @@ from dataclasses import dataclass
 from ka_core import registry
 from ka_core.config import PARAMS_OWNER, KaConfig, define_names, load_config
 from ka_core.rpc import RpcCommands
-from ka_core.table import SharedTable, buffer_size
-
-RING_CAPACITY = 65536
+from ka_core.table import SharedTable, buffer_size, ring_capacity_for
 
 
 @dataclass(slots=True)
@@ -56,9 +54,9 @@ def read_defines() -> dict[str, str]:
 def build(config: KaConfig) -> Runtime:
     """Create the shared table and seed it with the ``destination`` parameters."""
     global _runtime
-    size = buffer_size(config.max_destinations, RING_CAPACITY)
-    memory = mmap.mmap(-1, size, flags=mmap.MAP_SHARED)
-    SharedTable.format_buffer(memoryview(memory), config.max_destinations, RING_CAPACITY)
+    ring = ring_capacity_for(config.max_destinations)
+    memory = mmap.mmap(-1, buffer_size(config.max_destinations, ring), flags=mmap.MAP_SHARED)
+    SharedTable.format_buffer(memoryview(memory), config.max_destinations, ring)
     table = SharedTable(memoryview(memory), multiprocessing.Lock())
     wall = time.time()
     for uri in config.destinations:
