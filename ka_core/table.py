@@ -48,6 +48,30 @@ _STR_FIELDS = (  # name, offset, capacity in bytes
 _STR_AT = {name: (off, cap) for name, off, cap in _STR_FIELDS}
 _LEN_INDEX = {"uri": 4, "key": 5, "owner": 6, "state_cb": 7, "response_cb": 8, "user": 9}
 _HOT = struct.Struct("<IBB")  # gen, used, state: the routing-path read
+_U32, _F64 = struct.Struct("<I"), struct.Struct("<d")
+
+
+def _field_offset(index: int) -> int:
+    """Byte offset of field ``index`` of ``FIXED``, so one field can be updated in place."""
+    offset = field = 0
+    repeat = ""
+    for code in FIXED.format.lstrip("<"):
+        if code.isdigit():
+            repeat += code
+            continue
+        count, repeat = int(repeat or 1), ""
+        if code == "x":
+            offset += count
+            continue
+        for _ in range(count):
+            if field == index:
+                return offset
+            offset += struct.calcsize("<" + code)
+            field += 1
+    raise IndexError(index)
+
+
+_PINGS_AT, _NEXT_PING_AT = _field_offset(14), _field_offset(20)
 _EMPTY, _USED, _TOMB = 0, 1, 2
 _FLAG_STOPPED = 1
 
@@ -358,10 +382,10 @@ class SharedTable:
         with self._lock:
             if not self.is_used(slot, gen):
                 return False
-            f = list(FIXED.unpack_from(self._buf, self._off(slot)))
-            f[14] += 1
-            f[20] = next_ping
-            FIXED.pack_into(self._buf, self._off(slot), *f)
+            off = self._off(slot)
+            (pings,) = _U32.unpack_from(self._buf, off + _PINGS_AT)
+            _U32.pack_into(self._buf, off + _PINGS_AT, (pings + 1) & 0xFFFFFFFF)
+            _F64.pack_into(self._buf, off + _NEXT_PING_AT, next_ping)
             return True
 
     def record_result(

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import struct
 import threading
 
 import pytest
@@ -103,3 +104,16 @@ def test_too_long_fields_are_refused() -> None:
 def test_uninitialised_buffer_is_refused() -> None:
     with pytest.raises(ValueError, match="format_buffer"):
         SharedTable(bytearray(buffer_size(1, 1)), threading.Lock())
+
+
+def test_in_place_field_offsets_match_the_record_layout() -> None:
+    """record_ping updates two fields in place; their offsets must be the packed ones."""
+    from ka_core.table import FIXED, _field_offset
+
+    values = list(range(1, 17)) + [float(i) for i in range(17, 23)]
+    buf = bytearray(FIXED.size)
+    FIXED.pack_into(buf, 0, *values)
+    codes = [c for c in FIXED.format.lstrip("<").replace("3x", "") if not c.isdigit()]
+    for index, code in enumerate(codes):
+        (value,) = struct.unpack_from("<" + code, buf, _field_offset(index))
+        assert value == values[index], index
