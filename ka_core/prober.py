@@ -68,6 +68,9 @@ class Prober:
         self._timeout_s = ping_timeout_s
         self._schedule = Scheduler()
         self._dests: dict[int, _Dest] = {}
+        self._unread: dict[int, int] = {}
+        """slot -> gen adopted but not read yet: records are read at their first ping, so
+        adopting 10,000 destinations at start-up only schedules them."""
         self._pending: dict[int, _Pending] = {}
         self._timeouts: list[tuple[float, int]] = []
         self._seq = 0
@@ -136,13 +139,20 @@ class Prober:
     ) -> None:
         if not self._table.is_used(slot, gen):
             return
-        rec = self._table.read(slot)
-        interval_s = rec.interval_ms / 1000.0
-        self._dests[slot] = _Dest(
-            gen, rec.uri, rec.owner, interval_s, rec.state, rec.failures, rec.stopped,
-            rec.state_cb, rec.response_cb, rec.user, address_tag(parse_uri(rec.key).host),
-        )  # fmt: skip
+        self._dests.pop(slot, None)
+        self._unread[slot] = gen
+        interval_s = self._table.interval_ms(slot) / 1000.0
         self._schedule.schedule(first_due(now, index, batch, interval_s, delay_s), slot, gen)
+
+    def _load(self, slot: int, gen: int) -> _Dest:
+        rec = self._table.read(slot)
+        dest = _Dest(
+            gen, rec.uri, rec.owner, rec.interval_ms / 1000.0, rec.state, rec.failures,
+            rec.stopped, rec.state_cb, rec.response_cb, rec.user,
+            address_tag(parse_uri(rec.key).host),
+        )  # fmt: skip
+        self._dests[slot] = dest
+        return dest
 
     def _from_destination(self, seq: int, source: int) -> bool:
         """False for a reply from another address than the (IP) destination: spoofed or
@@ -153,12 +163,18 @@ class Prober:
 
     def _live(self, slot: int, gen: int) -> _Dest | None:
         dest = self._dests.get(slot)
-        if dest is None or dest.gen != gen:
+        if not self._table.is_used(slot, gen):  # deleted (maybe reused: keep the newer one)
+            if dest is not None and dest.gen == gen:
+                del self._dests[slot]
+            if self._unread.get(slot) == gen:
+                del self._unread[slot]
             return None
-        if not self._table.is_used(slot, gen):
-            del self._dests[slot]
-            return None
-        return dest
+        if dest is not None and dest.gen == gen:
+            return dest
+        if self._unread.get(slot) == gen:
+            del self._unread[slot]
+            return self._load(slot, gen)
+        return None
 
     def _finish(self, seq: int, code: int, now: float, wall: float, replied: bool) -> list[Event]:
         pending = self._pending.pop(seq, None)

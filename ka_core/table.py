@@ -71,7 +71,7 @@ def _field_offset(index: int) -> int:
     raise IndexError(index)
 
 
-_PINGS_AT, _NEXT_PING_AT = _field_offset(14), _field_offset(20)
+_INTERVAL_AT, _PINGS_AT, _NEXT_PING_AT = _field_offset(13), _field_offset(14), _field_offset(20)
 _EMPTY, _USED, _TOMB = 0, 1, 2
 _FLAG_STOPPED = 1
 
@@ -209,6 +209,9 @@ class SharedTable:
         """(gen, used, state) of a slot without locking: the ``ka_is_alive`` fast path."""
         gen, used, state = _HOT.unpack_from(self._buf, self._off(slot))
         return int(gen), int(used), int(state)
+
+    def interval_ms(self, slot: int) -> int:
+        return int(_U32.unpack_from(self._buf, self._off(slot) + _INTERVAL_AT)[0])
 
     def hot_reader(self, slot: int) -> Callable[[], tuple[int, int, int]]:
         """A ready-made ``hot(slot)`` for a per-process cache: one C call per lookup."""

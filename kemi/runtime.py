@@ -59,8 +59,9 @@ def build(config: KaConfig) -> Runtime:
     SharedTable.format_buffer(memoryview(memory), config.max_destinations, ring)
     table = SharedTable(memoryview(memory), multiprocessing.Lock())
     wall = time.time()
-    for uri in config.destinations:
-        registry.add(table, uri.display, PARAMS_OWNER, interval_s=config.ping_interval, wall=wall)
+    registry.add_static(
+        table, config.destinations, PARAMS_OWNER, interval_s=config.ping_interval, wall=wall
+    )
     read_fd, write_fd = os.pipe()
     os.set_blocking(write_fd, False)
     os.set_blocking(read_fd, False)

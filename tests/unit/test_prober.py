@@ -157,3 +157,21 @@ def test_reply_from_another_address_is_ignored_and_keeps_the_ping_pending() -> N
     table.push_reply(ping.seq, 200, 100.7, 1000, address_tag("10.0.0.1"))
     events = prober.handle(table.drain(), 100.7, 1000)
     assert any(isinstance(e, StateChanged) and e.new is State.UP for e in events)
+
+
+def test_deleted_before_its_first_ping_is_never_pinged() -> None:
+    table, prober = setup(n=20, interval=10)
+    registry.remove(table, "10.0.0.20", "t")
+    sent = [p.uri for p in prober.poll(200.0, 0)[0]]
+    assert len(sent) == 19 and "sip:10.0.0.20" not in sent
+
+
+def test_re_added_destination_is_not_disturbed_by_its_old_schedule() -> None:
+    table, prober = setup(interval=10)
+    assert len(prober.poll(100.0, 0)[0]) == 1
+    registry.remove(table, "10.0.0.1", "t")
+    registry.add(table, "10.0.0.1", "t", interval_s=10, wall=0)
+    prober.handle(table.drain(), 101.0, 0)
+    times = ping_times(table, prober, 101.0, 122)
+    assert times == [101.4, 111.4, 121.4]  # the old entry due at 110.0 sends nothing
+    assert table.read(table.find("sip:10.0.0.1:5060")).state is State.UP
