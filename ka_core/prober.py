@@ -3,12 +3,14 @@
 Theory of operation.  Exactly one ``Prober`` exists, in the pinger process.  It is the only
 writer of probe results.  Its glue calls, in a loop:
 
-1. ``handle(table.drain(), now, wall)`` - learns destinations added by any process and applies
+1. ``due(now, wall)`` - the pings now due; the glue sends them through Kamailio first, so
+   nothing else in the tick delays them;
+2. ``handle(table.drain(), now, wall)`` - learns destinations added by any process and applies
    replies that SIP workers saw (matched by ping sequence number; an unknown, late or
    duplicated sequence is ignored, so stray and spoofed replies never change a state);
-2. ``poll(now, wall)`` - returns the pings now due (the glue sends them through Kamailio) and
-   the events of pings that timed out;
-3. sleeps until ``next_deadline()`` or until a process writes to the wake pipe.
+3. ``expire(now, wall)`` - the events of pings whose timeout passed (after ``handle``, so a
+   reply that arrived in time wins);
+4. sleeps until ``next_deadline()`` or until a process writes to the wake pipe.
 
 Deletions need no message: every step checks the slot generation in the shared table.
 """
@@ -94,11 +96,12 @@ class Prober:
         return events
 
     def poll(self, now: float, wall: float) -> tuple[list[Ping], list[Event]]:
-        """Pings due now, and the results of pings whose timeout passed."""
-        events: list[Event] = []
-        while self._timeouts and self._timeouts[0][0] <= now:
-            _, seq = heapq.heappop(self._timeouts)
-            events.extend(self._finish(seq, TIMEOUT_CODE, now, wall, False))
+        """``due`` then ``expire``, for callers that drained the ring just before."""
+        return self.due(now, wall), self.expire(now, wall)
+
+    def due(self, now: float, wall: float) -> list[Ping]:
+        """Pings due now.  The glue sends them before anything else in a tick, so the work
+        of draining replies and timeouts never delays them (interval accuracy)."""
         pings = []
         for due, slot, gen in self._schedule.pop_due(now):
             dest = self._live(slot, gen)
@@ -114,7 +117,16 @@ class Prober:
             self._schedule.schedule(following, slot, gen)
             self._table.record_ping(slot, gen, wall + (following - now))
             pings.append(Ping(self._seq, slot, gen, dest.uri))
-        return pings, events
+        return pings
+
+    def expire(self, now: float, wall: float) -> list[Event]:
+        """Results of pings whose timeout passed; call after ``handle`` drained the replies
+        that arrived in time."""
+        events: list[Event] = []
+        while self._timeouts and self._timeouts[0][0] <= now:
+            _, seq = heapq.heappop(self._timeouts)
+            events.extend(self._finish(seq, TIMEOUT_CODE, now, wall, False))
+        return events
 
     def next_deadline(self, now: float) -> float | None:
         """When the glue must call again at the latest.

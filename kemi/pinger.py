@@ -99,14 +99,14 @@ class Pinger:
 
     def _step(self) -> None:
         now, wall = time.monotonic(), time.time()
+        for ping in self._prober.due(now, wall):
+            self._send(ping)
         events = self._prober.handle(self._rt.table.drain(), now, wall)
         for seq in self._unsent:
             events.extend(self._prober.forget_unsent(seq, now, wall))
         self._unsent.clear()
-        pings, timeouts = self._prober.poll(now, wall)
-        for ping in pings:
-            self._send(ping)
-        for event in events + timeouts:
+        events.extend(self._prober.expire(now, wall))
+        for event in events:
             try:
                 self._act(event)
             except Exception:
