@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ka_core.callid import callid_prefix, make_callid, parse_callid
-from ka_core.state import State, changes_state
+from ka_core.state import State, apply, changes_state, outcome_of
 
 PREFIX = callid_prefix("1a2b3c4d")
 
@@ -54,3 +54,10 @@ def test_reply_wakes_the_pinger_only_when_it_changes_the_state(
     state: int, code: int, wake: bool
 ) -> None:
     assert changes_state(int(state), code) is wake
+
+
+@pytest.mark.parametrize("state", list(State))
+@pytest.mark.parametrize("code", [200, 202, 299, 300, 404, 408, 503, 699])
+def test_wake_rule_agrees_with_the_transition_table(state: State, code: int) -> None:
+    step = apply(state, 0, outcome_of(code), delete_counter=0)
+    assert changes_state(int(state), code) is step.changed
