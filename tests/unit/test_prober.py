@@ -8,9 +8,9 @@ import threading
 from ka_core import registry
 from ka_core.events import ProbingStopped, ResponseReceived, StateChanged
 from ka_core.prober import Prober
-from ka_core.scheduler import SMALL_BATCH, on_grid
+from ka_core.scheduler import MAX_PER_TICK, SMALL_BATCH, on_grid
 from ka_core.state import State
-from ka_core.table import SharedTable, buffer_size
+from ka_core.table import SharedTable, buffer_size, ring_capacity_for
 from ka_core.uri import address_tag
 
 
@@ -175,3 +175,25 @@ def test_re_added_destination_is_not_disturbed_by_its_old_schedule() -> None:
     times = ping_times(table, prober, 101.0, 122)
     assert times == [101.4, 111.4, 121.4]  # the old entry due at 110.0 sends nothing
     assert table.read(table.find("sip:10.0.0.1:5060")).state is State.UP
+
+
+def test_large_batch_uses_a_finer_grid_with_at_most_max_per_tick_pings() -> None:
+    n = 1000
+    buf = bytearray(buffer_size(n, ring_capacity_for(n)))
+    SharedTable.format_buffer(buf, n, ring_capacity_for(n))
+    table = SharedTable(buf, threading.Lock())
+    for i in range(n):
+        registry.add(table, f"10.1.{i // 250}.{i % 250 + 1}", "t", interval_s=0.5, wall=0)
+    prober = Prober(table, delete_counter=0, ping_timeout_s=0.2)
+    prober.handle(table.drain(), 100.0, 0)
+    per_tick: dict[float, int] = {}
+    slots = set()
+    now = 100.0
+    while now < 100.5:
+        for ping in prober.due(now, 0):
+            per_tick[now] = per_tick.get(now, 0) + 1
+            slots.add(ping.slot)
+        now = round(now + 0.005, 3)
+    assert len(slots) >= n - MAX_PER_TICK  # all but the last tick's within one interval
+    assert max(per_tick.values()) <= MAX_PER_TICK  # 1,000 per 0.5 s: 200 per 100 ms otherwise
+    assert all(abs(t / 0.05 - round(t / 0.05)) < 1e-6 for t in per_tick)  # a 50 ms grid
