@@ -119,19 +119,19 @@ class RpcCommands:
             raise RpcFault(500, f"command {method} not found")
         return handler(params)
 
-    def list_json(self, params: Sequence[object]) -> list[RpcValue]:
-        """``keepalive.list`` with times without ``ctime``'s newline (JSON-RPC)."""
-        return self._list(params, newline=False)
-
-    def _list(self, params: Sequence[object], newline: bool = True) -> list[RpcValue]:
-        """C ignores parameters; ints ``[offset [count]]`` page through a large list."""
+    def list_rows(self, params: Sequence[object]) -> list[Summary]:
+        """What ``keepalive.list`` shows, newest first, paged by ints ``[offset [count]]``
+        (C ignores parameters)."""
         records = _newest_first_summaries(self._table)
         ints = [p for p in params[:2] if isinstance(p, int) and not isinstance(p, bool)]
         if len(ints) == len(params[:2]) and ints:
             offset = max(ints[0], 0)
             count = ints[1] if len(ints) > 1 else len(records)
             records = records[offset : offset + max(count, 0)]
-        return [list_struct(r, newline) for r in records]
+        return records
+
+    def _list(self, params: Sequence[object]) -> list[RpcValue]:
+        return [list_struct(r) for r in self.list_rows(params)]
 
     def _info(self, params: Sequence[object]) -> list[RpcValue]:
         if params:

@@ -8,7 +8,7 @@ import pytest
 
 from ka_core import jsonrpc
 from ka_core.errors import RpcFault
-from ka_core.rpc import RpcCommands, ctime
+from ka_core.rpc import RpcCommands, ctime, list_struct
 from ka_core.state import State
 from ka_core.table import SharedTable, buffer_size
 
@@ -118,3 +118,15 @@ def test_jsonrpc_answers_ours_and_passes_the_rest(commands: RpcCommands) -> None
     assert ask({"jsonrpc": "2.0", "method": "core.version", "id": 5}) is None
     bad = jsonrpc.answer(b"{not json", commands)
     assert bad is not None and json.loads(bad)["error"]["code"] == jsonrpc.PARSE_ERROR
+
+
+def test_json_list_text_is_exactly_what_json_dumps_gives(commands: RpcCommands) -> None:
+    """keepalive.list over JSON-RPC is written by hand for speed; it must stay valid JSON
+    with the same text as the generic path, unicode and quotes included."""
+    commands.call("keepalive.add", ["sip:10.0.0.1", 'own"er\\ü'])
+    commands.call("keepalive.add", ["sips:[2001:db8::1]:5071;transport=tls", "t"])
+    rows = commands.list_rows([])
+    expected = json.dumps([{k: str(v).rstrip("\n") if isinstance(v, str) else v
+                            for k, v in list_struct(r).items()} for r in rows])  # fmt: skip
+    assert jsonrpc.list_text(rows) == expected
+    assert {row["owner"] for row in json.loads(jsonrpc.list_text(rows))} == {'own"er\\ü', "t"}
