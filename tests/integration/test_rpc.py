@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import socket
@@ -10,6 +11,7 @@ import stat
 import subprocess
 import time
 import urllib.request
+from collections.abc import Iterator
 
 import pytest
 
@@ -207,7 +209,30 @@ def test_jsonrpc_over_http(kam: Kamailio) -> None:
 DEFAULT_SOCKET = "/run/kamailio/kamailio_ctl"
 
 
-def test_plain_kamcmd_with_the_example_socket_paths(kamailio_factory: KamailioFactory) -> None:
+@pytest.fixture
+def default_socket_lock() -> Iterator[None]:
+    """kamcmd's default socket path is one per machine: two test runs at once take turns.
+
+    Requested before ``kamailio_factory``, so it is released after that Kamailio stopped.
+    """
+    os.makedirs("/run/kamailio", exist_ok=True)
+    with open("/run/kamailio/.ka-kemi-tests.lock", "w") as lock:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    pytest.fail("another test run held /run/kamailio/kamailio_ctl for 120 s")
+                time.sleep(0.2)
+        yield
+        fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def test_plain_kamcmd_with_the_example_socket_paths(
+    default_socket_lock: None, kamailio_factory: KamailioFactory
+) -> None:
     """The example config: ka-kemi owns kamcmd's default socket and relays the rest."""
     if os.path.exists(DEFAULT_SOCKET):
         with socket.socket(socket.AF_UNIX) as probe:
