@@ -79,9 +79,9 @@ def add_static(
 ) -> None:
     """The ``destination`` parameters: already parsed and checked by ``load_config``, so
     start-up does not parse 10,000 URIs twice nor read every record back."""
-    interval_ms = round(interval_s * 1000)
+    owner, interval_ms = check_owner(owner), round(interval_s * 1000)
     for uri in uris:
-        table.insert(uri, check_owner(owner), interval_ms=interval_ms, wall=wall)
+        table.insert(uri, owner, interval_ms=interval_ms, wall=wall)
 
 
 def remove(table: SharedTable, uri: object, owner: object) -> Record:

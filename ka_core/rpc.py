@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import TypeVar
 
 from ka_core import registry
 from ka_core.errors import (
@@ -28,6 +29,7 @@ from ka_core.errors import (
 from ka_core.table import Record, SharedTable, Summary
 
 RpcValue = int | str | float | dict[str, object] | list[object]
+Row = TypeVar("Row", Record, Summary)
 
 WRONG_FORMAT = "Not enough parameters or wrong format"
 RPC_OWNER_DEFAULT_INTERVAL = 30
@@ -53,13 +55,13 @@ def _ctime(second: int, newline: bool) -> str:
     return time.ctime(second) + "\n" if newline else time.ctime(second)
 
 
-def list_struct(rec: Record | Summary, newline: bool = True) -> dict[str, object]:
+def list_struct(rec: Record | Summary) -> dict[str, object]:
     return {
         "uri": rec.uri,
         "owner": rec.owner,
-        "last checked": ctime(rec.last_checked, newline),
-        "last up": ctime(rec.last_up, newline),
-        "last down": ctime(rec.last_down, newline),
+        "last checked": ctime(rec.last_checked),
+        "last up": ctime(rec.last_up),
+        "last down": ctime(rec.last_down),
         "state": int(rec.state),
     }
 
@@ -85,13 +87,9 @@ def info_struct(rec: Record) -> dict[str, object]:
     }
 
 
-def newest_first(table: SharedTable) -> list[Record]:
+def newest_first(rows: Iterable[Row]) -> list[Row]:
     """C prepends new destinations to its list; keep that order."""
-    return sorted(table.records(), key=lambda r: (r.added, r.slot), reverse=True)
-
-
-def _newest_first_summaries(table: SharedTable) -> list[Summary]:
-    return sorted(table.summaries(), key=lambda r: (r.added, r.slot), reverse=True)
+    return sorted(rows, key=lambda r: (r.added, r.slot), reverse=True)
 
 
 class RpcCommands:
@@ -122,7 +120,7 @@ class RpcCommands:
     def list_rows(self, params: Sequence[object]) -> list[Summary]:
         """What ``keepalive.list`` shows, newest first, paged by ints ``[offset [count]]``
         (C ignores parameters)."""
-        records = _newest_first_summaries(self._table)
+        records = newest_first(self._table.summaries())
         ints = [p for p in params[:2] if isinstance(p, int) and not isinstance(p, bool)]
         if len(ints) == len(params[:2]) and ints:
             offset = max(ints[0], 0)
@@ -137,7 +135,7 @@ class RpcCommands:
         if params:
             uri, owner = _two_strings(params)
             return [info_struct(self._lookup(uri, owner, "couldn't get data from list"))]
-        return [info_struct(r) for r in newest_first(self._table)]
+        return [info_struct(r) for r in newest_first(self._table.records())]
 
     def _add(self, params: Sequence[object]) -> list[RpcValue]:
         uri, owner = _two_strings(params)

@@ -33,7 +33,7 @@ from kemi.rpc_server import RpcServer
 from kemi.runtime import Runtime
 
 MAX_SLEEP_S = 1.0
-JOB_WAIT_S = 0.5
+JOIN_WAIT_S = 0.5
 
 
 def resolve_callback(path: str) -> Callable[..., object]:
@@ -85,7 +85,7 @@ class Pinger:
         core = threading.Thread(target=self._core_loop, name="ka-core", daemon=True)
         core.start()
         while core.is_alive():
-            core.join(timeout=JOB_WAIT_S)
+            core.join(timeout=JOIN_WAIT_S)
 
     # -- core thread ---------------------------------------------------------------------
 
