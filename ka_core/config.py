@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from ka_core.access import LOOPBACK, HttpGuard, Network, parse_allow, parse_path, parse_token
 from ka_core.errors import InvalidArgument, InvalidUri
 from ka_core.uri import SipUri, parse_uri
 
@@ -40,6 +41,18 @@ class KaConfig:
     """Unix socket path served for ``kamcmd -s unix:<path>``; empty = no BINRPC server."""
     ctl_forward: str = ""
     """Kamailio's real ctl socket; RPCs not named ``keepalive.*`` are relayed there."""
+    rpc_http_path: str = "/RPC"
+    """The only URL path that JSON-RPC over HTTP answers on; others get 404."""
+    rpc_http_allow: tuple[Network, ...] = field(default_factory=lambda: parse_allow("", LOOPBACK))
+    """Sources that may use JSON-RPC over HTTP; others get 403.  Empty = nobody."""
+    rpc_http_token: str = ""
+    """If set, JSON-RPC over HTTP also needs ``Authorization: Bearer <token>``."""
+    rpc_add_rate: int = 1000
+    """``keepalive.add`` calls per second over all RPC paths together; 0 = no limit."""
+
+    @property
+    def http_guard(self) -> HttpGuard:
+        return HttpGuard(self.rpc_http_path, self.rpc_http_allow, self.rpc_http_token)
 
 
 def _int(name: str, low: int, high: int) -> Callable[[str], int]:
@@ -86,6 +99,10 @@ _SCALARS: Mapping[str, Callable[[str], object]] = {
     "max_destinations": _int("max_destinations", 1, 1_000_000),
     "rpc_socket": _path("rpc_socket"),
     "ctl_forward": _path("ctl_forward"),
+    "rpc_http_path": lambda text: parse_path("rpc_http_path", text),
+    "rpc_http_allow": lambda text: parse_allow("rpc_http_allow", text),
+    "rpc_http_token": lambda text: parse_token("rpc_http_token", text),
+    "rpc_add_rate": _int("rpc_add_rate", 0, 1_000_000),
 }
 
 

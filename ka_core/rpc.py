@@ -32,6 +32,7 @@ RpcValue = int | str | float | dict[str, object] | list[object]
 Row = TypeVar("Row", Record, Summary)
 
 WRONG_FORMAT = "Not enough parameters or wrong format"
+RATE_LIMITED = 429
 RPC_OWNER_DEFAULT_INTERVAL = 30
 
 METHODS = (
@@ -95,10 +96,18 @@ def newest_first(rows: Iterable[Row]) -> list[Row]:
 class RpcCommands:
     """Dispatch ``keepalive.*`` commands against the shared table."""
 
-    def __init__(self, table: SharedTable, ping_interval_s: int, clock: Callable[[], float]):
+    def __init__(
+        self,
+        table: SharedTable,
+        ping_interval_s: int,
+        clock: Callable[[], float],
+        *,
+        add_rate: int = 0,
+    ):
         self._table = table
         self._interval = ping_interval_s
         self._clock = clock
+        self._add_rate = add_rate
         self._handlers: dict[str, Callable[[Sequence[object]], list[RpcValue]]] = {
             "keepalive.list": self._list,
             "keepalive.add": self._add,
@@ -138,6 +147,12 @@ class RpcCommands:
         return [info_struct(r) for r in newest_first(self._table.records())]
 
     def _add(self, params: Sequence[object]) -> list[RpcValue]:
+        if not self._table.add_bucket.take(self._clock(), self._add_rate):
+            raise RpcFault(
+                RATE_LIMITED,
+                f"too many keepalive.add requests: the limit is {self._add_rate} per second "
+                "(rpc_add_rate), try again later",
+            )
         uri, owner = _two_strings(params)
         try:
             registry.add(self._table, uri, owner, interval_s=self._interval, wall=self._clock())

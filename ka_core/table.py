@@ -27,6 +27,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
+from ka_core import ratelimit
 from ka_core.errors import DuplicateDestination, InvalidArgument, TableFull, UnknownDestination
 from ka_core.state import State
 from ka_core.uri import SipUri
@@ -34,6 +35,7 @@ from ka_core.uri import SipUri
 MAGIC = 0x314B414B  # "KAK1"
 HEADER = struct.Struct("<IIIIIxxxxQQ")  # magic, capacity, max, count, ring_cap, head, tail
 HEADER_SIZE = 64
+_BUCKET_AT = HEADER.size  # then the RPC add rate bucket (ka_core/ratelimit.py)
 RING_ENTRY = struct.Struct("<BxHIIIdd")  # kind, code, slot, gen, seq, mono, wall
 FIXED = struct.Struct("<IBBBBHBBB3xHHIIIIIdddddd")
 SLOT_SIZE = 1280
@@ -166,6 +168,9 @@ class SharedTable:
         )
         if magic != MAGIC:
             raise ValueError("buffer is not an initialised SharedTable (call format_buffer)")
+        self.add_bucket = ratelimit.SharedBucket(
+            self._buf[_BUCKET_AT : _BUCKET_AT + ratelimit.SIZE], lock
+        )
         self._ring_at = HEADER_SIZE
         self._slots_at = HEADER_SIZE + self.ring_capacity * RING_ENTRY.size
 

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import traceback
 
-from ka_core import jsonrpc
-from kemi import ksr_port, pinger, runtime
+from kemi import http_rpc, ksr_port, pinger, runtime
 from kemi.runtime import Runtime
 
 
@@ -50,14 +49,9 @@ class KeepaliveHandler:
         return 1
 
     def ksr_xhttp_event(self, msg: object, evname: str) -> int:
-        """JSON-RPC over HTTP: ``keepalive.*`` answered here, the rest by jsonrpcs."""
+        """JSON-RPC over HTTP, for allowed sources only (``kemi.http_rpc``)."""
         try:
-            body = ksr_port.http_body()
-            answer = jsonrpc.answer(body, runtime.get().commands)
-            if answer is None:
-                ksr_port.jsonrpc_dispatch()
-            else:
-                ksr_port.http_reply(200, "OK", "application/json", answer)
+            http_rpc.serve(runtime.get())
         except Exception:
             ksr_port.err(f"xhttp event: {traceback.format_exc()}")
             ksr_port.http_reply(500, "Internal Server Error", "text/plain", "internal error")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import KSR  # type: ignore[import-not-found]  # noqa: TID251 - this is the seam
 
+from ka_core.access import HttpRequest
+
 LOG_PREFIX = "keepalive: "
 
 
@@ -50,8 +52,23 @@ def reply_matches_transaction() -> bool:
     return bool(KSR.tm.t_check_trans() > 0)
 
 
-def http_body() -> bytes:
-    body = KSR.pv.get("$rb")
+def http_request() -> HttpRequest:
+    """The parts of the HTTP request the access check needs (the body is not read)."""
+    pv = KSR.pv.get
+    return HttpRequest(
+        method=str(pv("$rm") or ""),
+        url=str(pv("$hu") or ""),
+        source=str(pv("$si") or ""),
+        authorization=pv("$hdr(Authorization)"),
+    )
+
+
+def http_body() -> bytes | None:
+    """The body as bytes; None when it is not UTF-8 (app_python3 cannot make a str of it)."""
+    try:
+        body = KSR.pv.get("$rb")
+    except UnicodeDecodeError:
+        return None
     return b"" if body is None else str(body).encode("utf-8", "surrogateescape")
 
 

@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 
 from ka_core import registry
+from ka_core.access import HttpGuard
 from ka_core.config import PARAMS_OWNER, KaConfig, define_names, load_config
 from ka_core.rpc import RpcCommands
 from ka_core.table import SharedTable, buffer_size, ring_capacity_for
@@ -31,6 +32,7 @@ class Runtime:
     wake_read_fd: int
     token: str
     """Random per start: Call-IDs of this run's pings start with it."""
+    http_guard: HttpGuard
 
     def wake(self) -> None:
         with contextlib.suppress(BlockingIOError):  # the pinger already has wake-ups pending
@@ -68,10 +70,11 @@ def build(config: KaConfig) -> Runtime:
     _runtime = Runtime(
         config=config,
         table=table,
-        commands=RpcCommands(table, config.ping_interval, time.time),
+        commands=RpcCommands(table, config.ping_interval, time.time, add_rate=config.rpc_add_rate),
         wake_fd=write_fd,
         wake_read_fd=read_fd,
         token=secrets.token_hex(4),
+        http_guard=config.http_guard,
     )
     return _runtime
 

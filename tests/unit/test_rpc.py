@@ -103,7 +103,7 @@ def test_list_paging(commands: RpcCommands) -> None:
 def test_jsonrpc_answers_ours_and_passes_the_rest(commands: RpcCommands) -> None:
     def ask(obj: object) -> dict | None:
         out = jsonrpc.answer(json.dumps(obj).encode(), commands)
-        return None if out is None else json.loads(out)
+        return None if out is None else json.loads(out.body)
 
     add = ask({"jsonrpc": "2.0", "method": "keepalive.add", "params": ["10.0.0.1", "o"], "id": 1})
     assert add == {"jsonrpc": "2.0", "id": 1, "result": "Ok. Destination added."}
@@ -117,7 +117,8 @@ def test_jsonrpc_answers_ours_and_passes_the_rest(commands: RpcCommands) -> None
     assert named["result"]["state"] == 0
     assert ask({"jsonrpc": "2.0", "method": "core.version", "id": 5}) is None
     bad = jsonrpc.answer(b"{not json", commands)
-    assert bad is not None and json.loads(bad)["error"]["code"] == jsonrpc.PARSE_ERROR
+    assert bad is not None and bad.status == 400
+    assert json.loads(bad.body)["error"]["code"] == jsonrpc.PARSE_ERROR
 
 
 def test_json_list_text_is_exactly_what_json_dumps_gives(commands: RpcCommands) -> None:

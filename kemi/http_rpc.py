@@ -1,0 +1,46 @@
+"""JSON-RPC over HTTP (the xhttp event callback), behind the access check.
+
+Runs in whichever SIP worker received the request.  Refusals are logged at most a few times a
+minute per worker (``LogLimiter``), so a scan of the SIP port cannot flood the log.
+"""
+
+from __future__ import annotations
+
+import time
+
+from ka_core import jsonrpc
+from ka_core.access import HttpRequest, LogLimiter
+from kemi import ksr_port
+from kemi.runtime import Runtime
+
+JSON = "application/json"
+_log_limit = LogLimiter()
+
+
+def serve(rt: Runtime) -> None:
+    req = ksr_port.http_request()
+    refusal = rt.http_guard.check(req)
+    if refusal is not None:
+        _log(req, refusal.status, refusal.why)
+        body = jsonrpc.refused(refusal.status, refusal.reason, refusal.reason.lower()).body
+        ksr_port.http_reply(refusal.status, refusal.reason, JSON, body)
+        return
+    raw = ksr_port.http_body()
+    answer = jsonrpc.NOT_UTF8 if raw is None else jsonrpc.answer(raw, rt.commands)
+    if answer is None:
+        ksr_port.jsonrpc_dispatch()
+        return
+    if answer.status >= 400:
+        _log(req, answer.status, answer.reason)
+    ksr_port.http_reply(answer.status, answer.reason, JSON, answer.body)
+
+
+def _log(req: HttpRequest, status: int, why: str) -> None:
+    suppressed = _log_limit.admit(time.monotonic())
+    if suppressed is None:
+        return
+    more = f" ({suppressed} more not logged)" if suppressed else ""
+    ksr_port.warn(
+        f"JSON-RPC over HTTP from {req.source}: {status}, {why}: "
+        f"{req.method[:16]} {req.url[:80]!r}{more}"
+    )
