@@ -43,7 +43,8 @@ from bench.common import (
     workdir,
     write_result,
 )
-from ka_core.table import buffer_size, ring_capacity_for
+from ka_core.ring import capacity_for as ring_capacity_for
+from ka_core.table import buffer_size
 
 BENCH_ID = 2
 SHM_MB = 256

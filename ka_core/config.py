@@ -49,6 +49,8 @@ class KaConfig:
     """If set, JSON-RPC over HTTP also needs ``Authorization: Bearer <token>``."""
     rpc_add_rate: int = 1000
     """``keepalive.add`` calls per second over all RPC paths together; 0 = no limit."""
+    tcp_keepalive_method: str = "auto"
+    """How tcp_keepalive_* reach a socket another process holds: auto, pidfd or tcpops."""
 
     @property
     def http_guard(self) -> HttpGuard:
@@ -79,6 +81,16 @@ def _from_uri(text: str) -> str:
     return uri.display
 
 
+def _choice(name: str, choices: tuple[str, ...]) -> Callable[[str], str]:
+    def convert(text: str) -> str:
+        value = text.strip().strip('"').lower()
+        if value not in choices:
+            raise InvalidArgument(f"parameter {name}: {text!r} is not one of {', '.join(choices)}")
+        return value
+
+    return convert
+
+
 def _path(name: str) -> Callable[[str], str]:
     def convert(text: str) -> str:
         value = text.strip().strip('"')
@@ -103,6 +115,7 @@ _SCALARS: Mapping[str, Callable[[str], object]] = {
     "rpc_http_allow": lambda text: parse_allow("rpc_http_allow", text),
     "rpc_http_token": lambda text: parse_token("rpc_http_token", text),
     "rpc_add_rate": _int("rpc_add_rate", 0, 1_000_000),
+    "tcp_keepalive_method": _choice("tcp_keepalive_method", ("auto", "pidfd", "tcpops")),
 }
 
 

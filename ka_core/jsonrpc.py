@@ -14,8 +14,8 @@ from json.encoder import encode_basestring_ascii
 from typing import NamedTuple
 
 from ka_core.errors import RpcFault
+from ka_core.records import Summary
 from ka_core.rpc import RATE_LIMITED, RpcCommands, RpcValue, ctime
-from ka_core.table import Summary
 
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600

@@ -1,16 +1,17 @@
 """The pinger's brain: turns time, table changes and replies into pings and events.
 
 Theory of operation.  Exactly one ``Prober`` exists, in the pinger process.  It is the only
-writer of probe results.  Its glue calls, in a loop:
+writer of probe results.  Its glue calls ``step(now, wall, table.drain(), unsent)`` in a loop,
+sends the returned pings, acts on the events, and sleeps until the returned deadline or until
+a process writes to the wake pipe.  Inside a step, in this order:
 
-1. ``due(now, wall)`` - the pings now due; the glue sends them through Kamailio first, so
-   nothing else in the tick delays them;
-2. ``handle(table.drain(), now, wall)`` - learns destinations added by any process and applies
-   replies that SIP workers saw (matched by ping sequence number; an unknown, late or
-   duplicated sequence is ignored, so stray and spoofed replies never change a state);
-3. ``expire(now, wall)`` - the events of pings whose timeout passed (after ``handle``, so a
-   reply that arrived in time wins);
-4. sleeps until ``next_deadline()`` or until a process writes to the wake pipe.
+1. the pings now due are taken (before the ring is read, so a destination added in this tick
+   gets its first ping on the next one, as the schedule says);
+2. the ring entries: destinations added by any process are scheduled, replies that SIP
+   workers saw are applied (matched by ping sequence number; an unknown, late or duplicated
+   sequence is ignored, so stray and spoofed replies never change a state);
+3. pings the glue could not hand to Kamailio last step count as failures;
+4. pings whose timeout passed fail (after the replies, so a reply that arrived in time wins).
 
 Deletions need no message: every step checks the slot generation in the shared table.
 """
@@ -18,12 +19,14 @@ Deletions need no message: every step checks the slot generation in the shared t
 from __future__ import annotations
 
 import heapq
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ka_core.events import Event, ProbingStopped, ResponseReceived, StateChanged
+from ka_core.ring import KIND_ADDED, KIND_REPLY, RingEntry
 from ka_core.scheduler import FIRST_DELAY_S, TICK_S, Scheduler, first_due, next_due, on_grid
 from ka_core.state import State, apply, outcome_of
-from ka_core.table import KIND_ADDED, KIND_REPLY, RingEntry, SharedTable
+from ka_core.table import SharedTable
 from ka_core.uri import address_tag, parse_uri
 
 TIMEOUT_CODE = 408
@@ -37,6 +40,18 @@ class Ping:
     slot: int
     gen: int
     uri: str
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """What one ``Prober.step`` asks of the glue."""
+
+    pings: list[Ping]
+    """Send these now."""
+    events: list[Event]
+    """Log them, run their callbacks."""
+    deadline: float | None
+    """Call ``step`` again at this monotonic time at the latest (None: only when woken)."""
 
 
 @dataclass(slots=True)
@@ -82,7 +97,18 @@ class Prober:
     def outstanding(self) -> int:
         return len(self._pending)
 
-    def handle(self, entries: list[RingEntry], now: float, wall: float) -> list[Event]:
+    def step(
+        self, now: float, wall: float, entries: list[RingEntry], unsent: Sequence[int] = ()
+    ) -> Step:
+        """One tick; ``unsent``: sequence numbers of last step's pings that Kamailio refused."""
+        pings = self._due(now, wall)
+        events = self._handle(entries, now, wall)
+        for seq in unsent:
+            events.extend(self._finish(seq, TIMEOUT_CODE, now, wall, False))
+        events.extend(self._expire(now, wall))
+        return Step(pings, events, self._next_deadline(now))
+
+    def _handle(self, entries: list[RingEntry], now: float, wall: float) -> list[Event]:
         """Apply ring entries: new destinations get scheduled, replies get applied."""
         events: list[Event] = []
         added = [e for e in entries if e.kind == KIND_ADDED]
@@ -95,13 +121,7 @@ class Prober:
                 events.extend(self._finish(entry.seq, entry.code, entry.mono, entry.wall, True))
         return events
 
-    def poll(self, now: float, wall: float) -> tuple[list[Ping], list[Event]]:
-        """``due`` then ``expire``, for callers that drained the ring just before."""
-        return self.due(now, wall), self.expire(now, wall)
-
-    def due(self, now: float, wall: float) -> list[Ping]:
-        """Pings due now.  The glue sends them before anything else in a tick, so the work
-        of draining replies and timeouts never delays them (interval accuracy)."""
+    def _due(self, now: float, wall: float) -> list[Ping]:
         pings = []
         for due, slot, gen in self._schedule.pop_due(now):
             dest = self._live(slot, gen)
@@ -119,19 +139,15 @@ class Prober:
             pings.append(Ping(self._seq, slot, gen, dest.uri))
         return pings
 
-    def expire(self, now: float, wall: float) -> list[Event]:
-        """Results of pings whose timeout passed; call after ``handle`` drained the replies
-        that arrived in time."""
+    def _expire(self, now: float, wall: float) -> list[Event]:
         events: list[Event] = []
         while self._timeouts and self._timeouts[0][0] <= now:
             _, seq = heapq.heappop(self._timeouts)
             events.extend(self._finish(seq, TIMEOUT_CODE, now, wall, False))
         return events
 
-    def next_deadline(self, now: float) -> float | None:
-        """When the glue must call again at the latest.
-
-        While pings are outstanding that is the next grid point too: SIP workers queue
+    def _next_deadline(self, now: float) -> float | None:
+        """While pings are outstanding that is the next grid point too: SIP workers queue
         replies that change no state without waking the pinger, so it drains them then.
         """
         candidates = [self._schedule.next_deadline()]
@@ -141,10 +157,6 @@ class Prober:
             candidates.append(on_grid(now + 0.005))
         present = [c for c in candidates if c is not None]
         return min(present) if present else None
-
-    def forget_unsent(self, seq: int, now: float, wall: float) -> list[Event]:
-        """A ping the glue could not hand to Kamailio counts as a failure right away."""
-        return self._finish(seq, TIMEOUT_CODE, now, wall, False)
 
     def _adopt(
         self, slot: int, gen: int, now: float, index: int, batch: int, delay_s: float

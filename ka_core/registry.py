@@ -6,14 +6,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ka_core.errors import InvalidArgument, UnknownDestination
+from ka_core.records import Record
 from ka_core.state import State
-from ka_core.table import (
-    MAX_CALLBACK_BYTES,
-    MAX_OWNER_BYTES,
-    MAX_USER_BYTES,
-    Record,
-    SharedTable,
-)
+from ka_core.table import MAX_CALLBACK_BYTES, MAX_OWNER_BYTES, MAX_USER_BYTES, SharedTable
 from ka_core.uri import SipUri, parse_uri
 
 MAX_INTERVAL_S = 86400
@@ -52,8 +47,6 @@ def add(
     user: str = "",
 ) -> Record:
     """Validate and add one destination; raises a ``KaError`` and changes nothing on error."""
-    if not isinstance(uri, str):
-        raise InvalidArgument(f"uri must be a string, not {type(uri).__name__}")
     parsed = parse_uri(uri)
     owner = check_owner(owner)
     if isinstance(interval_s, bool) or not isinstance(interval_s, int | float):
@@ -85,23 +78,17 @@ def add_static(
 
 
 def remove(table: SharedTable, uri: object, owner: object) -> Record:
-    if not isinstance(uri, str):
-        raise InvalidArgument(f"uri must be a string, not {type(uri).__name__}")
     return table.remove(parse_uri(uri).key, check_owner(owner))
 
 
 def get(table: SharedTable, uri: object, owner: object) -> Record:
-    if not isinstance(uri, str):
-        raise InvalidArgument(f"uri must be a string, not {type(uri).__name__}")
     return table.get(parse_uri(uri).key, check_owner(owner))
 
 
 def state_of(table: SharedTable, uri: object) -> State:
     """State of the first destination with this URI, any owner."""
-    if not isinstance(uri, str):
-        raise InvalidArgument(f"uri must be a string, not {type(uri).__name__}")
     key = parse_uri(uri).key
     slot = table.find(key)
     if slot < 0:
         raise UnknownDestination(f"unknown destination {uri}")
-    return State(table.hot(slot)[2])
+    return table.state_at(slot)

@@ -26,7 +26,8 @@ from ka_core.errors import (
     TableFull,
     UnknownDestination,
 )
-from ka_core.table import Record, SharedTable, Summary
+from ka_core.records import Record, Summary
+from ka_core.table import SharedTable
 
 RpcValue = int | str | float | dict[str, object] | list[object]
 Row = TypeVar("Row", Record, Summary)

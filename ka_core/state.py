@@ -71,7 +71,11 @@ def apply(state: State, failures: int, outcome: Outcome, delete_counter: int) ->
     return Step(new_state, new_failures, stopped, new_state is not state)
 
 
+SCRIPT_VALUES = (1, 1, 2)
+"""``ka_is_alive``'s answer indexed by the raw state (UNKNOWN, UP, DOWN): UNKNOWN counts as
+up, because 0 would stop the route and a destination must not be avoided before its first
+probe (as in C).  A tuple, so the routing path's cache indexes it without a call."""
+
+
 def script_value(state: State) -> int:
-    """What ``ka_is_alive`` returns: UNKNOWN counts as up, because 0 would stop the route and
-    a destination must not be avoided before its first probe (as in C)."""
-    return 2 if state is State.DOWN else 1
+    return SCRIPT_VALUES[state]

@@ -13,8 +13,10 @@ Tests pass a ``bytearray`` and a ``threading.Lock``: this module never knows abo
   holding the lock.
 * Writers (add/del/flush from any process, results from the pinger) take the lock.  Readers of
   a single field (``state_of``) do not: a one-byte read cannot tear.
-* A ring of 32-byte entries carries what the pinger must learn: ``ADDED`` slots and ``REPLY``
+* A ring (``ka_core.ring``) carries what the pinger must learn: ``ADDED`` slots and ``REPLY``
   outcomes seen by SIP workers.  It is bounded; a full ring makes ``add`` fail cleanly.
+
+Field names, offsets and sizes are in ``ka_core.layout``.
 """
 
 from __future__ import annotations
@@ -24,137 +26,52 @@ import struct
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
-from typing import NamedTuple, Protocol
 
 from ka_core import ratelimit
 from ka_core.errors import DuplicateDestination, InvalidArgument, TableFull, UnknownDestination
+from ka_core.layout import (
+    BUCKET_AT,
+    COUNT_AT,
+    EMPTY,
+    FIXED,
+    FLAG_STOPPED,
+    HEADER,
+    HEADER_SIZE,
+    HOT,
+    MAGIC,
+    SLOT_SIZE,
+    STRINGS,
+    TOMB,
+    USED,
+    Fixed,
+    index,
+    length_field,
+    offset,
+)
+from ka_core.records import Record, Summary
+from ka_core.ring import ENTRY, KIND_ADDED, KIND_REPLY, Ring, RingEntry
 from ka_core.state import State
 from ka_core.uri import SipUri
 
-MAGIC = 0x314B414B  # "KAK1"
-HEADER = struct.Struct("<IIIIIxxxxQQ")  # magic, capacity, max, count, ring_cap, head, tail
-HEADER_SIZE = 64
-_BUCKET_AT = HEADER.size  # then the RPC add rate bucket (ka_core/ratelimit.py)
-RING_ENTRY = struct.Struct("<BxHIIIdd")  # kind, code, slot, gen, seq, mono, wall
-FIXED = struct.Struct("<IBBBBHBBB3xHHIIIIIdddddd")
-SLOT_SIZE = 1280
-_STR_FIELDS = (  # name, offset, capacity in bytes
-    ("uri", 96, 256),
-    ("key", 352, 272),
-    ("owner", 624, 64),
-    ("state_cb", 688, 128),
-    ("response_cb", 816, 128),
-    ("user", 944, 256),
-)
-_STR_AT = {name: (off, cap) for name, off, cap in _STR_FIELDS}
-_LEN_INDEX = {"uri": 4, "key": 5, "owner": 6, "state_cb": 7, "response_cb": 8, "user": 9}
-_HOT = struct.Struct("<IBB")  # gen, used, state: the routing-path read
+HotRead = tuple[int, int, int]
+"""(gen, used, state) of a slot."""
 _U32, _F64 = struct.Struct("<I"), struct.Struct("<d")
-
-
-def _field_offset(index: int) -> int:
-    """Byte offset of field ``index`` of ``FIXED``, so one field can be updated in place."""
-    offset = field = 0
-    repeat = ""
-    for code in FIXED.format.lstrip("<"):
-        if code.isdigit():
-            repeat += code
-            continue
-        count, repeat = int(repeat or 1), ""
-        if code == "x":
-            offset += count
-            continue
-        for _ in range(count):
-            if field == index:
-                return offset
-            offset += struct.calcsize("<" + code)
-            field += 1
-    raise IndexError(index)
-
-
-_INTERVAL_AT, _PINGS_AT, _NEXT_PING_AT = _field_offset(13), _field_offset(14), _field_offset(20)
-_EMPTY, _USED, _TOMB = 0, 1, 2
-_FLAG_STOPPED = 1
-
-KIND_ADDED = 1
-KIND_REPLY = 2
-MAX_OWNER_BYTES = _STR_AT["owner"][1] - 1
-MAX_USER_BYTES = _STR_AT["user"][1]
-MAX_CALLBACK_BYTES = _STR_AT["state_cb"][1]
-
-
-class Summary(NamedTuple):
-    """The ``keepalive.list`` view of a record (``state`` as the raw table value)."""
-
-    slot: int
-    uri: str
-    owner: str
-    state: int
-    last_checked: float
-    last_up: float
-    last_down: float
-    added: float
-
-
-class Lock(Protocol):
-    def __enter__(self) -> object: ...
-    def __exit__(self, *exc: object) -> bool | None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Record:
-    """A snapshot of one destination, as RPC and the API show it."""
-
-    slot: int
-    gen: int
-    uri: str
-    key: str
-    owner: str
-    state: State
-    stopped: bool
-    failures: int
-    interval_ms: int
-    pings: int
-    replies: int
-    last_code: int
-    last_checked: float
-    last_up: float
-    last_down: float
-    rtt_ms: float
-    next_ping: float
-    added: float
-    state_cb: str
-    response_cb: str
-    user: str
-
-
-@dataclass(frozen=True, slots=True)
-class RingEntry:
-    kind: int
-    code: int
-    slot: int
-    gen: int
-    seq: int
-    mono: float
-    wall: float
-
-
-def ring_capacity_for(max_destinations: int) -> int:
-    """Ring entries for a table of ``max_destinations``.
-
-    Between two drains (one 100 ms tick, longer only if the pinger stalls) the ring takes at
-    most one ADDED entry per slot filled and the replies to pending pings, of which there is
-    at most one per destination (two if a UDP retransmission is answered too); the rest is
-    headroom for add/delete churn.  A fixed 64 Ki entries (2 MiB) made small tables cost
-    20 KB per destination.
-    """
-    return 4 * max_destinations + 1024
+_PINGS_AT, _NEXT_PING_AT = offset("pings"), offset("next_ping")
+_INTERVAL_AT = offset("interval_ms")
+_USED_AT = offset("used")
+# keepalive.list reads these by position: named once here
+_I_STATE, _I_CHECKED, _I_UP, _I_DOWN, _I_ADDED, _I_URI_LEN, _I_OWNER_LEN = (
+    index(n)
+    for n in ("state", "last_checked", "last_up", "last_down", "added", "uri_len", "owner_len")
+)
+MAX_OWNER_BYTES = STRINGS["owner"][1] - 1
+MAX_USER_BYTES = STRINGS["user"][1]
+MAX_CALLBACK_BYTES = STRINGS["state_cb"][1]
 
 
 def buffer_size(max_destinations: int, ring_capacity: int) -> int:
     """Bytes a table for ``max_destinations`` needs (two slots per destination)."""
-    return HEADER_SIZE + ring_capacity * RING_ENTRY.size + 2 * max_destinations * SLOT_SIZE
+    return HEADER_SIZE + ring_capacity * ENTRY.size + 2 * max_destinations * SLOT_SIZE
 
 
 class SharedTable:
@@ -169,10 +86,10 @@ class SharedTable:
         if magic != MAGIC:
             raise ValueError("buffer is not an initialised SharedTable (call format_buffer)")
         self.add_bucket = ratelimit.SharedBucket(
-            self._buf[_BUCKET_AT : _BUCKET_AT + ratelimit.SIZE], lock
+            self._buf[BUCKET_AT : BUCKET_AT + ratelimit.SIZE], lock
         )
-        self._ring_at = HEADER_SIZE
-        self._slots_at = HEADER_SIZE + self.ring_capacity * RING_ENTRY.size
+        self._ring = Ring(self._buf, HEADER_SIZE, self.ring_capacity)
+        self._slots_at = HEADER_SIZE + self.ring_capacity * ENTRY.size
 
     @staticmethod
     def format_buffer(
@@ -199,60 +116,64 @@ class SharedTable:
         owner_b = None if owner is None else owner.encode()
         for slot in self._chain(key_b):
             off = self._off(slot)
-            used = self._buf[off + 4]
-            if used == _EMPTY:
+            used = self._buf[off + _USED_AT]
+            if used == EMPTY:
                 return -1
             if (
-                used == _USED
+                used == USED
                 and self._str(off, "key") == key_b
                 and (owner_b is None or self._str(off, "owner") == owner_b)
             ):
                 return slot
         return -1
 
-    def hot(self, slot: int) -> tuple[int, int, int]:
+    def hot(self, slot: int) -> HotRead:
         """(gen, used, state) of a slot without locking: the ``ka_is_alive`` fast path."""
-        gen, used, state = _HOT.unpack_from(self._buf, self._off(slot))
+        gen, used, state = HOT.unpack_from(self._buf, self._off(slot))
         return int(gen), int(used), int(state)
+
+    def state_at(self, slot: int) -> State:
+        """The state of a slot, without locking (a one-byte read cannot tear)."""
+        return State(self.hot(slot)[2])
 
     def interval_ms(self, slot: int) -> int:
         return int(_U32.unpack_from(self._buf, self._off(slot) + _INTERVAL_AT)[0])
 
-    def hot_reader(self, slot: int) -> Callable[[], tuple[int, int, int]]:
+    def hot_reader(self, slot: int) -> Callable[[], HotRead]:
         """A ready-made ``hot(slot)`` for a per-process cache: one C call per lookup."""
-        return functools.partial(_HOT.unpack_from, self._buf, self._off(slot))
+        return functools.partial(HOT.unpack_from, self._buf, self._off(slot))
 
     def is_used(self, slot: int, gen: int) -> bool:
         g, used, _ = self.hot(slot)
-        return g == gen and used == _USED
+        return g == gen and used == USED
 
     def read(self, slot: int) -> Record:
         off = self._off(slot)
-        f = FIXED.unpack_from(self._buf, off)
-        text = {name: self._str(off, name).decode("utf-8", "replace") for name, _, _ in _STR_FIELDS}
+        f = Fixed._make(FIXED.unpack_from(self._buf, off))
+        text = {name: self._str(off, name).decode("utf-8", "replace") for name in STRINGS}
         return Record(
             slot=slot,
-            gen=f[0],
-            state=State(f[2]),
-            stopped=bool(f[3] & _FLAG_STOPPED),
-            failures=f[12],
-            interval_ms=f[13],
-            pings=f[14],
-            replies=f[15],
-            last_code=f[10],
-            last_checked=f[16],
-            last_up=f[17],
-            last_down=f[18],
-            rtt_ms=f[19],
-            next_ping=f[20],
-            added=f[21],
+            gen=f.gen,
+            state=State(f.state),
+            stopped=bool(f.flags & FLAG_STOPPED),
+            failures=f.failures,
+            interval_ms=f.interval_ms,
+            pings=f.pings,
+            replies=f.replies,
+            last_code=f.last_code,
+            last_checked=f.last_checked,
+            last_up=f.last_up,
+            last_down=f.last_down,
+            rtt_ms=f.rtt_ms,
+            next_ping=f.next_ping,
+            added=f.added,
             **text,
         )
 
     def records(self) -> Iterator[Record]:
         """Every used record, newest slot order not guaranteed (callers sort)."""
         for slot in range(self.capacity):
-            if self._buf[self._off(slot) + 4] == _USED:
+            if self._buf[self._off(slot) + _USED_AT] == USED:
                 yield self.read(slot)
 
     def summaries(self) -> list[Summary]:
@@ -260,15 +181,19 @@ class SharedTable:
         so listing 10,000 destinations does not decode every string of every slot."""
         out = []
         buf, unpack, at = self._buf, FIXED.unpack_from, self._slots_at
-        uri_at, owner_at = _STR_AT["uri"][0], _STR_AT["owner"][0]
+        uri_at, owner_at = STRINGS["uri"][0], STRINGS["owner"][0]
         for slot in range(self.capacity):
             off = at + slot * SLOT_SIZE
-            if buf[off + 4] != _USED:
+            if buf[off + _USED_AT] != USED:
                 continue
             f = unpack(buf, off)
-            uri = bytes(buf[off + uri_at : off + uri_at + f[4]]).decode("utf-8", "replace")
-            owner = bytes(buf[off + owner_at : off + owner_at + f[6]]).decode("utf-8", "replace")
-            out.append(Summary(slot, uri, owner, f[2], f[16], f[17], f[18], f[21]))
+            uri = bytes(buf[off + uri_at : off + uri_at + f[_I_URI_LEN]]).decode("utf-8", "replace")
+            owner_end = off + owner_at + f[_I_OWNER_LEN]
+            owner = bytes(buf[off + owner_at : owner_end]).decode("utf-8", "replace")
+            out.append(
+                Summary(slot, uri, owner, f[_I_STATE], f[_I_CHECKED], f[_I_UP], f[_I_DOWN],
+                        f[_I_ADDED])
+            )  # fmt: skip
         return out
 
     def get(self, key: str, owner: str) -> Record:
@@ -301,41 +226,45 @@ class SharedTable:
         }
         encoded = {name: v.encode("utf-8") for name, v in values.items()}
         for name, data in encoded.items():
-            if len(data) > _STR_AT[name][1]:
-                raise InvalidArgument(f"{name} longer than {_STR_AT[name][1]} bytes")
+            if len(data) > STRINGS[name][1]:
+                raise InvalidArgument(f"{name} longer than {STRINGS[name][1]} bytes")
         key_b, owner_b = encoded["key"], encoded["owner"]
         with self._lock:
             free = -1
             for slot in self._chain(key_b):
                 off = self._off(slot)
-                used = self._buf[off + 4]
-                if used == _USED:
+                used = self._buf[off + _USED_AT]
+                if used == USED:
                     if self._str(off, "key") == key_b and self._str(off, "owner") == owner_b:
                         raise DuplicateDestination(f"{uri.display} already added by {owner}")
                     continue
                 if free < 0:
                     free = slot
-                if used == _EMPTY:
+                if used == EMPTY:
                     break
             count = self.count
             if count >= self.max_destinations or free < 0:
                 raise TableFull(f"max_destinations ({self.max_destinations}) reached")
-            if self._ring_free() < 1:
+            if self._ring.free() < 1:
                 raise TableFull("pinger queue full, try again")
             off = self._off(free)
-            gen = (FIXED.unpack_from(self._buf, off)[0] + 1) & 0xFFFFFFFF
+            gen = (HOT.unpack_from(self._buf, off)[0] + 1) & 0xFFFFFFFF
             self._buf[off : off + SLOT_SIZE] = bytes(SLOT_SIZE)
-            FIXED.pack_into(
-                self._buf, off, gen, _USED, State.UNKNOWN, 0,
-                len(encoded["uri"]), len(key_b), len(owner_b),
-                len(encoded["state_cb"]), len(encoded["response_cb"]), len(encoded["user"]),
-                0, zlib.crc32(key_b), 0, interval_ms, 0, 0, 0.0, 0.0, 0.0, 0.0, 0.0, wall,
+            fixed = Fixed(
+                gen=gen, used=USED, state=State.UNKNOWN, flags=0,
+                uri_len=len(encoded["uri"]), key_len=len(key_b), owner_len=len(owner_b),
+                state_cb_len=len(encoded["state_cb"]),
+                response_cb_len=len(encoded["response_cb"]), user_len=len(encoded["user"]),
+                last_code=0, crc=zlib.crc32(key_b), failures=0, interval_ms=interval_ms,
+                pings=0, replies=0, last_checked=0.0, last_up=0.0, last_down=0.0, rtt_ms=0.0,
+                next_ping=0.0, added=wall,
             )  # fmt: skip
+            FIXED.pack_into(self._buf, off, *fixed)
             for name, data in encoded.items():
-                at = off + _STR_AT[name][0]
+                at = off + STRINGS[name][0]
                 self._buf[at : at + len(data)] = data
             self._set_count(count + 1)
-            self._ring_push(RingEntry(KIND_ADDED, 0, free, gen, 0, 0.0, wall))
+            self._ring.push(RingEntry(KIND_ADDED, 0, free, gen, 0, 0.0, wall))
             return free, gen
 
     def remove(self, key: str, owner: str) -> Record:
@@ -353,11 +282,11 @@ class SharedTable:
         with self._lock:
             removed = 0
             for slot in range(self.capacity):
-                used = self._buf[self._off(slot) + 4]
-                if used == _USED:
+                used = self._buf[self._off(slot) + _USED_AT]
+                if used == USED:
                     removed += 1
-                if used != _EMPTY:
-                    self._free(slot, to=_EMPTY)
+                if used != EMPTY:
+                    self._free(slot, to=EMPTY)
             self._set_count(0)
             return removed
 
@@ -367,21 +296,15 @@ class SharedTable:
         ``source`` is the ``address_tag`` of the reply's source IP (carried in the slot field).
         """
         with self._lock:
-            if self._ring_free() < 1:
+            if self._ring.free() < 1:
                 return False
-            self._ring_push(RingEntry(KIND_REPLY, code, source, 0, seq, mono, wall))
+            self._ring.push(RingEntry(KIND_REPLY, code, source, 0, seq, mono, wall))
             return True
 
     def drain(self) -> list[RingEntry]:
         """Take every queued entry (pinger only)."""
         with self._lock:
-            head, tail = self._ring_pos()
-            entries = []
-            for i in range(tail, head):
-                at = self._ring_at + (i % self.ring_capacity) * RING_ENTRY.size
-                entries.append(RingEntry(*RING_ENTRY.unpack_from(self._buf, at)))
-            self._set_ring_pos(head, head)
-            return entries
+            return self._ring.drain()
 
     # -- writes (pinger only) --------------------------------------------------------------
 
@@ -414,19 +337,17 @@ class SharedTable:
             if not self.is_used(slot, gen):
                 return False
             off = self._off(slot)
-            f = list(FIXED.unpack_from(self._buf, off))
-            f[2] = int(state)
-            f[3] = (f[3] & ~_FLAG_STOPPED) | (_FLAG_STOPPED if stopped else 0)
-            f[10] = code
-            f[12] = failures
-            f[15] += 1 if replied else 0
-            f[16] = wall
-            if state is State.UP:
-                f[17] = wall
-            else:
-                f[18] = wall
-            if replied:
-                f[19] = rtt_ms
+            f = Fixed._make(FIXED.unpack_from(self._buf, off))
+            f = f._replace(
+                state=int(state),
+                flags=(f.flags & ~FLAG_STOPPED) | (FLAG_STOPPED if stopped else 0),
+                last_code=code,
+                failures=failures,
+                replies=f.replies + (1 if replied else 0),
+                last_checked=wall,
+                rtt_ms=rtt_ms if replied else f.rtt_ms,
+            )
+            f = f._replace(last_up=wall) if state is State.UP else f._replace(last_down=wall)
             FIXED.pack_into(self._buf, off, *f)
             return True
 
@@ -441,36 +362,16 @@ class SharedTable:
             yield (start + i) % self.capacity
 
     def _str(self, off: int, name: str) -> bytes:
-        at, _ = _STR_AT[name]
-        length = FIXED.unpack_from(self._buf, off)[_LEN_INDEX[name]]
+        at, _ = STRINGS[name]
+        length = FIXED.unpack_from(self._buf, off)[length_field(name)]
         return bytes(self._buf[off + at : off + at + length])
 
-    def _free(self, slot: int, to: int = _TOMB) -> None:
+    def _free(self, slot: int, to: int = TOMB) -> None:
         off = self._off(slot)
-        gen = (FIXED.unpack_from(self._buf, off)[0] + 1) & 0xFFFFFFFF
+        gen = (HOT.unpack_from(self._buf, off)[0] + 1) & 0xFFFFFFFF
         struct.pack_into("<IB", self._buf, off, gen, to)
-        if to == _TOMB:
+        if to == TOMB:
             self._set_count(self.count - 1)
 
     def _set_count(self, count: int) -> None:
-        struct.pack_into("<I", self._buf, 12, count)
-
-    def _ring_pos(self) -> tuple[int, int]:
-        head, tail = struct.unpack_from("<QQ", self._buf, 24)
-        return int(head), int(tail)
-
-    def _set_ring_pos(self, head: int, tail: int) -> None:
-        struct.pack_into("<QQ", self._buf, 24, head, tail)
-
-    def _ring_free(self) -> int:
-        head, tail = self._ring_pos()
-        return int(self.ring_capacity) - (head - tail)
-
-    def _ring_push(self, entry: RingEntry) -> None:
-        head, tail = self._ring_pos()
-        at = self._ring_at + (head % self.ring_capacity) * RING_ENTRY.size
-        RING_ENTRY.pack_into(
-            self._buf, at, entry.kind, entry.code, entry.slot, entry.gen, entry.seq,
-            entry.mono, entry.wall,
-        )  # fmt: skip
-        self._set_ring_pos(head + 1, tail)
+        _U32.pack_into(self._buf, COUNT_AT, count)

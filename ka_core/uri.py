@@ -46,7 +46,7 @@ class SipUri:
     key: str
 
 
-def parse_uri(text: str) -> SipUri:
+def parse_uri(text: object) -> SipUri:
     """Parse ``[sip:|sips:][user@]host[:port][;transport=udp|tcp|tls]``.
 
     Raises:

@@ -15,14 +15,13 @@ be JSON-serialisable; the callback gets a decoded copy.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 
 from ka_core import registry
 from ka_core.errors import InvalidArgument, KaError
+from ka_core.records import Record
 from ka_core.state import State
-from ka_core.table import Record
-from kemi import ksr_port, runtime
+from kemi import runtime
 
 Callback = Callable[..., object] | str | None
 
@@ -63,13 +62,13 @@ def add_destination(
             uri,
             owner,
             interval_s=rt.config.ping_interval if ping_interval is None else ping_interval,
-            wall=time.time(),
+            wall=rt.wall(),
             state_cb=callback_path(statechanged_clb),
             response_cb=callback_path(response_clb),
             user=user,
         )
     except KaError as exc:
-        ksr_port.err(f"add_destination: {exc}")
+        rt.ksr.err(f"add_destination: {exc}")
         return -1
     rt.wake()
     return 0
@@ -77,10 +76,11 @@ def add_destination(
 
 def del_destination(uri: str, owner: str) -> int:
     """0 removed, -1 unknown destination or bad input (logged)."""
+    rt = runtime.get()
     try:
-        registry.remove(runtime.get().table, uri, owner)
+        registry.remove(rt.table, uri, owner)
     except KaError as exc:
-        ksr_port.err(f"del_destination: {exc}")
+        rt.ksr.err(f"del_destination: {exc}")
         return -1
     return 0
 

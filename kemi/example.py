@@ -17,7 +17,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import KSR
+import KSR  # type: ignore[import-not-found]
 
 from ka_core.tcpka import keepalive_values
 from kemi.functions import ka_is_alive
@@ -25,12 +25,12 @@ from kemi.handler import KeepaliveHandler, setup
 from kemi.tcp_keepalive import tcp_keepalive_enable
 
 
-def define(name, default):
+def define(name: str, default: object) -> object:
     value = KSR.pv.get(f"$def({name})")
     return default if value is None else value
 
 
-def mod_init():
+def mod_init() -> "Handler":
     setup()
     # Checked here, so a bad define stops Kamailio instead of failing every REGISTER.
     register_keepalive = keepalive_values(
@@ -42,10 +42,10 @@ def mod_init():
 
 
 class Handler(KeepaliveHandler):
-    def __init__(self, register_keepalive):
+    def __init__(self, register_keepalive: tuple[int, int, int]) -> None:
         self.register_keepalive = register_keepalive  # (idle, count, interval)
 
-    def ksr_request_route(self, msg):
+    def ksr_request_route(self, msg: object) -> int:
         if KSR.is_OPTIONS() and KSR.pv.get("$rU") is None:
             KSR.sl.sl_send_reply(200, "OK")  # answers pings, including our own
             return 1

@@ -10,24 +10,35 @@ from __future__ import annotations
 
 import functools
 import inspect
-import time
 import traceback
 from collections.abc import Callable
 from typing import ParamSpec
 
 from ka_core import registry
 from ka_core.errors import KaError
-from ka_core.state import State
+from ka_core.layout import USED
+from ka_core.state import SCRIPT_VALUES
+from ka_core.table import HotRead
 from ka_core.uri import parse_uri
-from kemi import ksr_port, runtime
+from kemi import runtime
+from kemi.ksr_port import KsrPort
 
 P = ParamSpec("P")
-_CACHE_MAX = 4096
-# Per process: URI text as the script gives it -> (read the slot's (gen, used, state), gen).
+CACHE_MAX = 4096
+# Per process: URI text as the script gives it -> (reader of the slot's hot fields, gen).
 # The generation check makes a deleted or re-added destination fall back to the slow path,
 # so the cache is never stale.  The reader is one C call: the routing path runs no Python
 # of ours beyond this function.
-_slot_cache: dict[object, tuple[Callable[[], tuple[int, int, int]], int]] = {}
+_slot_cache: dict[object, tuple[Callable[[], HotRead], int]] = {}
+
+
+def _log_port() -> KsrPort:
+    try:
+        return runtime.get().ksr
+    except RuntimeError:  # setup() never ran: still say so in Kamailio's log
+        from kemi.kamailio_ksr import KamailioKsr
+
+        return KamailioKsr()
 
 
 def script_function(name: str) -> Callable[[Callable[P, int]], Callable[P, int]]:
@@ -41,14 +52,14 @@ def script_function(name: str) -> Callable[[Callable[P, int]], Callable[P, int]]
             try:
                 signature.bind(*args, **kwargs)
             except TypeError as exc:
-                ksr_port.err(f"{name}: wrong arguments: {exc}")
+                _log_port().err(f"{name}: wrong arguments: {exc}")
                 return -1
             try:
                 return fn(*args, **kwargs)
             except KaError as exc:
-                ksr_port.err(f"{name}: {exc}")
+                _log_port().err(f"{name}: {exc}")
             except Exception:
-                ksr_port.err(f"{name}: internal error: {traceback.format_exc()}")
+                _log_port().err(f"{name}: internal error: {traceback.format_exc()}")
             return -1
 
         return wrapper
@@ -62,8 +73,8 @@ def ka_is_alive(uri: object = None, *extra: object) -> int:
         hit = _slot_cache.get(uri)
         if hit is not None:
             gen, used, state = hit[0]()
-            if gen == hit[1] and used == 1:
-                return 2 if state == 2 else 1
+            if gen == hit[1] and used == USED:
+                return SCRIPT_VALUES[state]
         return _is_alive_slow(uri)
     return _is_alive_slow(uri, *extra)
 
@@ -71,32 +82,31 @@ def ka_is_alive(uri: object = None, *extra: object) -> int:
 @script_function("ka_is_alive")
 def _is_alive_slow(uri: object) -> int:
     table = runtime.get().table
-    if not isinstance(uri, str):
-        raise KaError(f"uri must be a string, not {type(uri).__name__}")
     slot = table.find(parse_uri(uri).key)
     if slot < 0:
         return -1  # unknown destination: not an error worth a log line per request
     reader = table.hot_reader(slot)
     gen, _, state = reader()
-    if len(_slot_cache) >= _CACHE_MAX:
+    if len(_slot_cache) >= CACHE_MAX:
         _slot_cache.clear()
     _slot_cache[uri] = (reader, gen)
-    return 2 if state == State.DOWN else 1
+    return SCRIPT_VALUES[state]
 
 
 @script_function("ka_add_destination")
 def ka_add_destination(uri: str, owner: str) -> int:
     """1 added (first ping ~0.5 s later), -1 bad URI/owner, duplicate or table full."""
     rt = runtime.get()
-    rec = registry.add(rt.table, uri, owner, interval_s=rt.config.ping_interval, wall=time.time())
+    rec = registry.add(rt.table, uri, owner, interval_s=rt.config.ping_interval, wall=rt.wall())
     rt.wake()
-    ksr_port.info(f"ka_add_destination: added {rec.uri} owner {rec.owner}")
+    rt.ksr.info(f"ka_add_destination: added {rec.uri} owner {rec.owner}")
     return 1
 
 
 @script_function("ka_del_destination")
 def ka_del_destination(uri: str, owner: str) -> int:
     """1 removed, -1 unknown destination or bad input."""
-    rec = registry.remove(runtime.get().table, uri, owner)
-    ksr_port.info(f"ka_del_destination: removed {rec.uri} owner {rec.owner}")
+    rt = runtime.get()
+    rec = registry.remove(rt.table, uri, owner)
+    rt.ksr.info(f"ka_del_destination: removed {rec.uri} owner {rec.owner}")
     return 1

@@ -10,21 +10,27 @@ from __future__ import annotations
 
 import traceback
 
-from kemi import http_rpc, ksr_port, pinger, runtime
+from kemi import http_rpc, pinger, runtime
+from kemi.ksr_port import KsrPort
 from kemi.runtime import Runtime
 
 
-def setup() -> Runtime:
+def setup(ksr: KsrPort | None = None) -> Runtime:
     """Read the ``KA_*`` defines and create the shared table; call from ``mod_init``.
 
     Raises on an invalid parameter, after logging it, so Kamailio refuses to start.
+    ``ksr`` is for tests; Kamailio's own is used by default.
     """
+    if ksr is None:
+        from kemi.kamailio_ksr import KamailioKsr
+
+        ksr = KamailioKsr()
     try:
-        rt = runtime.setup()
+        rt = runtime.setup(ksr)
     except Exception as exc:
-        ksr_port.err(f"cannot start: {exc}")
+        ksr.err(f"cannot start: {exc}")
         raise
-    ksr_port.info(
+    ksr.info(
         f"ready: {rt.table.count} destinations, ping_interval {rt.config.ping_interval} s, "
         f"delete_counter {rt.config.delete_counter}, ping_timeout {rt.config.ping_timeout_ms} ms"
     )
@@ -38,10 +44,11 @@ class KeepaliveHandler:
         return 0
 
     def ksr_reply_route(self, msg: object) -> int:
+        rt = runtime.get()
         try:
-            return pinger.on_reply()
+            return pinger.on_reply(rt)
         except Exception:
-            ksr_port.err(f"reply route: {traceback.format_exc()}")
+            rt.ksr.err(f"reply route: {traceback.format_exc()}")
             return 1
 
     def ksr_onsend_route(self, msg: object) -> int:
@@ -50,11 +57,12 @@ class KeepaliveHandler:
 
     def ksr_xhttp_event(self, msg: object, evname: str) -> int:
         """JSON-RPC over HTTP, for allowed sources only (``kemi.http_rpc``)."""
+        rt = runtime.get()
         try:
-            http_rpc.serve(runtime.get())
+            http_rpc.serve(rt)
         except Exception:
-            ksr_port.err(f"xhttp event: {traceback.format_exc()}")
-            ksr_port.http_reply(500, "Internal Server Error", "text/plain", "internal error")
+            rt.ksr.err(f"xhttp event: {traceback.format_exc()}")
+            rt.ksr.http_reply(500, "Internal Server Error", "text/plain", "internal error")
         return 1
 
     def ksr_ka_pinger(self, msg: object, evname: str) -> int:

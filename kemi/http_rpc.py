@@ -6,11 +6,8 @@ minute per worker (``LogLimiter``), so a scan of the SIP port cannot flood the l
 
 from __future__ import annotations
 
-import time
-
 from ka_core import jsonrpc
 from ka_core.access import HttpRequest, LogLimiter
-from kemi import ksr_port
 from kemi.runtime import Runtime
 
 JSON = "application/json"
@@ -18,29 +15,30 @@ _log_limit = LogLimiter()
 
 
 def serve(rt: Runtime) -> None:
-    req = ksr_port.http_request()
+    ksr = rt.ksr
+    req = ksr.http_request()
     refusal = rt.http_guard.check(req)
     if refusal is not None:
-        _log(req, refusal.status, refusal.why)
+        _log(rt, req, refusal.status, refusal.why)
         body = jsonrpc.refused(refusal.status, refusal.reason, refusal.reason.lower()).body
-        ksr_port.http_reply(refusal.status, refusal.reason, JSON, body)
+        ksr.http_reply(refusal.status, refusal.reason, JSON, body)
         return
-    raw = ksr_port.http_body()
+    raw = ksr.http_body()
     answer = jsonrpc.NOT_UTF8 if raw is None else jsonrpc.answer(raw, rt.commands)
     if answer is None:
-        ksr_port.jsonrpc_dispatch()
+        ksr.jsonrpc_dispatch()
         return
     if answer.status >= 400:
-        _log(req, answer.status, answer.reason)
-    ksr_port.http_reply(answer.status, answer.reason, JSON, answer.body)
+        _log(rt, req, answer.status, answer.reason)
+    ksr.http_reply(answer.status, answer.reason, JSON, answer.body)
 
 
-def _log(req: HttpRequest, status: int, why: str) -> None:
-    suppressed = _log_limit.admit(time.monotonic())
+def _log(rt: Runtime, req: HttpRequest, status: int, why: str) -> None:
+    suppressed = _log_limit.admit(rt.monotonic())
     if suppressed is None:
         return
     more = f" ({suppressed} more not logged)" if suppressed else ""
-    ksr_port.warn(
+    rt.ksr.warn(
         f"JSON-RPC over HTTP from {req.source}: {status}, {why}: "
         f"{req.method[:16]} {req.url[:80]!r}{more}"
     )

@@ -1,107 +1,59 @@
-"""The only module that imports ``KSR``: one thin function per Kamailio call we use."""
+"""Everything kemi/ needs from Kamailio, as one small interface.
+
+``kemi.kamailio_ksr.KamailioKsr`` is the real adapter (the only code that imports ``KSR``);
+``tests/unit/fake_ksr.FakeKsr`` records calls and serves canned values, so the glue is
+unit-tested without a Kamailio.  The runtime holds the port and passes it down.
+"""
 
 from __future__ import annotations
 
-import KSR  # type: ignore[import-not-found]  # noqa: TID251 - this is the seam
+from collections.abc import Callable
+from typing import Protocol
 
 from ka_core.access import HttpRequest
 
 LOG_PREFIX = "keepalive: "
+Clock = Callable[[], float]
+
+MessageConnection = tuple[object, object, object, object, object, object]
+"""($pr, $conid, $si, $sp, $Ri, $Rp) of the current message."""
 
 
-def info(text: str) -> None:
-    KSR.info(LOG_PREFIX + text + "\n")
+class KsrPort(Protocol):
+    def info(self, text: str) -> None: ...
+    def warn(self, text: str) -> None: ...
+    def err(self, text: str) -> None: ...
 
+    def define(self, name: str) -> str | None:
+        """Value of ``#!define name`` in kamailio.cfg, or None."""
+        ...
 
-def warn(text: str) -> None:
-    KSR.warn(LOG_PREFIX + text + "\n")
+    def send_options(self, ruri: str, from_uri: str, callid: str) -> int:
+        """OPTIONS through tm (Kamailio's own sockets); < 0 if not sent."""
+        ...
 
+    def reply_fields(self) -> tuple[str | None, int | None, str | None]:
+        """(Call-ID, status code, source IP) of the reply being processed."""
+        ...
 
-def err(text: str) -> None:
-    KSR.err(LOG_PREFIX + text + "\n")
+    def reply_matches_transaction(self) -> bool: ...
 
+    def http_request(self) -> HttpRequest: ...
 
-def pv_get(name: str) -> object:
-    return KSR.pv.get(name)
+    def http_body(self) -> bytes | None:
+        """The body as bytes; None when it is not UTF-8."""
+        ...
 
+    def http_reply(self, code: int, reason: str, ctype: str, body: str) -> None: ...
+    def jsonrpc_dispatch(self) -> None: ...
 
-def define(name: str) -> str | None:
-    """Value of ``#!define name`` in kamailio.cfg, or None."""
-    value = KSR.pv.get(f"$def({name})")
-    return None if value is None else str(value)
+    def jsonrpc_exec(self, request: str) -> tuple[object, object]:
+        """Run a built-in RPC through jsonrpcs: (code, body)."""
+        ...
 
-
-def send_options(ruri: str, from_uri: str, callid: str) -> int:
-    """OPTIONS through tm (Kamailio's own sockets); the same request layout as C keepalive."""
-    KSR.pv.unset("$uac_req(all)")
-    KSR.pv.sets("$uac_req(method)", "OPTIONS")
-    KSR.pv.sets("$uac_req(ruri)", ruri)
-    KSR.pv.sets("$uac_req(turi)", ruri)
-    KSR.pv.sets("$uac_req(furi)", from_uri)
-    KSR.pv.sets("$uac_req(callid)", callid)
-    return int(KSR.uac.uac_req_send())
-
-
-def reply_fields() -> tuple[str | None, int | None, str | None]:
-    """(Call-ID, status code, source IP) of the reply being processed."""
-    return KSR.pv.get("$ci"), KSR.pv.get("$rs"), KSR.pv.get("$si")
-
-
-def reply_matches_transaction() -> bool:
-    """tm's own match (Via branch) for the current reply."""
-    return bool(KSR.tm.t_check_trans() > 0)
-
-
-def http_request() -> HttpRequest:
-    """The parts of the HTTP request the access check needs (the body is not read)."""
-    pv = KSR.pv.get
-    return HttpRequest(
-        method=str(pv("$rm") or ""),
-        url=str(pv("$hu") or ""),
-        source=str(pv("$si") or ""),
-        authorization=pv("$hdr(Authorization)"),
-    )
-
-
-def http_body() -> bytes | None:
-    """The body as bytes; None when it is not UTF-8 (app_python3 cannot make a str of it)."""
-    try:
-        body = KSR.pv.get("$rb")
-    except UnicodeDecodeError:
-        return None
-    return b"" if body is None else str(body).encode("utf-8", "surrogateescape")
-
-
-def http_reply(code: int, reason: str, ctype: str, body: str) -> None:
-    KSR.xhttp.xhttp_reply(code, reason, ctype, body)
-
-
-def jsonrpc_dispatch() -> None:
-    KSR.jsonrpcs.dispatch()
-
-
-# ---- TCP keepalive (kemi/tcp_keepalive.py) -----------------------------------------------
-
-
-def message_connection() -> tuple[object, object, object, object, object, object]:
-    """($pr, $conid, $si, $sp, $Ri, $Rp) of the current message."""
-    pv = KSR.pv.get
-    return pv("$pr"), pv("$conid"), pv("$si"), pv("$sp"), pv("$Ri"), pv("$Rp")
-
-
-def jsonrpc_exec(request: str) -> tuple[object, object]:
-    """Run a built-in RPC through jsonrpcs: ($jsonrpl(code), $jsonrpl(body))."""
-    KSR.jsonrpcs.exec(request)
-    return KSR.pv.get("$jsonrpl(code)"), KSR.pv.get("$jsonrpl(body)")
-
-
-def tcpops_loaded() -> bool:
-    return hasattr(KSR, "tcpops")
-
-
-def tcpops_keepalive_enable_cid(conid: int, idle: int, count: int, interval: int) -> int:
-    return int(KSR.tcpops.tcp_keepalive_enable_cid(conid, idle, count, interval))
-
-
-def tcpops_keepalive_disable_cid(conid: int) -> int:
-    return int(KSR.tcpops.tcp_keepalive_disable_cid(conid))
+    def message_connection(self) -> MessageConnection: ...
+    def tcpops_loaded(self) -> bool: ...
+    def tcpops_keepalive_enable_cid(
+        self, conid: int, idle: int, count: int, interval: int
+    ) -> int: ...
+    def tcpops_keepalive_disable_cid(self, conid: int) -> int: ...

@@ -3,11 +3,11 @@
 Theory of operation.  Threads never run in SIP workers on 5.6.3 (app_python3 never releases
 the GIL), but they do in a process whose Python code blocks in Python.  So:
 
-* the **core thread** owns the ``Prober``: it drains the shared ring, asks for due pings and
-  timeouts, serves the BINRPC socket, acts on the results (send an OPTIONS through tm, write
-  a log line, run a user callback) and sleeps in ``select`` until the next deadline (pings
-  and timeouts sit on a 100 ms grid, see ``ka_core.scheduler``) or a wake-up byte from
-  another process (an RPC, an added destination, a reply that changes a state);
+* the **core thread** owns the ``Prober``: each step it hands it the shared ring's entries,
+  sends the pings it returns (OPTIONS through tm), acts on its events (a log line, a user
+  callback), serves the BINRPC socket, and sleeps in ``select`` until the step's deadline
+  (pings and timeouts sit on a 100 ms grid, see ``ka_core.scheduler``) or a wake-up byte
+  from another process (an RPC, an added destination, a reply that changes a state);
 * the **main thread** (the rtimer callback) starts it and parks in ``join``.  The core thread
   is thus the only thread that calls ``KSR``, so request building never races.
 """
@@ -18,7 +18,6 @@ import importlib
 import os
 import select
 import threading
-import time
 import traceback
 from collections.abc import Callable
 
@@ -27,7 +26,6 @@ from ka_core.events import Event, ProbingStopped, ResponseReceived, StateChanged
 from ka_core.prober import Ping, Prober
 from ka_core.state import State, changes_state
 from ka_core.uri import address_tag
-from kemi import ksr_port, runtime
 from kemi.api import decode_user
 from kemi.rpc_server import RpcServer
 from kemi.runtime import Runtime
@@ -68,7 +66,7 @@ class Pinger:
         self._servers: list[RpcServer] = []
         if rt.config.rpc_socket:
             self._servers.append(
-                RpcServer(rt.config.rpc_socket, rt.commands, rt.config.ctl_forward)
+                RpcServer(rt.config.rpc_socket, rt.commands, rt.config.ctl_forward, rt.monotonic)
             )
 
     def run_forever(self) -> None:
@@ -78,7 +76,7 @@ class Pinger:
         so the core thread is the only KSR caller and borrows an idle context.  Handing each
         ping to the main thread instead cost a GIL hand-off per job (measured: ~10x the CPU).
         """
-        ksr_port.info(
+        self._rt.ksr.info(
             f"pinger started: {self._rt.table.count} destinations, "
             f"interval {self._rt.config.ping_interval} s"
         )
@@ -92,27 +90,25 @@ class Pinger:
     def _core_loop(self) -> None:
         while True:
             try:
-                self._step()
+                self.run_once()
             except Exception:
-                ksr_port.err(f"pinger core error: {traceback.format_exc()}")
-                time.sleep(0.1)
+                self._rt.ksr.err(f"pinger core error: {traceback.format_exc()}")
+                select.select([], [], [], 0.1)
 
-    def _step(self) -> None:
-        now, wall = time.monotonic(), time.time()
-        for ping in self._prober.due(now, wall):
+    def run_once(self) -> None:
+        """One step of the core thread: probe, act, then wait for the deadline or a wake-up."""
+        rt = self._rt
+        step = self._prober.step(rt.monotonic(), rt.wall(), rt.table.drain(), self._unsent)
+        self._unsent = []
+        for ping in step.pings:
             self._send(ping)
-        events = self._prober.handle(self._rt.table.drain(), now, wall)
-        for seq in self._unsent:
-            events.extend(self._prober.forget_unsent(seq, now, wall))
-        self._unsent.clear()
-        events.extend(self._prober.expire(now, wall))
-        for event in events:
+        for event in step.events:
             try:
                 self._act(event)
             except Exception:
-                ksr_port.err(f"keepalive event {event!r} failed: {traceback.format_exc()}")
-        deadline = self._prober.next_deadline(now)
-        later = time.monotonic()
+                rt.ksr.err(f"keepalive event {event!r} failed: {traceback.format_exc()}")
+        later = rt.monotonic()
+        deadline = step.deadline
         sleep = MAX_SLEEP_S if deadline is None else max(0.0, min(MAX_SLEEP_S, deadline - later))
         readers: list[int] = [self._rt.wake_read_fd]
         writers: list[int] = []
@@ -128,13 +124,14 @@ class Pinger:
 
     def _send(self, ping: Ping) -> None:
         callid = make_callid(self._prefix, ping.seq, ping.slot)
-        if ksr_port.send_options(ping.uri, self._rt.config.ping_from, callid) < 0:
-            ksr_port.warn(f"could not send OPTIONS to {ping.uri}")
-            self._unsent.append(ping.seq)  # a failure at the next step (within one tick)
+        if self._rt.ksr.send_options(ping.uri, self._rt.config.ping_from, callid) < 0:
+            self._rt.ksr.warn(f"could not send OPTIONS to {ping.uri}")
+            self._unsent.append(ping.seq)  # a failure at the next step
 
     def _act(self, event: Event) -> None:
+        ksr = self._rt.ksr
         if isinstance(event, StateChanged):
-            ksr_port.info(
+            ksr.info(
                 f"destination {event.uri} owner {event.owner}: {event.old.name} -> {event.new.name}"
             )
             if event.callback:
@@ -143,29 +140,28 @@ class Pinger:
             if event.callback:
                 resolve_callback(event.callback)(event.uri, event.code, decode_user(event.user))
         elif isinstance(event, ProbingStopped):
-            ksr_port.warn(
+            ksr.warn(
                 f"destination {event.uri} owner {event.owner}: {event.failures} "
                 f"consecutive failures, probing stopped (state {State.DOWN.name}) "
                 "until it is added again"
             )
 
 
-def on_reply() -> int:
+def on_reply(rt: Runtime) -> int:
     """Call from ``ksr_reply_route``: hands a reply to one of our pings to the pinger."""
-    rt = runtime.get()
-    callid, code, source = ksr_port.reply_fields()
+    callid, code, source = rt.ksr.reply_fields()
     if not callid or code is None or int(code) < 200:
         return 1
     ours = parse_callid(callid, callid_prefix(rt.token))
     if ours is None or ours[1] >= rt.table.capacity:
         return 1
-    if not ksr_port.reply_matches_transaction():
-        ksr_port.warn(f"ignoring reply {code} with our Call-ID but no transaction, from {source}")
+    if not rt.ksr.reply_matches_transaction():
+        rt.ksr.warn(f"ignoring reply {code} with our Call-ID but no transaction, from {source}")
         return 1
     seq, slot = ours
     tag = address_tag(source) if source else 0
-    if not rt.table.push_reply(seq, int(code), time.monotonic(), time.time(), tag):
-        ksr_port.warn("pinger queue full: reply dropped")
-    elif changes_state(rt.table.hot(slot)[2], int(code)):
+    if not rt.table.push_reply(seq, int(code), rt.monotonic(), rt.wall(), tag):
+        rt.ksr.warn("pinger queue full: reply dropped")
+    elif changes_state(rt.table.state_at(slot), int(code)):
         rt.wake()  # a state change is applied at once; other replies wait for the next tick
     return 1

@@ -1,27 +1,31 @@
 """BINRPC server for the stock ``kamcmd``, run by the pinger's core thread.
 
 It answers ``keepalive.*`` itself from the shared table and relays every other packet
-unchanged to Kamailio's own ctl socket (``KA_CTL_FORWARD``), so with the example config the
-module can own the default socket path and plain ``kamcmd`` keeps working for everything.
-Non-blocking, bounded: at most ``MAX_CLIENTS`` connections, ``MAX_PACKET`` per request, idle
-clients dropped after ``IDLE_TIMEOUT_S``; a malformed packet closes that connection only.
+unchanged to Kamailio's own ctl socket (``KA_CTL_FORWARD``) through ``CtlRelay``'s thread, so
+with the example config the module can own the default socket path, plain ``kamcmd`` keeps
+working for everything, and a slow relayed command never delays a ping.  Replies go back to
+each client in the order of its requests.  Non-blocking, bounded: at most ``MAX_CLIENTS``
+connections, ``MAX_PACKET`` per request, idle clients dropped after ``IDLE_TIMEOUT_S``; a
+malformed packet closes that connection only.  The socket is created mode 0660.
 """
 
 from __future__ import annotations
 
+import collections
+import functools
 import os
 import socket
 import stat
-import time
 from dataclasses import dataclass, field
 
 from ka_core import binrpc
 from ka_core.errors import RpcFault
 from ka_core.rpc import METHODS, RpcCommands
+from kemi.ctl_relay import CtlRelay, Pending
+from kemi.ksr_port import Clock
 
 MAX_CLIENTS = 64
 IDLE_TIMEOUT_S = 30.0
-FORWARD_TIMEOUT_S = 5.0
 RECV_BYTES = 65536
 SOCKET_MODE = 0o660
 TOO_BIG = (
@@ -42,19 +46,28 @@ def to_wire(value: object) -> binrpc.Value:
     raise TypeError(f"cannot encode {type(value).__name__}")
 
 
+def with_our_methods(cookie: int, reply: bytes) -> bytes:
+    """``system.listMethods`` from ctl, with the ``keepalive.*`` names appended."""
+    is_fault, values = binrpc.decode_reply(reply)
+    names: list[binrpc.Value] = list(METHODS) if is_fault else [*values, *METHODS]
+    return binrpc.encode_reply(cookie, names)
+
+
 @dataclass
 class _Client:
     sock: socket.socket
+    seen: float
     reader: binrpc.PacketReader = field(default_factory=binrpc.PacketReader)
     out: bytearray = field(default_factory=bytearray)
-    seen: float = field(default_factory=time.monotonic)
+    waiting: collections.deque[Pending] = field(default_factory=collections.deque)
+    """Replies in request order; relayed ones fill in later."""
 
 
 class RpcServer:
-    def __init__(self, path: str, commands: RpcCommands, forward: str = "") -> None:
+    def __init__(self, path: str, commands: RpcCommands, forward: str, monotonic: Clock) -> None:
         self._commands = commands
-        self._forward = forward
-        self._path = path
+        self._relay = CtlRelay(forward) if forward else None
+        self._monotonic = monotonic
         if os.path.exists(path) and stat.S_ISSOCK(os.stat(path).st_mode):
             os.unlink(path)
         self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -70,25 +83,33 @@ class RpcServer:
 
     def fds(self) -> tuple[list[int], list[int]]:
         readers = [self._listener.fileno(), *self._clients]
+        if self._relay is not None:
+            readers.append(self._relay.done_fd)
         writers = [fd for fd, c in self._clients.items() if c.out]
         return readers, writers
 
     def handle(self, readable: list[int], writable: list[int]) -> None:
         if self._listener.fileno() in readable:
             self._accept()
-        now = time.monotonic()
+        if self._relay is not None and self._relay.done_fd in readable:
+            self._relay.drain_done()
+        now = self._monotonic()
         for fd, client in list(self._clients.items()):
             try:
                 if fd in readable:
-                    self._read(client)
-                if client.out and (fd in writable or fd in readable):
+                    self._read(client, now)
+                while client.waiting and client.waiting[0].data is not None:
+                    client.out += client.waiting.popleft().data or b""
+                if client.out:
                     sent = client.sock.send(client.out)
                     del client.out[:sent]
                     client.seen = now
+            except BlockingIOError:
+                pass  # the client reads slowly: the rest goes when it is writable
             except (OSError, binrpc.BinrpcError):
                 self._close(fd)
                 continue
-            if now - client.seen > IDLE_TIMEOUT_S:
+            if now - client.seen > IDLE_TIMEOUT_S and not client.waiting:
                 self._close(fd)
 
     def _accept(self) -> None:
@@ -100,26 +121,30 @@ class RpcServer:
             sock.close()
             return
         sock.setblocking(False)
-        self._clients[sock.fileno()] = _Client(sock)
+        self._clients[sock.fileno()] = _Client(sock, self._monotonic())
 
-    def _read(self, client: _Client) -> None:
+    def _read(self, client: _Client, now: float) -> None:
         data = client.sock.recv(RECV_BYTES)
         if not data:
             raise ConnectionResetError("client closed")
-        client.seen = time.monotonic()
+        client.seen = now
         client.reader.feed(data)
         while (packet := client.reader.next_packet()) is not None:
-            client.out += self._answer(packet)
+            client.waiting.append(self._answer(packet))
 
-    def _answer(self, packet: bytes) -> bytes:
+    def _answer(self, packet: bytes) -> Pending:
         request = binrpc.decode_request(packet)
         if request.method.startswith("keepalive."):
-            return self._local(request)
+            return Pending(self._local(request))
+        if self._relay is None:
+            if request.method == "system.listMethods":
+                return Pending(binrpc.encode_reply(request.cookie, list(METHODS)))
+            fault = f"command {request.method} not found"
+            return Pending(binrpc.encode_fault(request.cookie, 500, fault))
         if request.method == "system.listMethods":
-            return self._list_methods(packet, request.cookie)
-        if self._forward:
-            return self._relay(packet, request.cookie)
-        return binrpc.encode_fault(request.cookie, 500, f"command {request.method} not found")
+            merge = functools.partial(with_our_methods, request.cookie)
+            return self._relay.submit(packet, request.cookie, merge)
+        return self._relay.submit(packet, request.cookie)
 
     def _local(self, request: binrpc.Request) -> bytes:
         try:
@@ -131,31 +156,6 @@ class RpcServer:
             text = TOO_BIG.format(size=len(reply), count=len(values))
             return binrpc.encode_fault(request.cookie, 500, text)
         return reply
-
-    def _list_methods(self, packet: bytes, cookie: int) -> bytes:
-        names: list[binrpc.Value] = list(METHODS)
-        if self._forward:
-            is_fault, values = binrpc.decode_reply(self._relay(packet, cookie))
-            if not is_fault:
-                names = values + names
-        return binrpc.encode_reply(cookie, names)
-
-    def _relay(self, packet: bytes, cookie: int) -> bytes:
-        """Pass one packet to Kamailio's ctl and return its reply unchanged."""
-        try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as ctl:
-                ctl.settimeout(FORWARD_TIMEOUT_S)
-                ctl.connect(self._forward)
-                ctl.sendall(packet)
-                reader = binrpc.PacketReader(max_packet=64 << 20)
-                while (reply := reader.next_packet()) is None:
-                    data = ctl.recv(RECV_BYTES)
-                    if not data:
-                        raise ConnectionError("ctl closed the connection")
-                    reader.feed(data)
-                return reply
-        except (OSError, binrpc.BinrpcError) as exc:
-            return binrpc.encode_fault(cookie, 500, f"kamailio ctl not reachable: {exc}")
 
     def _close(self, fd: int) -> None:
         client = self._clients.pop(fd, None)

@@ -1,9 +1,13 @@
-"""Process-wide singletons, built once in ``mod_init`` (before Kamailio forks).
+"""Process-wide state, built once in ``mod_init`` (before Kamailio forks).
 
 The shared table's memory (anonymous ``MAP_SHARED`` mmap), its process-shared lock and the
 pipe that wakes the pinger are created here, so every forked process inherits the same ones.
 ``multiprocessing.Lock`` is a POSIX semaphore in shared memory and starts no helper process
 (unlike ``multiprocessing.shared_memory``, which breaks Kamailio's shutdown).
+
+The ``Runtime`` carries the Kamailio port and the clocks, and everything below the script
+entry points takes it as an argument; ``get()`` is only for those entry points, which
+Kamailio calls with the script's arguments alone.
 """
 
 from __future__ import annotations
@@ -14,13 +18,15 @@ import multiprocessing
 import os
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ka_core import registry
 from ka_core.access import HttpGuard
 from ka_core.config import PARAMS_OWNER, KaConfig, define_names, load_config
+from ka_core.ring import capacity_for
 from ka_core.rpc import RpcCommands
-from ka_core.table import SharedTable, buffer_size, ring_capacity_for
+from ka_core.table import SharedTable, buffer_size
+from kemi.ksr_port import Clock, KsrPort
 
 
 @dataclass(slots=True)
@@ -28,41 +34,51 @@ class Runtime:
     config: KaConfig
     table: SharedTable
     commands: RpcCommands
+    ksr: KsrPort
     wake_fd: int
     wake_read_fd: int
     token: str
     """Random per start: Call-IDs of this run's pings start with it."""
     http_guard: HttpGuard
+    monotonic: Clock = time.monotonic
+    wall: Clock = time.time
+    announced: set[str] = field(default_factory=set)
+    """Per process (a copy after fork): one-time log lines already written."""
 
     def wake(self) -> None:
         with contextlib.suppress(BlockingIOError):  # the pinger already has wake-ups pending
             os.write(self.wake_fd, b"\0")
 
+    def announce(self, key: str, text: str) -> None:
+        """Log ``text`` once per process."""
+        if key not in self.announced:
+            self.announced.add(key)
+            self.ksr.info(text)
+
 
 _runtime: Runtime | None = None
 
 
-def read_defines() -> dict[str, str]:
-    from kemi import ksr_port
-
+def read_defines(ksr: KsrPort) -> dict[str, str]:
     found = {}
     for name in define_names():
-        value = ksr_port.define(name)
+        value = ksr.define(name)
         if value is not None:
             found[name.removeprefix("KA_")] = value
     return found
 
 
-def build(config: KaConfig) -> Runtime:
-    """Create the shared table and seed it with the ``destination`` parameters."""
+def build(
+    config: KaConfig, ksr: KsrPort, *, monotonic: Clock = time.monotonic, wall: Clock = time.time
+) -> Runtime:
+    """Create the shared table, seed it with the ``destination`` parameters, install it."""
     global _runtime
-    ring = ring_capacity_for(config.max_destinations)
+    ring = capacity_for(config.max_destinations)
     memory = mmap.mmap(-1, buffer_size(config.max_destinations, ring), flags=mmap.MAP_SHARED)
     SharedTable.format_buffer(memoryview(memory), config.max_destinations, ring)
     table = SharedTable(memoryview(memory), multiprocessing.Lock())
-    wall = time.time()
     registry.add_static(
-        table, config.destinations, PARAMS_OWNER, interval_s=config.ping_interval, wall=wall
+        table, config.destinations, PARAMS_OWNER, interval_s=config.ping_interval, wall=wall()
     )
     read_fd, write_fd = os.pipe()
     os.set_blocking(write_fd, False)
@@ -70,21 +86,34 @@ def build(config: KaConfig) -> Runtime:
     _runtime = Runtime(
         config=config,
         table=table,
-        commands=RpcCommands(table, config.ping_interval, time.time, add_rate=config.rpc_add_rate),
+        commands=RpcCommands(table, config.ping_interval, wall, add_rate=config.rpc_add_rate),
+        ksr=ksr,
         wake_fd=write_fd,
         wake_read_fd=read_fd,
         token=secrets.token_hex(4),
         http_guard=config.http_guard,
+        monotonic=monotonic,
+        wall=wall,
     )
     return _runtime
 
 
-def setup() -> Runtime:
+def setup(ksr: KsrPort) -> Runtime:
     """Read ``KA_*`` defines from kamailio.cfg and build the runtime (call in mod_init)."""
-    return build(load_config(read_defines()))
+    return build(load_config(read_defines(ksr)), ksr)
 
 
 def get() -> Runtime:
     if _runtime is None:
         raise RuntimeError("ka-kemi is not set up: call kemi.handler.setup() in mod_init")
     return _runtime
+
+
+def close(rt: Runtime) -> None:
+    """Release the wake pipe of a runtime no longer used (unit tests build many)."""
+    global _runtime
+    for fd in (rt.wake_fd, rt.wake_read_fd):
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    if _runtime is rt:
+        _runtime = None

@@ -6,11 +6,12 @@ import itertools
 import threading
 
 from ka_core import registry
-from ka_core.events import ProbingStopped, ResponseReceived, StateChanged
-from ka_core.prober import Prober
+from ka_core.events import Event, ProbingStopped, ResponseReceived, StateChanged
+from ka_core.prober import Ping, Prober
+from ka_core.ring import capacity_for as ring_capacity_for
 from ka_core.scheduler import MAX_PER_TICK, SMALL_BATCH, on_grid
 from ka_core.state import State
-from ka_core.table import SharedTable, buffer_size, ring_capacity_for
+from ka_core.table import SharedTable, buffer_size
 from ka_core.uri import address_tag
 
 
@@ -24,13 +25,19 @@ def setup(n: int = 1, interval: float = 10, delete_counter: int = 0, timeout: fl
             state_cb="mod:cb", response_cb="mod:rcb", user="u",
         )  # fmt: skip
     prober = Prober(table, delete_counter=delete_counter, ping_timeout_s=timeout)
-    prober.handle(table.drain(), 100.0, 1000.0)
+    prober.step(100.0, 1000.0, table.drain())
     return table, prober
 
 
-def reply(table: SharedTable, prober: Prober, seq: int, code: int, now: float):
+def poll(prober: Prober, now: float, wall: float = 0) -> tuple[list[Ping], list[Event]]:
+    """A step with nothing in the ring."""
+    step = prober.step(now, wall, [])
+    return step.pings, step.events
+
+
+def reply(table: SharedTable, prober: Prober, seq: int, code: int, now: float) -> list[Event]:
     table.push_reply(seq, code, now, now + 900)
-    return prober.handle(table.drain(), now, now + 900)
+    return prober.step(now, now + 900, table.drain()).events
 
 
 def ping_times(table: SharedTable, prober: Prober, start: float, end: float) -> list[float]:
@@ -38,7 +45,7 @@ def ping_times(table: SharedTable, prober: Prober, start: float, end: float) -> 
     times = []
     now = start
     while now < end:
-        pings, _ = prober.poll(now, 0)
+        pings, _ = poll(prober, now, 0)
         times += [now] * len(pings)
         for p in pings:
             reply(table, prober, p.seq, 200, now)
@@ -54,7 +61,7 @@ def test_start_up_list_is_pinged_at_once() -> None:
 def test_single_add_pings_after_about_half_a_second_on_the_grid_then_every_interval() -> None:
     table, prober = setup(n=0)
     registry.add(table, "10.0.0.9", "t", interval_s=10, wall=0)
-    prober.handle(table.drain(), 100.03, 0)
+    prober.step(100.03, 0, table.drain())
     times = ping_times(table, prober, 100.03, 131)
     assert times == [100.4, 110.4, 120.4, 130.4]
 
@@ -63,7 +70,7 @@ def test_a_few_adds_together_are_all_pinged_after_the_delay() -> None:
     table, prober = setup(n=0)
     for i in range(SMALL_BATCH):
         registry.add(table, f"10.0.1.{i}", "t", interval_s=10, wall=0)
-    prober.handle(table.drain(), 100.0, 0)
+    prober.step(100.0, 0, table.drain())
     assert ping_times(table, prober, 100.0, 101) == [100.4] * SMALL_BATCH
 
 
@@ -78,16 +85,16 @@ def test_batch_is_spread_over_the_interval_on_the_grid() -> None:
 
 def test_timeout_of_an_on_time_ping_shares_the_grid() -> None:
     _table, prober = setup(timeout=2.0)
-    assert len(prober.poll(100.001, 0)[0]) == 1
-    assert prober.next_deadline(100.002) == 100.1  # draining replies on the next tick
-    assert prober.poll(101.999, 0)[1] == []
-    _, events = prober.poll(102.0, 0)
+    assert len(poll(prober, 100.001, 0)[0]) == 1
+    assert prober.step(100.002, 0, []).deadline == 100.1  # draining replies on the next tick
+    assert poll(prober, 101.999, 0)[1] == []
+    _, events = poll(prober, 102.0, 0)
     assert any(isinstance(e, StateChanged) and e.new is State.DOWN for e in events)
 
 
 def test_reply_sets_up_and_emits_callbacks_once() -> None:
     table, prober = setup()
-    (ping,), _ = prober.poll(100.5, 0)
+    (ping,), _ = poll(prober, 100.5, 0)
     events = reply(table, prober, ping.seq, 200, 100.6)
     assert ResponseReceived("sip:10.0.0.1", "t", 200, "mod:rcb", "u") in events
     assert StateChanged("sip:10.0.0.1", "t", State.UNKNOWN, State.UP, "mod:cb", "u") in events
@@ -99,9 +106,9 @@ def test_reply_sets_up_and_emits_callbacks_once() -> None:
 
 def test_timeout_sets_down_and_late_reply_is_ignored() -> None:
     table, prober = setup(timeout=2.0)
-    (ping,), _ = prober.poll(100.5, 0)
-    assert prober.poll(102.4, 0)[1] == []
-    _, events = prober.poll(102.5, 5)
+    (ping,), _ = poll(prober, 100.5, 0)
+    assert poll(prober, 102.4, 0)[1] == []
+    _, events = poll(prober, 102.5, 5)
     assert any(isinstance(e, StateChanged) and e.new is State.DOWN for e in events)
     assert reply(table, prober, ping.seq, 200, 103.0) == []
     assert table.read(ping.slot).state is State.DOWN
@@ -109,7 +116,7 @@ def test_timeout_sets_down_and_late_reply_is_ignored() -> None:
 
 def test_stray_reply_with_unknown_sequence_changes_nothing() -> None:
     table, prober = setup()
-    (ping,), _ = prober.poll(100.5, 0)
+    (ping,), _ = poll(prober, 100.5, 0)
     assert reply(table, prober, ping.seq + 1000, 200, 100.6) == []
     assert table.read(ping.slot).state is State.UNKNOWN
 
@@ -120,7 +127,7 @@ def test_stopped_destination_gets_no_pings_and_ignores_late_replies() -> None:
     now, pings, seqs = 100.0, 0, []
     stopped_at = None
     while now < 110:
-        new, events = prober.poll(now, 0)
+        new, events = poll(prober, now, 0)
         pings += len(new)
         seqs += [p.seq for p in new]
         if any(isinstance(e, ProbingStopped) for e in events):
@@ -134,44 +141,45 @@ def test_stopped_destination_gets_no_pings_and_ignores_late_replies() -> None:
 
 def test_deleted_destination_is_not_pinged_any_more() -> None:
     table, prober = setup()
-    assert len(prober.poll(100.5, 0)[0]) == 1
+    assert len(poll(prober, 100.5, 0)[0]) == 1
     registry.remove(table, "10.0.0.1", "t")
-    assert prober.poll(110.5, 0)[0] == []
+    assert poll(prober, 110.5, 0)[0] == []
 
 
 def test_schedule_does_not_drift_when_the_loop_is_late() -> None:
     table, prober = setup(interval=10)
-    (p,), _ = prober.poll(100.2, 0)  # 0.2 s late
+    (p,), _ = poll(prober, 100.2, 0)  # 0.2 s late
     reply(table, prober, p.seq, 200, 100.3)
-    assert prober.poll(109.9, 0)[0] == []
-    assert prober.next_deadline(109.9) == 110.0
-    assert len(prober.poll(110.0, 0)[0]) == 1  # due at 110.0, not 110.2
-    assert prober.poll(150.0, 0)[0] != [] and prober.next_deadline(150.0) is not None
+    early = prober.step(109.9, 0, [])
+    assert (early.pings, early.deadline) == ([], 110.0)
+    assert len(poll(prober, 110.0, 0)[0]) == 1  # due at 110.0, not 110.2
+    # a 40 s stall: one ping, not four to catch up, and the grid is kept
+    assert ping_times(table, prober, 150.0, 171) == [150.0, 160.0, 170.0]
 
 
 def test_reply_from_another_address_is_ignored_and_keeps_the_ping_pending() -> None:
     table, prober = setup()
-    (ping,), _ = prober.poll(100.5, 0)
+    (ping,), _ = poll(prober, 100.5, 0)
     table.push_reply(ping.seq, 200, 100.6, 1000, address_tag("10.9.9.9"))
-    assert prober.handle(table.drain(), 100.6, 1000) == []
+    assert prober.step(100.6, 1000, table.drain()).events == []
     table.push_reply(ping.seq, 200, 100.7, 1000, address_tag("10.0.0.1"))
-    events = prober.handle(table.drain(), 100.7, 1000)
+    events = prober.step(100.7, 1000, table.drain()).events
     assert any(isinstance(e, StateChanged) and e.new is State.UP for e in events)
 
 
 def test_deleted_before_its_first_ping_is_never_pinged() -> None:
     table, prober = setup(n=20, interval=10)
     registry.remove(table, "10.0.0.20", "t")
-    sent = [p.uri for p in prober.poll(200.0, 0)[0]]
+    sent = [p.uri for p in poll(prober, 200.0, 0)[0]]
     assert len(sent) == 19 and "sip:10.0.0.20" not in sent
 
 
 def test_re_added_destination_is_not_disturbed_by_its_old_schedule() -> None:
     table, prober = setup(interval=10)
-    assert len(prober.poll(100.0, 0)[0]) == 1
+    assert len(poll(prober, 100.0, 0)[0]) == 1
     registry.remove(table, "10.0.0.1", "t")
     registry.add(table, "10.0.0.1", "t", interval_s=10, wall=0)
-    prober.handle(table.drain(), 101.0, 0)
+    prober.step(101.0, 0, table.drain())
     times = ping_times(table, prober, 101.0, 122)
     assert times == [101.4, 111.4, 121.4]  # the old entry due at 110.0 sends nothing
     assert table.read(table.find("sip:10.0.0.1:5060")).state is State.UP
@@ -185,12 +193,12 @@ def test_large_batch_uses_a_finer_grid_with_at_most_max_per_tick_pings() -> None
     for i in range(n):
         registry.add(table, f"10.1.{i // 250}.{i % 250 + 1}", "t", interval_s=0.5, wall=0)
     prober = Prober(table, delete_counter=0, ping_timeout_s=0.2)
-    prober.handle(table.drain(), 100.0, 0)
+    prober.step(100.0, 0, table.drain())
     per_tick: dict[float, int] = {}
     slots = set()
     now = 100.0
     while now < 100.5:
-        for ping in prober.due(now, 0):
+        for ping in prober.step(now, 0, []).pings:
             per_tick[now] = per_tick.get(now, 0) + 1
             slots.add(ping.slot)
         now = round(now + 0.005, 3)

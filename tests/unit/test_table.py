@@ -6,8 +6,9 @@ import threading
 import pytest
 
 from ka_core.errors import DuplicateDestination, InvalidArgument, TableFull, UnknownDestination
+from ka_core.ring import KIND_ADDED, KIND_REPLY
 from ka_core.state import State
-from ka_core.table import KIND_ADDED, KIND_REPLY, SharedTable, buffer_size
+from ka_core.table import SharedTable, buffer_size
 from ka_core.uri import parse_uri
 
 
@@ -108,12 +109,12 @@ def test_uninitialised_buffer_is_refused() -> None:
 
 def test_in_place_field_offsets_match_the_record_layout() -> None:
     """record_ping updates two fields in place; their offsets must be the packed ones."""
-    from ka_core.table import FIXED, _field_offset
+    from ka_core.layout import FIXED, Fixed, offset
 
     values = list(range(1, 17)) + [float(i) for i in range(17, 23)]
     buf = bytearray(FIXED.size)
     FIXED.pack_into(buf, 0, *values)
     codes = [c for c in FIXED.format.lstrip("<").replace("3x", "") if not c.isdigit()]
-    for index, code in enumerate(codes):
-        (value,) = struct.unpack_from("<" + code, buf, _field_offset(index))
-        assert value == values[index], index
+    for index, (name, code) in enumerate(zip(Fixed._fields, codes, strict=True)):
+        (value,) = struct.unpack_from("<" + code, buf, offset(name))
+        assert value == values[index], name

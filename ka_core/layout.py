@@ -1,0 +1,99 @@
+"""Byte layout of the shared table: header, slot fields and string areas, named once.
+
+Every other module reads and writes fields by these names; ``FIXED`` is the one struct
+format, and ``Fixed`` names its values in the same order.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import NamedTuple
+
+MAGIC = 0x314B414B  # "KAK1"
+HEADER = struct.Struct("<IIIIIxxxxQQ")  # magic, capacity, max, count, ring_cap, head, tail
+HEADER_SIZE = 64
+COUNT_AT = 12
+RING_POS_AT = 24
+BUCKET_AT = HEADER.size  # then the RPC add rate bucket (ka_core/ratelimit.py)
+
+SLOT_SIZE = 1280
+FIXED = struct.Struct("<IBBBBHBBB3xHHIIIIIdddddd")
+
+
+class Fixed(NamedTuple):
+    """The fixed-size fields at the start of a slot, in ``FIXED`` order."""
+
+    gen: int
+    used: int
+    state: int
+    flags: int
+    uri_len: int
+    key_len: int
+    owner_len: int
+    state_cb_len: int
+    response_cb_len: int
+    user_len: int
+    last_code: int
+    crc: int
+    failures: int
+    interval_ms: int
+    pings: int
+    replies: int
+    last_checked: float
+    last_up: float
+    last_down: float
+    rtt_ms: float
+    next_ping: float
+    added: float
+
+
+STRINGS = {  # name -> (offset in the slot, capacity in bytes)
+    "uri": (96, 256),
+    "key": (352, 272),
+    "owner": (624, 64),
+    "state_cb": (688, 128),
+    "response_cb": (816, 128),
+    "user": (944, 256),
+}
+HOT = struct.Struct("<IBB")
+"""(gen, used, state): the first fields, read together on the routing path."""
+
+EMPTY, USED, TOMB = 0, 1, 2
+"""Values of ``used``."""
+FLAG_STOPPED = 1
+
+
+def index(name: str) -> int:
+    """Position of field ``name`` in a ``FIXED`` tuple."""
+    return Fixed._fields.index(name)
+
+
+def offset(name: str) -> int:
+    """Byte offset of field ``name`` in a slot, to update one field in place."""
+    wanted, at, field = index(name), 0, 0
+    repeat = ""
+    for code in FIXED.format.lstrip("<"):
+        if code.isdigit():
+            repeat += code
+            continue
+        count, repeat = int(repeat or 1), ""
+        if code == "x":
+            at += count
+            continue
+        for _ in range(count):
+            if field == wanted:
+                return at
+            at += struct.calcsize("<" + code)
+            field += 1
+    raise KeyError(name)
+
+
+def length_field(name: str) -> int:
+    """Index of the length of string ``name``."""
+    return index(f"{name}_len")
+
+
+if len(Fixed._fields) != len(FIXED.unpack(bytes(FIXED.size))):
+    raise AssertionError("Fixed and FIXED disagree")
+if HEADER.size + 16 > HEADER_SIZE or FIXED.size > min(off for off, _ in STRINGS.values()):
+    raise AssertionError("layout overlaps")

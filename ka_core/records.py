@@ -1,0 +1,48 @@
+"""What callers get back from the table: snapshots that do not change under them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from ka_core.state import State
+
+
+class Summary(NamedTuple):
+    """The ``keepalive.list`` view of a record (``state`` as the raw table value)."""
+
+    slot: int
+    uri: str
+    owner: str
+    state: int
+    last_checked: float
+    last_up: float
+    last_down: float
+    added: float
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """A snapshot of one destination, as RPC and the API show it."""
+
+    slot: int
+    gen: int
+    uri: str
+    key: str
+    owner: str
+    state: State
+    stopped: bool
+    failures: int
+    interval_ms: int
+    pings: int
+    replies: int
+    last_code: int
+    last_checked: float
+    last_up: float
+    last_down: float
+    rtt_ms: float
+    next_ping: float
+    added: float
+    state_cb: str
+    response_cb: str
+    user: str

@@ -1,0 +1,91 @@
+"""Relay of kamcmd packets to Kamailio's own ctl socket, on a thread of its own.
+
+A relayed command can take seconds (a large ``ul.dump``, a stuck ctl); done on the pinger's
+core thread it would delay every ping.  The core thread submits packets here and goes on;
+this thread does the blocking exchange, stores the reply in the ``Pending`` it was given and
+writes a byte to a pipe the core thread selects on.  One command at a time, in order; at most
+``MAX_QUEUED`` wait, later ones get a fault at once.  This thread never calls ``KSR``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ka_core import binrpc
+
+FORWARD_TIMEOUT_S = 5.0
+RECV_BYTES = 65536
+MAX_QUEUED = 256
+MAX_REPLY = 64 << 20
+
+
+@dataclass(slots=True)
+class Pending:
+    """A reply to come; ``data`` is set once, by whichever thread produces it."""
+
+    data: bytes | None = None
+
+
+Transform = Callable[[bytes], bytes]
+
+
+def exchange(path: str, packet: bytes, cookie: int) -> bytes:
+    """Pass one packet to Kamailio's ctl and return its reply unchanged (a fault on error)."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as ctl:
+            ctl.settimeout(FORWARD_TIMEOUT_S)
+            ctl.connect(path)
+            ctl.sendall(packet)
+            reader = binrpc.PacketReader(max_packet=MAX_REPLY)
+            while (reply := reader.next_packet()) is None:
+                data = ctl.recv(RECV_BYTES)
+                if not data:
+                    raise ConnectionError("ctl closed the connection")
+                reader.feed(data)
+            return reply
+    except (OSError, binrpc.BinrpcError) as exc:
+        return binrpc.encode_fault(cookie, 500, f"kamailio ctl not reachable: {exc}")
+
+
+class CtlRelay:
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._jobs: queue.Queue[tuple[bytes, int, Pending, Transform | None]] = queue.Queue(
+            MAX_QUEUED
+        )
+        self.done_fd, self._done_w = os.pipe()
+        os.set_blocking(self.done_fd, False)
+        os.set_blocking(self._done_w, False)
+        threading.Thread(target=self._run, name="ka-ctl-relay", daemon=True).start()
+
+    def submit(self, packet: bytes, cookie: int, transform: Transform | None = None) -> Pending:
+        """Queue a packet; ``transform`` (pure, no KSR) is applied to the reply here."""
+        pending = Pending()
+        try:
+            self._jobs.put_nowait((packet, cookie, pending, transform))
+        except queue.Full:
+            pending.data = binrpc.encode_fault(cookie, 500, "kamailio ctl relay busy, try again")
+        return pending
+
+    def drain_done(self) -> None:
+        """Core thread: clear the wake-up bytes (the replies are in their ``Pending``)."""
+        with contextlib.suppress(BlockingIOError):
+            while os.read(self.done_fd, 4096):
+                pass
+
+    def _run(self) -> None:
+        while True:
+            packet, cookie, pending, transform = self._jobs.get()
+            reply = exchange(self._path, packet, cookie)
+            try:
+                pending.data = reply if transform is None else transform(reply)
+            except (binrpc.BinrpcError, ValueError) as exc:
+                pending.data = binrpc.encode_fault(cookie, 500, f"bad reply from ctl: {exc}")
+            with contextlib.suppress(BlockingIOError):
+                os.write(self._done_w, b"\0")

@@ -1,0 +1,79 @@
+"""The real ``KsrPort``: the only module that imports ``KSR``, one thin method per call."""
+
+from __future__ import annotations
+
+import KSR  # type: ignore[import-not-found]  # noqa: TID251 - this is the seam
+
+from ka_core.access import HttpRequest
+from kemi.ksr_port import LOG_PREFIX, MessageConnection
+
+
+class KamailioKsr:
+    def info(self, text: str) -> None:
+        KSR.info(LOG_PREFIX + text + "\n")
+
+    def warn(self, text: str) -> None:
+        KSR.warn(LOG_PREFIX + text + "\n")
+
+    def err(self, text: str) -> None:
+        KSR.err(LOG_PREFIX + text + "\n")
+
+    def define(self, name: str) -> str | None:
+        value = KSR.pv.get(f"$def({name})")
+        return None if value is None else str(value)
+
+    def send_options(self, ruri: str, from_uri: str, callid: str) -> int:
+        """The same request layout as C keepalive (uac_req_send)."""
+        KSR.pv.unset("$uac_req(all)")
+        KSR.pv.sets("$uac_req(method)", "OPTIONS")
+        KSR.pv.sets("$uac_req(ruri)", ruri)
+        KSR.pv.sets("$uac_req(turi)", ruri)
+        KSR.pv.sets("$uac_req(furi)", from_uri)
+        KSR.pv.sets("$uac_req(callid)", callid)
+        return int(KSR.uac.uac_req_send())
+
+    def reply_fields(self) -> tuple[str | None, int | None, str | None]:
+        return KSR.pv.get("$ci"), KSR.pv.get("$rs"), KSR.pv.get("$si")
+
+    def reply_matches_transaction(self) -> bool:
+        """tm's own match (Via branch) for the current reply."""
+        return bool(KSR.tm.t_check_trans() > 0)
+
+    def http_request(self) -> HttpRequest:
+        pv = KSR.pv.get
+        return HttpRequest(
+            method=str(pv("$rm") or ""),
+            url=str(pv("$hu") or ""),
+            source=str(pv("$si") or ""),
+            authorization=pv("$hdr(Authorization)"),
+        )
+
+    def http_body(self) -> bytes | None:
+        try:
+            body = KSR.pv.get("$rb")
+        except UnicodeDecodeError:  # app_python3 cannot make a str of it
+            return None
+        return b"" if body is None else str(body).encode("utf-8", "surrogateescape")
+
+    def http_reply(self, code: int, reason: str, ctype: str, body: str) -> None:
+        KSR.xhttp.xhttp_reply(code, reason, ctype, body)
+
+    def jsonrpc_dispatch(self) -> None:
+        KSR.jsonrpcs.dispatch()
+
+    def jsonrpc_exec(self, request: str) -> tuple[object, object]:
+        KSR.jsonrpcs.exec(request)
+        return KSR.pv.get("$jsonrpl(code)"), KSR.pv.get("$jsonrpl(body)")
+
+    def message_connection(self) -> MessageConnection:
+        pv = KSR.pv.get
+        return pv("$pr"), pv("$conid"), pv("$si"), pv("$sp"), pv("$Ri"), pv("$Rp")
+
+    def tcpops_loaded(self) -> bool:
+        return hasattr(KSR, "tcpops")
+
+    def tcpops_keepalive_enable_cid(self, conid: int, idle: int, count: int, interval: int) -> int:
+        return int(KSR.tcpops.tcp_keepalive_enable_cid(conid, idle, count, interval))
+
+    def tcpops_keepalive_disable_cid(self, conid: int) -> int:
+        return int(KSR.tcpops.tcp_keepalive_disable_cid(conid))
