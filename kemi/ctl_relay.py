@@ -56,13 +56,14 @@ def exchange(path: str, packet: bytes, cookie: int) -> bytes:
 class CtlRelay:
     def __init__(self, path: str) -> None:
         self._path = path
-        self._jobs: queue.Queue[tuple[bytes, int, Pending, Transform | None]] = queue.Queue(
+        self._jobs: queue.Queue[tuple[bytes, int, Pending, Transform | None] | None] = queue.Queue(
             MAX_QUEUED
         )
         self.done_fd, self._done_w = os.pipe()
         os.set_blocking(self.done_fd, False)
         os.set_blocking(self._done_w, False)
-        threading.Thread(target=self._run, name="ka-ctl-relay", daemon=True).start()
+        self._thread = threading.Thread(target=self._run, name="ka-ctl-relay", daemon=True)
+        self._thread.start()
 
     def submit(self, packet: bytes, cookie: int, transform: Transform | None = None) -> Pending:
         """Queue a packet; ``transform`` (pure, no KSR) is applied to the reply here."""
@@ -79,9 +80,16 @@ class CtlRelay:
             while os.read(self.done_fd, 4096):
                 pass
 
+    def close(self) -> None:
+        """Stop the thread after the command it is on, and release the pipe."""
+        self._jobs.put(None)
+        self._thread.join(FORWARD_TIMEOUT_S + 1)
+        os.close(self.done_fd)
+        os.close(self._done_w)
+
     def _run(self) -> None:
-        while True:
-            packet, cookie, pending, transform = self._jobs.get()
+        while (job := self._jobs.get()) is not None:
+            packet, cookie, pending, transform = job
             reply = exchange(self._path, packet, cookie)
             try:
                 pending.data = reply if transform is None else transform(reply)

@@ -157,6 +157,13 @@ class RpcServer:
             return binrpc.encode_fault(request.cookie, 500, text)
         return reply
 
+    def close(self) -> None:
+        for fd in list(self._clients):
+            self._close(fd)
+        self._listener.close()
+        if self._relay is not None:
+            self._relay.close()
+
     def _close(self, fd: int) -> None:
         client = self._clients.pop(fd, None)
         if client is not None:
