@@ -3,7 +3,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ka_core.state import TRANSITIONS, Outcome, State, apply, outcome_of, script_value
+from ka_core.state import Outcome, State, apply, outcome_of, script_value
 
 
 def test_codes_map_to_outcomes() -> None:
@@ -42,10 +42,19 @@ def test_success_resets_failures_and_reports_change() -> None:
 
 @given(st.lists(st.sampled_from(list(Outcome)), max_size=50), st.integers(0, 10))
 def test_state_always_follows_the_last_outcome(outcomes: list[Outcome], dc: int) -> None:
+    """Against a model written from the C module's behaviour, not from ``apply``: the state is
+    the last outcome's, failures count since the last success, probing stops after more
+    than ``dc`` of them (never with dc 0), and a change is reported when the state moves."""
     state, failures = State.UNKNOWN, 0
+    model_failures, model_state = 0, "unknown"
     for outcome in outcomes:
+        ok = outcome is Outcome.SUCCESS
+        model_failures = 0 if ok else model_failures + 1
+        new_model_state = "up" if ok else "down"
         step = apply(state, failures, outcome, dc)
-        assert step.state is TRANSITIONS[(state, outcome)]
-        assert step.state is (State.UP if outcome is Outcome.SUCCESS else State.DOWN)
-        assert step.stopped == (dc > 0 and step.failures > dc)
+        assert step.state.name.lower() == new_model_state
+        assert step.failures == model_failures
+        assert step.stopped == (dc != 0 and model_failures > dc)
+        assert step.changed == (new_model_state != model_state)
+        model_state = new_model_state
         state, failures = step.state, step.failures

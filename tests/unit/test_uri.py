@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import ipaddress
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -69,10 +71,16 @@ def test_any_text_parses_or_raises_invalid_uri(text: str) -> None:
     st.sampled_from(["", ";transport=tcp", ";transport=tls", ";transport=udp"]),
 )
 def test_generated_valid_uris_round_trip(scheme: str, host: str, port: int | None, tp: str) -> None:
-    if scheme == "sips:" and tp == ";transport=udp":
-        return
     text = f"{scheme}{host}{'' if port is None else f':{port}'}{tp}"
+    if scheme == "sips:" and tp == ";transport=udp":
+        with pytest.raises(InvalidUri):
+            parse_uri(text)
+        return
     uri = parse_uri(text)
+    address = ipaddress.ip_address(host.strip("[]"))
+    assert uri.host == (f"[{address.compressed}]" if address.version == 6 else str(address))
     assert uri.port == (port or (5061 if scheme == "sips:" else 5060))
-    assert parse_uri(uri.key) == parse_uri(uri.key)
+    assert uri.transport == tp.removeprefix(";transport=")
+    again = parse_uri(uri.key)
+    assert (again.key, again.host, again.port) == (uri.key, uri.host, uri.port)
     assert lookup_key(uri.display) == uri.key
