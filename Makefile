@@ -36,6 +36,7 @@ run: install
 
 # Everything: lint, types, unit tests (with kemi/'s coverage), integration tests, then the
 # container tier.
+test: export KA_REQUIRE_ALL_TIERS = 1
 test: install check unit
 	$(VPY) -m pytest tests/integration -m "not containers"
 	bash docker/ci-tier.sh

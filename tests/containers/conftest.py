@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.containers.compose import PING_INTERVAL_S, PING_TIMEOUT_MS, PodmanUnavailable, Stack
+from tests.harness.tiers import tier_unavailable
 
 
 @pytest.fixture(scope="session")
@@ -21,7 +22,7 @@ def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
     try:
         st.up()
     except PodmanUnavailable as exc:
-        pytest.skip(f"podman cannot run containers here: {exc}")
+        tier_unavailable(f"podman cannot run containers here: {exc}")
     except BaseException:
         st.down()
         raise

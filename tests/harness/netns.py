@@ -8,8 +8,9 @@ address); the host holds ``address``.  With ``ipv6=True`` the pair also gets
 
 ``link_down()`` cuts the cable (both ends lose carrier), ``remove_address()`` takes the
 host's addresses away; ``close()`` kills what ``run()`` started (by PID) and deletes the veth
-and the namespace.  Without root or netns support the constructor skips the test when
-running under pytest (NetnsUnavailable otherwise).
+and the namespace.  Without root or netns support the constructor skips the test under
+pytest (fails it under ``make test``, see ``tests.harness.tiers``), else raises
+NetnsUnavailable.
 """
 
 from __future__ import annotations
@@ -39,11 +40,12 @@ class NetnsUnavailable(RuntimeError):
 
 
 def unavailable(reason: str) -> NoReturn:
-    """Skip the running test (under pytest), else raise NetnsUnavailable."""
+    """Skip (or fail, see ``tests.harness.tiers``) the running test under pytest, else raise
+    NetnsUnavailable."""
     if "pytest" in sys.modules:
-        import pytest
+        from tests.harness.tiers import tier_unavailable
 
-        pytest.skip(f"network namespaces unavailable: {reason}")
+        tier_unavailable(f"network namespaces unavailable: {reason}")
     raise NetnsUnavailable(reason)
 
 
