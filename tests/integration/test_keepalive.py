@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 import subprocess
 import time
@@ -33,18 +34,41 @@ def wait_state(
     )
 
 
+def seen_at(kam: Kamailio, uri: str, state: int, timeout: float = 5.0, owner: str = "t") -> float:
+    """``time.monotonic()`` when the state was first seen (polled every 20 ms)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if state_of(kam, uri, owner) == state:
+            return time.monotonic()
+        time.sleep(0.02)
+    raise AssertionError(f"{uri} not in state {state} after {timeout} s")
+
+
 def add(kam: Kamailio, uri: str, owner: str = "t", transport: str = "udp") -> None:
     assert result_of(kam, "ka_add_destination", uri, owner, transport=transport) == "1"
+
+
+def assert_intervals(times: list[float], interval: float) -> None:
+    """Pings every ``interval``: no drift on average, no gap off by more than a loaded
+    machine's scheduling delay (the pinger keeps its grid, so a late ping is not followed
+    by a late schedule)."""
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert gaps, times
+    assert abs(sum(gaps) / len(gaps) - interval) < 0.05, gaps
+    assert all(abs(g - interval) < 0.25 for g in gaps), gaps
 
 
 def test_answering_peer_is_up_and_the_options_look_like_the_c_modules(kam, uas_factory) -> None:
     uas = uas_factory()
     uri = f"sip:{uas.host}:{uas.port}"
-    added = time.monotonic()
+    before = time.monotonic()
     add(kam, uri)
+    after = time.monotonic()
     wait_state(kam, uri, 1)
     req = uas.wait_requests(1, timeout=3)[0]
-    assert 0.3 < req.mono - added < 0.6, "first ping 0.35-0.45 s after adding (100 ms grid)"
+    # The add happened between ``before`` and ``after``; its first ping 0.35-0.45 s later on
+    # the 100 ms grid, plus up to 50 ms for the send on a loaded machine.
+    assert req.mono - before >= 0.35 and req.mono - after <= 0.5, (before, after, req.mono)
     assert req.method == "OPTIONS" and req.uri == uri
     h = req.headers
     assert re.fullmatch(r"<sip:keepalive@kamailio.org>;tag=\S+", h["From"])
@@ -54,8 +78,8 @@ def test_answering_peer_is_up_and_the_options_look_like_the_c_modules(kam, uas_f
     assert h["Content-Length"] == "0"
     assert h["Via"].startswith(f"SIP/2.0/UDP {kam.ip}") and "branch=z9hG4bK" in h["Via"]
     assert result_of(kam, "ka_is_alive", uri) == "1"
-    second = uas.wait_requests(2, timeout=3)[1]
-    assert 0.9 < second.mono - req.mono < 1.1, "then every ping_interval (1 s in tests)"
+    pings = uas.wait_requests(5, timeout=6)
+    assert_intervals([r.mono for r in pings], 1.0)  # ping_interval is 1 s in tests
 
 
 @pytest.mark.parametrize("code", [503, 404])
@@ -75,8 +99,9 @@ def test_blackhole_is_down_after_the_ping_timeout(kam, uas_factory) -> None:
     uri = f"sip:{uas.host}:{uas.port}"
     add(kam, uri)
     assert result_of(kam, "ka_is_alive", uri) == "1", "UNKNOWN counts as up before the first probe"
-    elapsed = wait_state(kam, uri, 2, timeout=4)
-    assert 1.2 < elapsed < 2.5, "first ping at 0.5 s + 1 s timeout"
+    down = seen_at(kam, uri, 2, timeout=4)
+    ping = uas.wait_requests(1, timeout=1)[0]
+    assert 0.95 < down - ping.mono < 1.4, "DOWN one ping timeout (1 s) after the ping arrived"
 
 
 def test_closed_udp_port_and_refused_tcp_are_down(kam) -> None:
@@ -268,8 +293,7 @@ def test_developer_api_callbacks_run_in_the_pinger(kam: Kamailio, uas_factory, t
     assert {x[3] for x in lines} == {"dev"}, "user_attr passed back"
     pinger_pid = {x[4] for x in lines}
     assert len(pinger_pid) == 1, "all callbacks run in one process: the pinger"
-    first, second = uas.requests[0].mono, uas.requests[1].mono
-    assert 0.4 < second - first < 0.6, "per-destination ping interval"
+    assert_intervals([r.mono for r in uas.requests], 0.5)  # the per-destination interval
 
 
 def test_sipp_peer_is_up_and_counts_our_pings(kam: Kamailio, sipp_uas_factory) -> None:

@@ -18,6 +18,7 @@ import pytest
 from ka_core import binrpc
 from tests.conftest import KamailioFactory, result_of
 from tests.harness.kamailio import KAMCMD, Kamailio
+from tests.integration.test_keepalive import wait_state
 
 pytestmark = pytest.mark.integration
 
@@ -41,7 +42,7 @@ def test_every_command_with_the_c_texts(kam: Kamailio) -> None:
     assert kam.kamcmd("keepalive.add", "s:1", "2") == (
         "error: 500 - Not enough parameters or wrong format\n"
     )
-    time.sleep(1.0)
+    wait_state(kam, uri, 1, owner="rpcowner")
     listing = kam.kamcmd("keepalive.list", "x", "y", "z")
     lines = listing.splitlines()
     assert lines[0:3] == ["{", f"\turi: {uri}", "\towner: rpcowner"]
@@ -101,17 +102,19 @@ def test_socket_is_owner_and_group_only(kam: Kamailio) -> None:
     assert mode == 0o660
 
 
-def test_rpc_changes_are_shared_state(kam: Kamailio) -> None:
-    uri = own(kam)
+def test_rpc_changes_are_shared_state(kam: Kamailio, uas_factory) -> None:
+    uas = uas_factory()
+    uri = f"sip:{uas.host}:{uas.port}"
     assert kam.kamcmd("keepalive.add", uri, "o") == "Ok. Destination added.\n"
     kam.wait_log(rf"destination {uri} owner o: UNKNOWN -> UP", 3)
     assert result_of(kam, "ka_is_alive", uri) == "1"
     assert result_of(kam, "ka_is_alive", uri, transport="tcp") == "1"
     assert kam.kamcmd("keepalive.flush") == "Ok. Destination list flushed.\n"
+    flushed = time.monotonic()
     assert result_of(kam, "ka_is_alive", uri) == "-1"
-    pings_before = kam.log().count("UNKNOWN -> UP")
-    time.sleep(1.5)
-    assert kam.log().count("UNKNOWN -> UP") == pings_before
+    time.sleep(2.5)  # two ping intervals
+    late = [r for r in uas.received("OPTIONS") if r.mono > flushed + 0.1]
+    assert late == [], "a flushed destination is not pinged any more"
 
 
 def _raw(kam: Kamailio) -> socket.socket:

@@ -789,7 +789,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--mode", default="200", help="CODE|blackhole|alternate[:CODE]|"
                         "delay:SECONDS[:CODE]|close")  # fmt: skip
     parser.add_argument("--mode-file", help="file whose content (re-read per request) is the mode")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log requests to stderr")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="log requests (CLOCK_MONOTONIC) to stderr"
+    )
     args = parser.parse_args(argv)
 
     listeners: dict[tuple[str, int], dict[str, bool]] = {}
@@ -819,7 +821,7 @@ def main(argv: list[str] | None = None) -> None:
     def behaviour(req: Request) -> int | Answer | None:
         mode = current_mode()
         if args.verbose:
-            print(f"{req.transport} {req.source} {req.method} {req.uri} -> {mode}",
+            print(f"{req.mono:.6f} {req.transport} {req.source} {req.method} {req.uri} -> {mode}",
                   file=sys.stderr, flush=True)  # fmt: skip
         decision = parse_mode(mode)
         if decision == "alternate":
