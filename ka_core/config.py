@@ -85,18 +85,20 @@ def _choice(name: str, choices: tuple[str, ...]) -> Callable[[str], str]:
     def convert(text: str) -> str:
         value = text.strip().strip('"').lower()
         if value not in choices:
-            raise InvalidArgument(f"parameter {name}: {text!r} is not one of {', '.join(choices)}")
+            raise InvalidArgument(f"parameter {name}: {value!r} is not one of {', '.join(choices)}")
         return value
 
     return convert
 
 
 def _path(name: str) -> Callable[[str], str]:
+    """An absolute socket path, ``unix:`` prefix allowed; empty turns the feature off."""
+
     def convert(text: str) -> str:
         value = text.strip().strip('"')
         if value.startswith("unix:"):
             value = value[len("unix:") :]
-        if not value.startswith("/"):
+        if value and not value.startswith("/"):
             raise InvalidArgument(f"parameter {name}: needs an absolute path: {text!r}")
         return value
 

@@ -104,11 +104,14 @@ class RpcCommands:
         clock: Callable[[], float],
         *,
         add_rate: int = 0,
+        on_added: Callable[[], None] = lambda: None,
     ):
+        """``on_added`` runs after each successful add (the glue wakes the pinger there)."""
         self._table = table
         self._interval = ping_interval_s
         self._clock = clock
         self._add_rate = add_rate
+        self._on_added = on_added
         self._handlers: dict[str, Callable[[Sequence[object]], list[RpcValue]]] = {
             "keepalive.list": self._list,
             "keepalive.add": self._add,
@@ -161,6 +164,7 @@ class RpcCommands:
             raise RpcFault(500, "couldn't add data to list") from None
         except (InvalidUri, InvalidArgument) as exc:
             raise RpcFault(500, f"invalid destination: {exc}") from None
+        self._on_added()
         return ["Ok. Destination added."]
 
     def _del(self, params: Sequence[object]) -> list[RpcValue]:

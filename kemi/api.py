@@ -57,12 +57,10 @@ def add_destination(
             user = "" if user_attr is None else json.dumps(user_attr)
         except (TypeError, ValueError) as exc:
             raise InvalidArgument(f"user_attr is not JSON-serialisable: {exc}") from None
-        registry.add(
-            rt.table,
+        rt.add(
             uri,
             owner,
-            interval_s=rt.config.ping_interval if ping_interval is None else ping_interval,
-            wall=rt.wall(),
+            interval_s=ping_interval,
             state_cb=callback_path(statechanged_clb),
             response_cb=callback_path(response_clb),
             user=user,
@@ -70,7 +68,6 @@ def add_destination(
     except KaError as exc:
         rt.ksr.err(f"add_destination: {exc}")
         return -1
-    rt.wake()
     return 0
 
 

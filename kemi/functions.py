@@ -97,8 +97,7 @@ def _is_alive_slow(uri: object) -> int:
 def ka_add_destination(uri: str, owner: str) -> int:
     """1 added (first ping ~0.5 s later), -1 bad URI/owner, duplicate or table full."""
     rt = runtime.get()
-    rec = registry.add(rt.table, uri, owner, interval_s=rt.config.ping_interval, wall=rt.wall())
-    rt.wake()
+    rec = rt.add(uri, owner)
     rt.ksr.info(f"ka_add_destination: added {rec.uri} owner {rec.owner}")
     return 1
 

@@ -13,6 +13,7 @@ Kamailio calls with the script's arguments alone.
 from __future__ import annotations
 
 import contextlib
+import functools
 import mmap
 import multiprocessing
 import os
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 from ka_core import registry
 from ka_core.access import HttpGuard
 from ka_core.config import PARAMS_OWNER, KaConfig, define_names, load_config
+from ka_core.records import Record
 from ka_core.ring import capacity_for
 from ka_core.rpc import RpcCommands
 from ka_core.table import SharedTable, buffer_size
@@ -46,8 +48,27 @@ class Runtime:
     """Per process (a copy after fork): one-time log lines already written."""
 
     def wake(self) -> None:
-        with contextlib.suppress(BlockingIOError):  # the pinger already has wake-ups pending
-            os.write(self.wake_fd, b"\0")
+        _wake(self.wake_fd)
+
+    def add(
+        self,
+        uri: object,
+        owner: object,
+        *,
+        interval_s: float | None = None,
+        state_cb: object = "",
+        response_cb: object = "",
+        user: str = "",
+    ) -> Record:
+        """Add a destination for a script or the developer API, and wake the pinger so its
+        first ping is on time (RPC adds go through ``RpcCommands``, which wakes it too)."""
+        rec = registry.add(
+            self.table, uri, owner,
+            interval_s=self.config.ping_interval if interval_s is None else interval_s,
+            wall=self.wall(), state_cb=state_cb, response_cb=response_cb, user=user,
+        )  # fmt: skip
+        self.wake()
+        return rec
 
     def announce(self, key: str, text: str) -> None:
         """Log ``text`` once per process."""
@@ -57,6 +78,11 @@ class Runtime:
 
 
 _runtime: Runtime | None = None
+
+
+def _wake(fd: int) -> None:
+    with contextlib.suppress(BlockingIOError):  # the pinger already has wake-ups pending
+        os.write(fd, b"\0")
 
 
 def read_defines(ksr: KsrPort) -> dict[str, str]:
@@ -86,7 +112,13 @@ def build(
     _runtime = Runtime(
         config=config,
         table=table,
-        commands=RpcCommands(table, config.ping_interval, wall, add_rate=config.rpc_add_rate),
+        commands=RpcCommands(
+            table,
+            config.ping_interval,
+            wall,
+            add_rate=config.rpc_add_rate,
+            on_added=functools.partial(_wake, write_fd),
+        ),
         ksr=ksr,
         wake_fd=write_fd,
         wake_read_fd=read_fd,

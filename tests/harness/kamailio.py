@@ -59,9 +59,10 @@ def free_udp_tcp_port(ip: str) -> int:
 
 
 def free_port(ip: str) -> int:
+    family = socket.AF_INET6 if ":" in ip else socket.AF_INET
     for _ in range(200):
         port = random.randint(20000, 60000)
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
+        with socket.socket(family, socket.SOCK_STREAM) as t:
             try:
                 t.bind((ip, port))
             except OSError:
@@ -110,7 +111,7 @@ class Kamailio:
 
     @property
     def ctl_socket(self) -> Path:
-        return self._path_define("KA_CTL_FORWARD", str(self.workdir / "ctl.sock"))
+        return self._path_define("KA_CTL_SOCKET", str(self.workdir / "ctl.sock"))
 
     @property
     def rpc_socket(self) -> Path:
@@ -121,6 +122,7 @@ class Kamailio:
             "LISTEN_UDP": f"udp:{self.ip}:{self.port}",
             "LISTEN_TCP": f"tcp:{self.ip}:{self.port}",
             "KA_SCRIPT": f'"{self.script}"',
+            "KA_CTL_SOCKET": f'"{self.ctl_socket}"',
             "KA_CTL_FORWARD": f'"{self.ctl_socket}"',
             "KA_RPC_SOCKET": f'"{self.rpc_socket}"',
             "KA_PING_INTERVAL": 1,

@@ -22,10 +22,11 @@ def build_request(
     method: str, ruri: str, local: tuple[str, int], transport: str, headers: dict[str, str]
 ) -> bytes:
     branch = f"z9hG4bK{random.getrandbits(48):x}"
+    host = f"[{local[0]}]" if ":" in local[0] else local[0]
     lines = [
         f"{method} {ruri} SIP/2.0",
-        f"Via: SIP/2.0/{transport.upper()} {local[0]}:{local[1]};branch={branch};rport",
-        f"From: <sip:test@{local[0]}>;tag={random.getrandbits(32):x}",
+        f"Via: SIP/2.0/{transport.upper()} {host}:{local[1]};branch={branch};rport",
+        f"From: <sip:test@{host}>;tag={random.getrandbits(32):x}",
         f"To: <{ruri}>",
         f"Call-ID: {random.getrandbits(64):x}@test",
         f"CSeq: 1 {method}",

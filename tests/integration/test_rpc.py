@@ -207,6 +207,20 @@ def test_jsonrpc_over_http(kam: Kamailio) -> None:
          f"http://{kam.ip}:{kam.port}/RPC"], capture_output=True, text=True, timeout=10,
     )  # fmt: skip
     assert json.loads(curl.stdout)["result"][0]["owner"] == "http"
+    info = jsonrpc_call(kam, "keepalive.info", [uri, "http"])["result"]
+    assert info[0]["probing"] == "active" and info[0]["last code"] == 200
+    assert not info[0]["last up"].endswith("\n"), "JSON texts lose ctime's newline"
+    assert jsonrpc_call(kam, "keepalive.del", [uri, "http"])["result"] == "Ok. Destination removed."
+    assert jsonrpc_call(kam, "keepalive.del", [uri, "http"])["error"] == {
+        "code": 500, "message": "couldn't delete data from list",
+    }  # fmt: skip
+    assert kam.kamcmd("keepalive.list") == ""
+    jsonrpc_call(kam, "keepalive.add", [uri, "a"])
+    jsonrpc_call(kam, "keepalive.add", [uri, "b"])
+    flushed = jsonrpc_call(kam, "keepalive.flush")
+    assert flushed["result"] == "Ok. Destination list flushed."
+    assert jsonrpc_call(kam, "keepalive.list")["result"] == []
+    assert result_of(kam, "ka_is_alive", uri) == "-1"
 
 
 DEFAULT_SOCKET = "/run/kamailio/kamailio_ctl"
@@ -258,3 +272,15 @@ def test_plain_kamcmd_with_the_example_socket_paths(
     interactive = subprocess.run([KAMCMD], input="keepalive.list\ncore.uptime\n",
                                  capture_output=True, text=True, timeout=10)  # fmt: skip
     assert "owner: plain" in interactive.stdout and "uptime:" in interactive.stdout
+
+
+def test_jsonrpc_add_is_pinged_as_soon_as_a_script_add(kam: Kamailio, uas_factory) -> None:
+    """The JSON-RPC add runs in a SIP worker; it wakes the pinger like every other add."""
+    uas = uas_factory()
+    uri = f"sip:{uas.host}:{uas.port}"
+    time.sleep(1.2)  # the pinger is asleep (no destination: up to 1 s)
+    before = time.monotonic()
+    assert jsonrpc_call(kam, "keepalive.add", [uri, "h"])["result"] == "Ok. Destination added."
+    after = time.monotonic()
+    first = uas.wait_requests(1, timeout=3)[0].mono
+    assert first - before >= 0.35 and first - after <= 0.5, (first - before, first - after)

@@ -345,6 +345,68 @@ def test_enable_uri_on_the_connection_to_a_tcp_destination(kam: Kamailio, uas_fa
     assert call_fn(kam, "ka_del_destination", uri, "tcpka").header("x-result") == "1"
 
 
+def _held_connection(
+    kam: Kamailio, source: Address, target: Address, tls: bool = False
+) -> socket.socket:
+    """A connection from ``source`` that Kamailio has read a request on (so it holds it)."""
+    family = socket.AF_INET6 if ":" in source[0] else socket.AF_INET
+    raw = socket.socket(family, socket.SOCK_STREAM)
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    raw.bind(source)
+    raw.settimeout(5)
+    raw.connect(target)
+    sock: socket.socket = raw
+    if tls:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+        sock = ctx.wrap_socket(raw)
+    host = f"[{target[0]}]" if family == socket.AF_INET6 else target[0]
+    headers = {"X-Fn": "ka_is_alive", "X-Arg1": "sip:127.0.0.1:9"}
+    sock.sendall(build_request("MESSAGE", f"sip:call@{host}:{target[1]}", sock.getsockname()[:2],
+                               "tls" if tls else "tcp", headers))  # fmt: skip
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        buf += sock.recv(65535)
+    assert parse_reply(buf).code == 200
+    return sock
+
+
+def test_enable_uri_sets_every_connection_to_the_peer(kamailio_factory: KamailioFactory) -> None:
+    """Several connections from one peer address (one TCP, one TLS), an IPv6 peer, and a peer
+    given by host name: each connection whose peer matches gets the values, no other."""
+    v6_port = free_port("::1")
+    kam = kamailio_factory(tls=True, defines={"LISTEN_EXTRA": f"tcp:[::1]:{v6_port}"})
+    peer_port = free_port("127.0.0.1")
+    made = [
+        _held_connection(kam, ("127.0.0.1", peer_port), (kam.ip, kam.port)),
+        _held_connection(kam, ("127.0.0.1", peer_port), (kam.ip, kam.tls_port), tls=True),
+        _held_connection(kam, ("::1", 0), ("::1", v6_port)),
+        _held_connection(kam, ("127.0.0.1", 0), (kam.ip, kam.port)),
+    ]
+    try:
+        tcp_side = ((kam.ip, kam.port), ("127.0.0.1", peer_port))
+        tls_side = ((kam.ip, kam.tls_port), ("127.0.0.1", peer_port))
+        v6_peer = made[2].getsockname()[:2]
+        v6_side = (("::1", v6_port), (v6_peer[0], v6_peer[1]))
+        other_side = ((kam.ip, kam.port), made[3].getsockname()[:2])
+        both = f"sip:127.0.0.1:{peer_port}"
+        assert call_fn(kam, "tcp_keepalive_enable_uri", both, 20, 3, 4).header("x-result") == "1"
+        assert readback(kam, *tcp_side) == (1, 20, 3, 4)
+        assert readback(kam, *tls_side) == (1, 20, 3, 4)
+        assert readback(kam, *other_side)[1] == DEFAULT_IDLE, "another peer port: untouched"
+        v6 = f"sip:[{v6_peer[0]}]:{v6_peer[1]};transport=tcp"
+        assert call_fn(kam, "tcp_keepalive_enable_uri", v6, 21, 4, 5).header("x-result") == "1"
+        assert readback(kam, *v6_side) == (1, 21, 4, 5)
+        named = f"sip:localhost:{peer_port}"
+        assert call_fn(kam, "tcp_keepalive_enable_uri", named, 22, 5, 6).header("x-result") == "1"
+        assert readback(kam, *tcp_side) == (1, 22, 5, 6)
+        assert readback(kam, *tls_side) == (1, 22, 5, 6)
+        assert readback(kam, *v6_side) == (1, 21, 4, 5), "localhost's ::1 has no such port"
+    finally:
+        for sock in made:
+            sock.close()
+
+
 def test_tls_connection(kamailio_factory: KamailioFactory) -> None:
     """TLS runs over a TCP socket: the same functions work on it (current and by conid)."""
     kam = kamailio_factory(tls=True)
