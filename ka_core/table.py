@@ -59,10 +59,13 @@ _U32, _F64 = struct.Struct("<I"), struct.Struct("<d")
 _PINGS_AT, _NEXT_PING_AT = offset("pings"), offset("next_ping")
 _INTERVAL_AT = offset("interval_ms")
 _USED_AT = offset("used")
-# keepalive.list reads these by position: named once here
+# keepalive.list and probe results touch these by position (the hot paths): named here
 _I_STATE, _I_CHECKED, _I_UP, _I_DOWN, _I_ADDED, _I_URI_LEN, _I_OWNER_LEN = (
     index(n)
     for n in ("state", "last_checked", "last_up", "last_down", "added", "uri_len", "owner_len")
+)
+_I_FLAGS, _I_CODE, _I_FAILURES, _I_REPLIES, _I_RTT = (
+    index(n) for n in ("flags", "last_code", "failures", "replies", "rtt_ms")
 )
 MAX_OWNER_BYTES = STRINGS["owner"][1] - 1
 MAX_USER_BYTES = STRINGS["user"][1]
@@ -337,17 +340,16 @@ class SharedTable:
             if not self.is_used(slot, gen):
                 return False
             off = self._off(slot)
-            f = Fixed._make(FIXED.unpack_from(self._buf, off))
-            f = f._replace(
-                state=int(state),
-                flags=(f.flags & ~FLAG_STOPPED) | (FLAG_STOPPED if stopped else 0),
-                last_code=code,
-                failures=failures,
-                replies=f.replies + (1 if replied else 0),
-                last_checked=wall,
-                rtt_ms=rtt_ms if replied else f.rtt_ms,
-            )
-            f = f._replace(last_up=wall) if state is State.UP else f._replace(last_down=wall)
+            f = list(FIXED.unpack_from(self._buf, off))  # by index: once per probe result
+            f[_I_STATE] = int(state)
+            f[_I_FLAGS] = (f[_I_FLAGS] & ~FLAG_STOPPED) | (FLAG_STOPPED if stopped else 0)
+            f[_I_CODE] = code
+            f[_I_FAILURES] = failures
+            f[_I_REPLIES] += 1 if replied else 0
+            f[_I_CHECKED] = wall
+            f[_I_UP if state is State.UP else _I_DOWN] = wall
+            if replied:
+                f[_I_RTT] = rtt_ms
             FIXED.pack_into(self._buf, off, *f)
             return True
 

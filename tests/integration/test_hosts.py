@@ -64,8 +64,9 @@ def test_link_cut_and_restored(setup) -> None:
     cut = time.monotonic()
     down = seen_at(kam, uri, 2, timeout=4)
     last = max(t for t in arrivals(mode) if t < cut)
-    # the next ping (1 s after the last one that arrived) gets no answer within 1 s
-    assert 1.9 < down - last < 2.5, (down - last, down - cut)
+    # The next ping is due 1 s after the last one that arrived; it fails when tm's first
+    # retransmission finds no route (+0.5 s) or at the latest when its 1 s timeout ends.
+    assert 0.95 < down - last < 2.5, (down - last, down - cut)
     host.link_up()
     restored = time.monotonic()
     up = seen_at(kam, uri, 1, timeout=4)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import itertools
 import json
 import os
 import socket
@@ -17,6 +18,7 @@ import pytest
 
 from ka_core import binrpc
 from tests.conftest import KamailioFactory, result_of
+from tests.harness.fake_ctl import SlowCtl
 from tests.harness.kamailio import KAMCMD, Kamailio
 from tests.integration.test_keepalive import wait_state
 
@@ -259,6 +261,7 @@ def test_plain_kamcmd_with_the_example_socket_paths(
     kam = kamailio_factory(
         defines={
             "KA_RPC_SOCKET": f'"{DEFAULT_SOCKET}"',
+            "KA_CTL_SOCKET": '"/run/kamailio/kamailio_ctl.core"',
             "KA_CTL_FORWARD": '"/run/kamailio/kamailio_ctl.core"',
         }
     )
@@ -284,3 +287,35 @@ def test_jsonrpc_add_is_pinged_as_soon_as_a_script_add(kam: Kamailio, uas_factor
     after = time.monotonic()
     first = uas.wait_requests(1, timeout=3)[0].mono
     assert first - before >= 0.35 and first - after <= 0.5, (first - before, first - after)
+
+
+def test_a_slow_relayed_command_does_not_delay_pings(
+    kamailio_factory: KamailioFactory, uas_factory, tmp_path
+) -> None:
+    """100 destinations at 1 s while a relayed kamcmd command takes 3 s, twice: no ping
+    leaves more than 50 ms off its interval (the relay has its own thread)."""
+    slow = SlowCtl(tmp_path / "slow.sock", delay=3.0)
+    uas = uas_factory()
+    uris = [f"sip:d{i}@{uas.host}:{uas.port}" for i in range(100)]
+    kam = kamailio_factory(
+        defines={"KA_CTL_FORWARD": f'"{tmp_path / "slow.sock"}"',
+                 "KA_DESTINATION": '"' + " ".join(uris) + '"'},
+    )  # fmt: skip
+    try:
+        uas.wait_requests(300, timeout=10)  # settled: three rounds
+        start = time.monotonic()
+        for _ in range(2):
+            assert kam.kamcmd("core.version", timeout=10) == "slow core.version\n"
+        end = time.monotonic()
+        assert end - start >= 6 and slow.served == 2
+    finally:
+        slow.close()
+    arrivals: dict[str, list[float]] = {}
+    for req in uas.received("OPTIONS"):
+        if start - 1 <= req.mono <= end:
+            arrivals.setdefault(req.uri, []).append(req.mono)
+    errors = [
+        abs((b - a) - 1.0) for times in arrivals.values() for a, b in itertools.pairwise(times)
+    ]
+    assert len(arrivals) == 100 and len(errors) >= 500
+    assert max(errors) <= 0.05, sorted(errors)[-5:]

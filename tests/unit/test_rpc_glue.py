@@ -19,6 +19,7 @@ from ka_core import binrpc
 from ka_core.access import HttpRequest
 from kemi import handler, http_rpc
 from kemi.rpc_server import RpcServer
+from tests.harness.fake_ctl import SlowCtl
 from tests.unit.conftest import Glue, GlueFactory
 
 
@@ -99,35 +100,6 @@ def test_http_internal_error_is_a_500_and_a_log_line(
 
 
 # ---- BINRPC server and relay -------------------------------------------------------------
-
-
-class SlowCtl:
-    """A stand-in for Kamailio's ctl: answers every request after ``delay`` seconds."""
-
-    def __init__(self, path: Path, delay: float) -> None:
-        self.delay = delay
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.bind(str(path))
-        self.sock.listen()
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            with conn:
-                reader = binrpc.PacketReader()
-                while (packet := reader.next_packet()) is None:
-                    reader.feed(conn.recv(4096))
-                request = binrpc.decode_request(packet)
-                time.sleep(self.delay)
-                names: list[binrpc.Value] = ["core.version", "core.uptime"]
-                values = (
-                    names if request.method == "system.listMethods" else ["slow " + request.method]
-                )
-                conn.sendall(binrpc.encode_reply(request.cookie, values))
 
 
 @pytest.fixture
