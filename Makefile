@@ -60,8 +60,8 @@ soak: install
 check: lint typecheck
 
 lint: install-venv
-	$(VENV)/bin/ruff check ka_core kemi tests soak docker
-	$(VENV)/bin/ruff format --check ka_core kemi tests soak docker
+	$(VENV)/bin/ruff check ka_core kemi tests soak docker bench
+	$(VENV)/bin/ruff format --check ka_core kemi tests soak docker bench
 
 typecheck: install-venv
 	$(VENV)/bin/mypy

@@ -36,34 +36,40 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Required, TypedDict
 
-from bench.common import (
-    FR_TIMER_MS,
-    PING_INTERVAL_S,
-    CKeepalive,
-    KaKemi,
-    Responder,
-    bench_args,
-    fmt,
-    header,
-    ka_defines,
-    machine_facts,
-    md_table,
-    median,
-    sip_uri,
-    stop_all,
-    stop_proc,
-    track,
-    verdict,
-    wait_until,
-    workdir,
-    write_result,
-)
+from bench.addresses import sip_uri
+from bench.cli import bench_args, header
+from bench.kamailio import FR_TIMER_MS, PING_INTERVAL_S, CKeepalive, KaKemi, ka_defines
+from bench.procs import stop_all, stop_proc, track, wait_until, workdir
+from bench.recording import machine_facts, write_result
+from bench.responder_proc import Responder
+from bench.stats import fmt, md_table, median, verdict
 
 POLL_S = 0.005
 MODES = ("503", "timeout", "closed", "linkdown")
 DOWN_TARGET_MS = FR_TIMER_MS + 100
 UP_TARGET_MS = 100
+
+
+class ModeResult(TypedDict, total=False):
+    """One side's trials of one failure mode: latencies (ms) and the peers they missed."""
+
+    down_ms: Required[list[float]]
+    up_ms: Required[list[float]]
+    down_from_reply_ms: Required[list[float]]
+    missed_down: Required[list[str]]
+    missed_up: Required[list[str]]
+    predicted_ping: Required[list[str]]
+    missed_up_detail: list[dict[str, object]]
+
+
+class Mark(TypedDict):
+    """When a cycle made each mode's peers fail and recover, and when it saw all UP."""
+
+    fail: dict[str, float]
+    rec: dict[str, float]
+    done: float
 
 
 # ---------------------------------------------------------------------------------------
@@ -141,7 +147,7 @@ class NetnsHost:
 # capture
 
 
-def start_capture(path: Path) -> subprocess.Popen:
+def start_capture(path: Path) -> subprocess.Popen[str]:
     proc = track(
         subprocess.Popen(
             [
@@ -346,7 +352,7 @@ def main() -> None:
     capture = None
     responders: list[Responder] = []
     kams = []
-    results: dict[str, dict[str, dict[str, list[float]]]] = {
+    results: dict[str, dict[str, ModeResult]] = {
         side: {
             m: {
                 "down_ms": [],
@@ -415,7 +421,7 @@ def main() -> None:
 
         wait_until(lambda: all_state(1), PING_INTERVAL_S + 4)
         time.sleep(PING_INTERVAL_S + 1)  # every destination answered at least once on both sides
-        marks: list[dict[str, float]] = []
+        marks: list[Mark] = []
         for cycle in range(cycles):
             time.sleep(random.uniform(0, PING_INTERVAL_S))  # random phase vs the pings
             t_fail: dict[str, float] = {}
@@ -445,7 +451,7 @@ def main() -> None:
             print(
                 f"  cycle {cycle + 1}: all UP again {'yes' if ok else 'NO (timeout)'}", flush=True
             )
-            marks.append({"fail": t_fail, "rec": t_rec, "done": time.time()})  # type: ignore[dict-item]
+            marks.append({"fail": t_fail, "rec": t_rec, "done": time.time()})
         # the capture's last packets must be written before tcpdump stops: with a buffered
         # (TPACKET_V3) capture the tail of the run would be lost and look like a missed UP
         time.sleep(1.5)
@@ -492,7 +498,16 @@ def main() -> None:
         print("wrote", write_result("detection", result))
 
 
-def analyse(packets, poller, marks, peers, modes, index, side_ip, results) -> None:
+def analyse(
+    packets: list[Packet],
+    poller: Poller,
+    marks: list[Mark],
+    peers: dict[str, list[str]],
+    modes: list[str],
+    index: dict[str, int],
+    side_ip: dict[str, str],
+    results: dict[str, dict[str, ModeResult]],
+) -> None:
     seen: set[tuple[str, str, str, str]] = set()
     reqs: dict[tuple[str, str], list[float]] = {}  # (side ip, peer) -> first-transmission times
     sent: dict[tuple[str, str, str], float] = {}  # (side ip, peer, Call-ID) -> first sent
@@ -548,7 +563,7 @@ def analyse(packets, poller, marks, peers, modes, index, side_ip, results) -> No
                     if not ok2xx or t_up is None or t_up > mark["done"]:
                         res["missed_up"].append(peer)
                         res.setdefault("missed_up_detail", []).append(
-                            {  # type: ignore[attr-defined]
+                            {
                                 "peer": peer,
                                 "t_rec": t_rec,
                                 "done": mark["done"],
@@ -578,7 +593,9 @@ def _stat(values: list[float]) -> tuple[float | None, float | None]:
     return median(values), max(values)
 
 
-def make_tables(results, modes, notes) -> dict[str, str]:
+def make_tables(
+    results: dict[str, dict[str, ModeResult]], modes: list[str], notes: list[str]
+) -> dict[str, str]:
     ratio_rows, side_rows = [], []
     for m in modes:
         kd, cd = _stat(results["ka"][m]["down_ms"]), _stat(results["c"][m]["down_ms"])

@@ -17,32 +17,27 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TypeAlias, TypedDict, cast
 
 import numpy as np
+import numpy.typing as npt
 
-from bench.common import (
+from bench.addresses import dest_addrs, ip_u32, sip_uri
+from bench.cli import bench_args, header
+from bench.kamailio import (
     PING_INTERVAL_S,
-    BinrpcClient,
+    BenchKamailio,
     CKeepalive,
+    InstanceArgs,
     KaKemi,
-    Responder,
-    bench_args,
-    dest_addrs,
-    fmt,
-    header,
-    ip_u32,
     ka_defines,
-    machine_facts,
-    md_table,
-    ratio,
-    sip_uri,
-    stop_all,
-    udp_socket_stats,
-    verdict,
-    wait_until,
-    workdir,
-    write_result,
 )
+from bench.probes import udp_socket_stats
+from bench.procs import stop_all, wait_until, workdir
+from bench.recording import machine_facts, write_result
+from bench.responder_proc import Responder
+from bench.rpc_client import BinrpcClient
+from bench.stats import fmt, md_table, ratio, verdict
 from ka_core.ring import capacity_for as ring_capacity_for
 from ka_core.table import buffer_size
 
@@ -51,16 +46,87 @@ SHM_MB = 256
 C_CPU_PER_PING_NOTES = {100: 68, 1000: 77, 5000: 140, 10000: 202}
 ADD_ADDRS = ["127.0.200.1", "127.0.200.3", "127.0.200.5"]  # answering, outside every N
 
+# window start/end (s), Kamailio CPU ns at both, shm real_used samples, shm at the end,
+# Kamailio's and the responder's socket stats at both, (address, keepalive.add time), pids
+Measured: TypeAlias = tuple[
+    float,
+    float,
+    int,
+    int,
+    list[int],
+    dict[str, int],
+    dict[str, int],
+    dict[str, int],
+    dict[str, int],
+    dict[str, int],
+    list[tuple[str, float | None]],
+    list[int],
+]
 
-def make(side: str, n: int, wd: Path):
+
+class IntervalErr(TypedDict):
+    p50: float
+    p99: float
+    max: float
+    intervals: int
+
+
+class CrashFacts(TypedDict):
+    after_s: float
+    exit_code: int | None
+    what: str
+    alerts: list[str]
+    shm_errors: int
+
+
+class Run(TypedDict, total=False):
+    """One side at one N, as written to the result file: what ``one_run`` measured (and
+    ``analyse`` found in the responder's log), or why it failed or crashed."""
+
+    side: str
+    n: int
+    failed: str
+    crashed: CrashFacts
+    ready_s: float
+    alive_at_end: bool
+    log_errors: list[str]
+    shm_error_lines: int
+    processes: int
+    pings_in_window: int
+    pings_per_expected: float | None
+    startup_to_first_ping_s: float
+    retransmissions_in_window: int
+    answering_pings: int
+    answering_pings_retransmitted_pct: float | None
+    answering_dests_retransmitted_pct: float | None
+    interval_err_ms: IntervalErr
+    burst_factor_100ms: float | None
+    round_span_s: float | None
+    cpu_pct: float
+    cpu_pct_raw: float
+    us_per_ping: float | None
+    shm_steady_mb: float
+    shm_peak_mb: float
+    table_mb: float
+    shm_kb_per_dest_steady: float
+    shm_kb_per_dest_peak: float
+    shm_only_kb_per_dest_steady: float
+    kamailio_socket_drops: int
+    kamailio_socket_drops_since_start: int
+    responder_drops: int
+    window_s: float
+    add_to_first_ping_s: list[float | None]
+
+
+def make(side: str, n: int, wd: Path) -> BenchKamailio:
     dests = [sip_uri(a) for a in dest_addrs(n)] if n else []
     ip = f"127.99.{BENCH_ID}.{1 if side == 'c' else 2}"
-    common = dict(workdir=wd, ip=ip, port=5060, children=2, shm_mb=SHM_MB)
+    common = InstanceArgs(workdir=wd, ip=ip, port=5060, children=2, shm_mb=SHM_MB)
     if side == "c":
-        return CKeepalive(destinations=dests, defines={"BENCH_CHECK": "none"}, **common)  # type: ignore[arg-type]
+        return CKeepalive(destinations=dests, defines={"BENCH_CHECK": "none"}, **common)
     return KaKemi(
         defines=ka_defines(dests, max_destinations=max(n, 100) + 16, BENCH_CHECK="none"), **common
-    )  # type: ignore[arg-type]
+    )
 
 
 def idle_baseline(side: str, wd: Path, seconds: float) -> dict[str, float]:
@@ -81,7 +147,7 @@ def idle_baseline(side: str, wd: Path, seconds: float) -> dict[str, float]:
     }
 
 
-def rpc_add(kam, uri: str) -> float | None:
+def rpc_add(kam: BenchKamailio, uri: str) -> float | None:
     """``keepalive.add`` through the side's own RPC socket; the wall time it returned, or
     None if it failed."""
     path = kam.ctl_socket if kam.side == "c" else kam.rpc_socket
@@ -98,11 +164,11 @@ def one_run(
     warmup: float,
     window: float,
     add_addrs: list[str] = ADD_ADDRS,
-):
+) -> Run:
     run_dir = wd / f"{side}-{n}"
     responder = Responder(run_dir.with_suffix(".bin"), ["--wild", "--answer", "odd"]).start()
     kam = make(side, n, run_dir)
-    result: dict[str, object] = {"side": side, "n": n}
+    result: Run = {"side": side, "n": n}
     try:
         kam.start()
         result["ready_s"] = kam.ready_at - kam.started_at
@@ -110,7 +176,8 @@ def one_run(
             measured = measure(kam, warmup, window, add_addrs)
         except (OSError, RuntimeError, ValueError) as exc:
             # a dying Kamailio removes its ctl socket before its main process exits
-            if kam.proc is None or not wait_until(lambda: kam.proc.poll() is not None, 15):
+            proc = kam.proc
+            if proc is None or not wait_until(lambda: proc.poll() is not None, 15):
                 raise
             result["crashed"] = crash_facts(kam, exc)
         result["alive_at_end"] = kam.proc is not None and kam.proc.poll() is None
@@ -129,7 +196,7 @@ def one_run(
     ev = ev[ev["src"] == ip_u32(kam.ip)]
     result.update(analyse(ev, n, w0, w1, kam.started_at))
     cpu = c1 - c0 - idle["cpu_ns_per_s"] * (w1 - w0)
-    pings = int(result["pings_in_window"])  # type: ignore[arg-type]
+    pings = int(result["pings_in_window"])
     result["cpu_pct"] = cpu / (w1 - w0) / 1e9 * 100
     result["cpu_pct_raw"] = (c1 - c0) / (w1 - w0) / 1e9 * 100
     result["us_per_ping"] = cpu / 1000 / pings if pings else None
@@ -151,7 +218,7 @@ def one_run(
             "window_s": w1 - w0,
         }
     )
-    add_lat = []
+    add_lat: list[float | None] = []
     for addr, t_add in adds:
         if t_add is None:
             add_lat.append(None)
@@ -162,7 +229,8 @@ def one_run(
     return result
 
 
-def measure(kam, warmup: float, window: float, add_addrs: list[str]):
+def measure(kam: BenchKamailio, warmup: float, window: float, add_addrs: list[str]) -> Measured:
+    assert kam.proc is not None
     while time.time() < kam.started_at + warmup:
         time.sleep(0.2)
         if kam.proc.poll() is not None:
@@ -170,7 +238,7 @@ def measure(kam, warmup: float, window: float, add_addrs: list[str]):
     pids = kam.all_pids()
     sock0 = udp_socket_stats(kam.ip, 5060) or {}
     resp0 = udp_socket_stats("0.0.0.0", 15300) or {}
-    shm_samples = []
+    shm_samples: list[int] = []
     w0, c0 = time.time(), kam.cpu_ns()
     next_sample = time.time()
     while time.time() < w0 + window:
@@ -182,14 +250,16 @@ def measure(kam, warmup: float, window: float, add_addrs: list[str]):
     shm_end = kam.shm()
     sock1 = udp_socket_stats(kam.ip, 5060) or {}
     resp1 = udp_socket_stats("0.0.0.0", 15300) or {}
-    adds = []  # keepalive.add to first ping, one destination at a time
+    # keepalive.add to first ping, one destination at a time
+    adds: list[tuple[str, float | None]] = []
     for addr in add_addrs:
         adds.append((addr, rpc_add(kam, sip_uri(addr))))
         time.sleep(1.0)
     return w0, w1, c0, c1, shm_samples, shm_end, sock0, sock1, resp0, resp1, adds, pids
 
 
-def crash_facts(kam, exc: Exception) -> dict[str, object]:
+def crash_facts(kam: BenchKamailio, exc: Exception) -> CrashFacts:
+    assert kam.proc is not None
     lines = kam.log().splitlines()
     return {
         "after_s": round(time.time() - kam.started_at, 1),
@@ -200,8 +270,8 @@ def crash_facts(kam, exc: Exception) -> dict[str, object]:
     }
 
 
-def analyse(ev, n: int, w0: float, w1: float, started: float) -> dict[str, object]:
-    out: dict[str, object] = {}
+def analyse(ev: npt.NDArray[np.void], n: int, w0: float, w1: float, started: float) -> Run:
+    out: Run = {}
     if len(ev) == 0:
         return {"pings_in_window": 0, "pings_per_expected": 0.0}
     out["startup_to_first_ping_s"] = float(ev["ts"].min()) / 1e9 - started
@@ -269,7 +339,7 @@ def main() -> None:
     facts = machine_facts()
     wd = workdir("scale")
     t_start = time.monotonic()
-    runs: list[dict[str, object]] = []
+    runs: list[Run] = []
     try:
         idle = {side: idle_baseline(side, wd, idle_s) for side in ("c", "ka")}
         for n in ns:
@@ -317,10 +387,10 @@ def main() -> None:
         print("wrote", write_result("ping_scale", result))
 
 
-def summary_line(r: dict[str, object]) -> str:
+def summary_line(r: Run) -> str:
     if "failed" in r:
         return f"failed: {str(r['failed'])[:300]}"
-    ie = r.get("interval_err_ms") or {}
+    ie: IntervalErr | dict[str, float] = r.get("interval_err_ms") or {}
     return (
         f"cpu {fmt(r.get('cpu_pct'))}% {fmt(r.get('us_per_ping'))} us/ping, "
         f"p99 err {fmt(ie.get('p99'))} ms, pings/exp {fmt(r.get('pings_per_expected'))}, "
@@ -332,53 +402,56 @@ def summary_line(r: dict[str, object]) -> str:
     )
 
 
-def _get(runs, side: str, n: int) -> dict[str, object] | None:
+def _get(runs: list[Run], side: str, n: int) -> Run | None:
     for r in runs:
         if r["side"] == side and r["n"] == n:
             return r
     return None
 
 
-def _ok(r: dict[str, object] | None) -> bool:
+def _ok(r: Run | None) -> bool:
     return r is not None and "failed" not in r and "crashed" not in r and not _memory_errors(r)
 
 
-def _memory_errors(r: dict[str, object]) -> int:
-    return int(r.get("shm_error_lines") or 0)  # type: ignore[call-overload]
+def _memory_errors(r: Run) -> int:
+    return int(r.get("shm_error_lines") or 0)
 
 
-def _why_not(r: dict[str, object] | None) -> str:
+def _why_not(r: Run | None) -> str:
     if r is None:
         return "not run"
     if "failed" in r:
         return f"failed: {str(r['failed'])[:150]}"
     if "crashed" in r:
         cr = r["crashed"]
-        alert = (cr.get("alerts") or [""])[0]  # type: ignore[union-attr]
+        alert = (cr.get("alerts") or [""])[0]
         return (
-            f"does not fit: {cr['shm_errors']} shm allocation errors, then Kamailio "  # type: ignore[index]
+            f"does not fit: {cr['shm_errors']} shm allocation errors, then Kamailio "
             f"stopped after {cr['after_s']} s (`{alert[-70:]}`)"
-        )  # type: ignore[index]
+        )
     if _memory_errors(r):
         return f"does not fit: {_memory_errors(r)} shm allocation errors"
     return ""
 
 
-def make_tables(runs: list[dict[str, object]], ns: list[int]) -> dict[str, str]:
+def make_tables(runs: list[Run], ns: list[int]) -> dict[str, str]:
     ratio_rows = []
     for n in ns:
         k, c = _get(runs, "ka", n), _get(runs, "c", n)
         kv = k if _ok(k) else None
         cv = c if _ok(c) else None
 
-        def r_(field: str, sub: str | None = None, kv=kv, cv=cv) -> float | None:
+        def r_(
+            field: str, sub: str | None = None, kv: Run | None = kv, cv: Run | None = cv
+        ) -> float | None:
             if kv is None or cv is None:
                 return None
+            # a numeric field, or a numeric member of a dict field, chosen by name
             a, b = kv.get(field), cv.get(field)
             if sub:
-                a = (a or {}).get(sub)  # type: ignore[union-attr]
-                b = (b or {}).get(sub)  # type: ignore[union-attr]
-            return ratio(a, b)  # type: ignore[arg-type]
+                a = cast("dict[str, float]", a or {}).get(sub)
+                b = cast("dict[str, float]", b or {}).get(sub)
+            return ratio(cast("float | None", a), cast("float | None", b))
 
         ratio_rows.append(
             [
@@ -415,7 +488,7 @@ def make_tables(runs: list[dict[str, object]], ns: list[int]) -> dict[str, str]:
             if "failed" in r or "crashed" in r:
                 side_rows.append([f"{n:,}", name, f"**{_why_not(r)}**"] + [""] * 11)
                 continue
-            ie = r.get("interval_err_ms") or {}
+            ie: IntervalErr | dict[str, float] = r.get("interval_err_ms") or {}
             add = [a for a in (r.get("add_to_first_ping_s") or []) if a is not None]
             mem = _memory_errors(r)
             side_rows.append(
@@ -458,7 +531,7 @@ def make_tables(runs: list[dict[str, object]], ns: list[int]) -> dict[str, str]:
         ],
         side_rows,
     )
-    target_rows = []
+    target_rows: list[list[object]] = []
     for n in ns:
         k, c = _get(runs, "ka", n), _get(runs, "c", n)
         if not _ok(k):
@@ -467,7 +540,7 @@ def make_tables(runs: list[dict[str, object]], ns: list[int]) -> dict[str, str]:
         assert k is not None
         cv = c if _ok(c) else None
         limit = 1.3 if n <= 100 else 1.0
-        rr = ratio(k.get("us_per_ping"), cv.get("us_per_ping")) if cv else None  # type: ignore[arg-type]
+        rr = ratio(k.get("us_per_ping"), cv.get("us_per_ping")) if cv else None
         target_rows.append(
             [
                 f"{n:,}",
@@ -476,7 +549,8 @@ def make_tables(runs: list[dict[str, object]], ns: list[int]) -> dict[str, str]:
                 verdict(rr, limit, "x") if cv else "no C run to compare",
             ]
         )
-        p99 = (k.get("interval_err_ms") or {}).get("p99")  # type: ignore[union-attr]
+        ie_k: IntervalErr | dict[str, float] = k.get("interval_err_ms") or {}
+        p99 = ie_k.get("p99")
         target_rows.append(
             [f"{n:,}", "p99 interval error ≤ 10 ms", fmt(p99), verdict(p99, 10, " ms")]
         )
@@ -504,7 +578,9 @@ def make_tables(runs: list[dict[str, object]], ns: list[int]) -> dict[str, str]:
                 [f"{n:,}", "0 kernel receive drops", drops, verdict(float(drops or 0), 0.0)]
             )
         shm_k = k.get("shm_kb_per_dest_steady")
-        shm_c = cv.get("shm_kb_per_dest_steady") if cv else 10.2
+        shm_c = (
+            cast(float, cv.get("shm_kb_per_dest_steady")) if cv else 10.2
+        )  # _ok(cv): it is there
         target_rows.append(
             [
                 f"{n:,}",
@@ -512,9 +588,9 @@ def make_tables(runs: list[dict[str, object]], ns: list[int]) -> dict[str, str]:
                 fmt(shm_k),
                 verdict(shm_k, shm_c, " KB"),
             ]
-        )  # type: ignore[arg-type]
+        )
         if n == 20000:
-            fits = _ok(k) and (k.get("pings_per_expected") or 0) > 0.98  # type: ignore[operator]
+            fits = _ok(k) and (k.get("pings_per_expected") or 0) > 0.98
             target_rows.append(
                 [f"{n:,}", "runs in -m 256", "yes" if fits else "no", "met" if fits else "MISSED"]
             )
@@ -523,8 +599,8 @@ def make_tables(runs: list[dict[str, object]], ns: list[int]) -> dict[str, str]:
             lim = 0.6 if n <= 100 else 1.0
             target_rows.append(
                 [f"{n:,}", f"startup → first ping ≤ {lim} s", fmt(st), verdict(st, lim, " s")]
-            )  # type: ignore[arg-type]
-        add = [a for a in (k.get("add_to_first_ping_s") or []) if a is not None]  # type: ignore[union-attr]
+            )
+        add = [a for a in (k.get("add_to_first_ping_s") or []) if a is not None]
         worst = max(add) if add else None
         target_rows.append(
             [f"{n:,}", "keepalive.add → first ping ≤ 0.5 s", fmt(worst), verdict(worst, 0.5, " s")]

@@ -13,6 +13,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any, TypeAlias
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
@@ -26,6 +27,8 @@ TITLES = {
     "detection": "3. Detection latency (routing-path state, both sides, same peers)",
     "rpc_scale": "4. Management at scale (`keepalive.*` RPC)",
 }
+# A result file as json.loads returns it: its schema is the benchmark's (see each one's main).
+ResultFile: TypeAlias = dict[str, Any]
 
 
 def newest(name: str) -> Path | None:
@@ -36,13 +39,13 @@ def newest(name: str) -> Path | None:
     return files[0] if files else None
 
 
-def plot(scale: dict[str, object], path: Path) -> None:
+def plot(scale: ResultFile, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    runs = [r for r in scale["runs"] if "failed" not in r and "crashed" not in r]  # type: ignore[union-attr, index]
+    runs = [r for r in scale["runs"] if "failed" not in r and "crashed" not in r]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
     for side, label, style in (("ka", "ka-kemi", "o-"), ("c", "C keepalive", "s--")):
         pts = sorted(
@@ -71,9 +74,7 @@ def plot(scale: dict[str, object], path: Path) -> None:
     ax2.axhline(10, color="grey", linestyle=":", label="target ≤ 10 ms")
     plotted = {(r["side"], r["n"]) for r in runs if not r.get("shm_error_lines")}
     missing = [
-        r["n"]
-        for r in scale["runs"]  # type: ignore[union-attr]
-        if r["side"] == "c" and (r["side"], r["n"]) not in plotted
+        r["n"] for r in scale["runs"] if r["side"] == "c" and (r["side"], r["n"]) not in plotted
     ]
     if missing:
         fig.text(
@@ -96,17 +97,17 @@ def plot(scale: dict[str, object], path: Path) -> None:
         ax.set_title(title, fontsize=10)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
-    date = scale["machine"]["date"]  # type: ignore[index]
+    date = scale["machine"]["date"]
     fig.suptitle(f"ka-kemi vs C keepalive, ping_interval 5 s, -x fm, -m 256 ({date})", fontsize=10)
     fig.tight_layout(rect=(0, 0.04, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def misses(data: dict[str, dict[str, object]]) -> tuple[list[str], int]:
+def misses(data: dict[str, ResultFile]) -> tuple[list[str], int]:
     out, met = [], 0
     for name in NAMES:
-        table = (data.get(name) or {}).get("tables", {}).get("targets", "")  # type: ignore[union-attr]
+        table = (data.get(name) or {}).get("tables", {}).get("targets", "")
         for line in str(table).splitlines()[2:]:
             cells = [c.strip() for c in line.strip("|").split("|")]
             if any("MISSED" in c for c in cells):
@@ -135,7 +136,7 @@ def machine_table(m: dict[str, object]) -> str:
     return "| fact | value |\n|---|---|\n" + rows
 
 
-def code_line(data: dict[str, dict[str, object]]) -> str:
+def code_line(data: dict[str, ResultFile]) -> str:
     """Which ka-kemi code each benchmark measured; warns when it changed during the run.
 
     Commits that differ only outside ``ka_core/``, ``kemi/`` and ``kamailio.cfg`` count as
@@ -143,10 +144,10 @@ def code_line(data: dict[str, dict[str, object]]) -> str:
     """
     commits, dirty = set(), False
     for d in data.values():
-        m = d["machine"]  # type: ignore[index]
-        commits.add(str(m.get("git_commit")))  # type: ignore[union-attr]
-        commits.add(str(m.get("git_commit_end", m.get("git_commit"))))  # type: ignore[union-attr]
-        dirty |= bool(m.get("ka_core_kemi_dirty") or m.get("ka_core_kemi_dirty_end"))  # type: ignore[union-attr]
+        m = d["machine"]
+        commits.add(str(m.get("git_commit")))
+        commits.add(str(m.get("git_commit_end", m.get("git_commit"))))
+        dirty |= bool(m.get("ka_core_kemi_dirty") or m.get("ka_core_kemi_dirty_end"))
     first, *rest = sorted(commits)
     same = all(
         subprocess.run(

@@ -30,27 +30,17 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import TypedDict, cast
 
-from bench.common import (
-    BENCH,
-    CKeepalive,
-    KaKemi,
-    Responder,
-    bench_args,
-    dest_addrs,
-    header,
-    ka_defines,
-    machine_facts,
-    md_table,
-    median,
-    sip_uri,
-    stop_all,
-    track,
-    udp_socket_stats,
-    verdict,
-    workdir,
-    write_result,
-)
+from bench.addresses import dest_addrs, sip_uri
+from bench.cli import bench_args, header
+from bench.kamailio import BenchKamailio, CKeepalive, InstanceArgs, KaKemi, ka_defines
+from bench.paths import BENCH
+from bench.probes import udp_socket_stats
+from bench.procs import stop_all, track, workdir
+from bench.recording import machine_facts, write_result
+from bench.responder_proc import Responder
+from bench.stats import md_table, median, verdict
 
 BENCH_ID = 1
 CLIENT_IP = "127.99.1.250"
@@ -67,11 +57,18 @@ LABELS = {
 }
 
 
-def build_instances(wd: Path) -> dict[str, object]:
+class Spread(TypedDict):
+    median: float
+    min: float
+    max: float
+    reps: list[float]
+
+
+def build_instances(wd: Path) -> dict[str, BenchKamailio]:
     others = [sip_uri(a) for a in dest_addrs(1000)[1:]]  # 999 besides the target
     target_uri = sip_uri(TARGET)
     c_target = f"{TARGET}:15300"  # C compares without "sip:"
-    inst: dict[str, object] = {}
+    inst: dict[str, BenchKamailio] = {}
     specs = {
         "none": ("c", [target_uri], {"BENCH_CHECK": "none"}),
         "c": ("c", [target_uri], {"BENCH_CHECK": "c", "BENCH_TARGET": f'"{c_target}"'}),
@@ -90,19 +87,24 @@ def build_instances(wd: Path) -> dict[str, object]:
     }
     for i, (name, (side, dests, defs)) in enumerate(specs.items()):
         ping_ip, route_ip = f"127.99.{BENCH_ID}.{10 + 2 * i}", f"127.99.{BENCH_ID}.{11 + 2 * i}"
-        common = dict(
+        common = InstanceArgs(
             workdir=wd / name,
             ip=ping_ip,
             port=5060,
             children=1,
             shm_mb=64,
         )
-        extra = {"LISTEN_EXTRA": f"udp:{route_ip}:5060", "BENCH_MODE": "cost", **defs}
+        extra: dict[str, str | int] = {
+            "LISTEN_EXTRA": f"udp:{route_ip}:5060",
+            "BENCH_MODE": "cost",
+            **defs,
+        }
+        kam: BenchKamailio
         if side == "c":
-            kam = CKeepalive(destinations=dests, defines=extra, **common)  # type: ignore[arg-type]
+            kam = CKeepalive(destinations=dests, defines=extra, **common)
         else:
-            kam = KaKemi(defines=ka_defines(dests, max_destinations=1000, **extra), **common)  # type: ignore[arg-type]
-        kam.route_ip = route_ip  # type: ignore[attr-defined]
+            kam = KaKemi(defines=ka_defines(dests, max_destinations=1000, **extra), **common)
+        kam.route_ip = route_ip
         inst[name] = kam
     return inst
 
@@ -133,7 +135,7 @@ def thread_cpu_ns(pid: int) -> int:
     return total
 
 
-def drain(kam, requests: int) -> dict[str, float]:
+def drain(kam: BenchKamailio, requests: int) -> dict[str, float]:
     """SIGSTOP / queue BATCH / SIGCONT / collect, until ``requests`` were answered."""
     worker = kam.worker_for(f"{kam.route_ip}:5060")
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -181,7 +183,7 @@ def drain(kam, requests: int) -> dict[str, float]:
     }
 
 
-def sipp_run(kam, calls: int, rate: int, wd: Path) -> dict[str, float]:
+def sipp_run(kam: BenchKamailio, calls: int, rate: int, wd: Path) -> dict[str, float]:
     worker = kam.worker_for(f"{kam.route_ip}:5060")
     stat = wd / f"sipp-{kam.route_ip}-{time.time_ns()}.csv"
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
@@ -243,9 +245,11 @@ def sipp_run(kam, calls: int, rate: int, wd: Path) -> dict[str, float]:
     }
 
 
-def summarise(runs: list[dict[str, dict[str, float]]]) -> dict[str, object]:
-    """Per-variant median [min-max] of µs/req, and per-rep ratios."""
-    out: dict[str, object] = {}
+def summarise(
+    runs: list[dict[str, dict[str, float]]],
+) -> dict[str, Spread | dict[str, Spread]]:
+    """Per-variant median [min-max] of µs/req, and per-rep ratios (under ``"ratios"``)."""
+    out: dict[str, Spread | dict[str, Spread]] = {}
     for name in LABELS:
         vals = [r[name]["us_per_req"] for r in runs if name in r]
         out[name] = {"median": median(vals), "min": min(vals), "max": max(vals), "reps": vals}
@@ -257,7 +261,7 @@ def summarise(runs: list[dict[str, dict[str, float]]]) -> dict[str, object]:
         "ka/none": ("ka", "none"),
         "c1000/c": ("c1000", "c"),
     }
-    ratios = {}
+    ratios: dict[str, Spread] = {}
     for key, (a, b) in pairs.items():
         per_rep = [r[a]["us_per_req"] / r[b]["us_per_req"] for r in runs if a in r and b in r]
         ratios[key] = {
@@ -285,9 +289,9 @@ def main() -> None:
     t_start = time.monotonic()
     try:
         for kam in inst.values():
-            kam.start(wait=False)  # type: ignore[attr-defined]
+            kam.start(wait=False)
         for kam in inst.values():
-            kam.wait_ready()  # type: ignore[attr-defined]
+            kam.wait_ready()
         time.sleep(6.5)  # every destination pinged once: the checked one is UP on both sides
         for kam in inst.values():
             drain(kam, 2000)  # warm-up: caches, first-call paths
@@ -313,15 +317,15 @@ def main() -> None:
                 + ", ".join(f"{n} {sipp_runs[-1][n]['us_per_req']:.1f}" for n in LABELS),
                 flush=True,
             )
-        states_ok = {name: not kam.log_errors() for name, kam in inst.items()}  # type: ignore[attr-defined]
-        errors = {name: kam.log_errors() for name, kam in inst.items()}  # type: ignore[attr-defined]
+        states_ok = {name: not kam.log_errors() for name, kam in inst.items()}
+        errors = {name: kam.log_errors() for name, kam in inst.items()}
     finally:
         for kam in inst.values():
-            kam.stop()  # type: ignore[attr-defined]
+            kam.stop()
         responder.stop()
         stop_all()
     d, s = summarise(drain_runs), summarise(sipp_runs)
-    dr, sr = d["ratios"], s["ratios"]  # type: ignore[index]
+    dr, sr = cast("dict[str, Spread]", d["ratios"]), cast("dict[str, Spread]", s["ratios"])
     ratio_rows = []
     for key, label in (
         ("ka/c", "ka_is_alive 1 dest / C is_alive"),
@@ -351,7 +355,7 @@ def main() -> None:
     )
     abs_rows = []
     for name, label in LABELS.items():
-        dv, sv = d[name], s[name]  # type: ignore[index]
+        dv, sv = cast(Spread, d[name]), cast(Spread, s[name])
         abs_rows.append(
             [
                 label,

@@ -19,28 +19,16 @@ import json
 import subprocess
 import time
 from pathlib import Path
+from typing import Required, TypeAlias, TypedDict
 
-from bench.common import (
-    BinrpcClient,
-    CKeepalive,
-    KaKemi,
-    Responder,
-    bench_args,
-    dest_addrs,
-    fmt,
-    header,
-    ka_defines,
-    kamcmd,
-    machine_facts,
-    md_table,
-    median,
-    ratio,
-    sip_uri,
-    stop_all,
-    verdict,
-    workdir,
-    write_result,
-)
+from bench.addresses import dest_addrs, sip_uri
+from bench.cli import bench_args, header
+from bench.kamailio import BenchKamailio, CKeepalive, InstanceArgs, KaKemi, ka_defines
+from bench.procs import stop_all, workdir
+from bench.recording import machine_facts, write_result
+from bench.responder_proc import Responder
+from bench.rpc_client import BinrpcClient, kamcmd
+from bench.stats import fmt, md_table, median, ratio, verdict
 
 BENCH_ID = 4
 LIST_TARGET_MS = 100
@@ -48,16 +36,71 @@ OP_TARGET_MS = 5
 PAGE = 500
 
 
-def make(side: str, n: int, wd: Path):
+# what each measurement returns (and the result file holds)
+class CurlList(TypedDict):
+    http: int
+    time_total_ms: float
+    wall_ms: float
+    bytes: int
+    entries: int | None
+
+
+class RawList(TypedDict):
+    ms: float
+    bytes: int
+    entries: int
+    fault: str
+
+
+class KamcmdList(TypedDict):
+    rc: int
+    ms: float
+    stdout_entries: int
+    stdout_bytes: int
+    message: str
+    complete: bool
+    half_printed: bool
+    clear_error: bool
+    points_to_path: bool
+
+
+class Paging(TypedDict):
+    pages: int
+    page_ms_p50: float
+    page_ms_max: float
+    total_ms: float
+    entries: int
+    failed_pages: int
+
+
+Ops: TypeAlias = dict[str, dict[str, float] | list[str]]
+
+
+class SideRun(TypedDict, total=False):
+    """One side's measurements (or why it failed), as written to the result file."""
+
+    side: Required[str]
+    n: Required[int]
+    failed: str
+    jsonrpc_list: list[CurlList]
+    raw_list: list[RawList]
+    kamcmd_list: KamcmdList
+    kamcmd_paging: Paging | None
+    ops: Ops
+    alive: bool
+    log_errors: list[str]
+
+
+def make(side: str, n: int, wd: Path) -> BenchKamailio:
     dests = [sip_uri(a) for a in dest_addrs(n)]
     ip = f"127.99.{BENCH_ID}.{1 if side == 'c' else 2}"
-    common = dict(workdir=wd, ip=ip, port=5060, children=2, shm_mb=256)
+    common = InstanceArgs(workdir=wd, ip=ip, port=5060, children=2, shm_mb=256)
     if side == "c":
-        return CKeepalive(destinations=dests, defines={"BENCH_CHECK": "none"}, **common)  # type: ignore[arg-type]
-    return KaKemi(defines=ka_defines(dests, max_destinations=n + 100, BENCH_CHECK="none"), **common)  # type: ignore[arg-type]
+        return CKeepalive(destinations=dests, defines={"BENCH_CHECK": "none"}, **common)
+    return KaKemi(defines=ka_defines(dests, max_destinations=n + 100, BENCH_CHECK="none"), **common)
 
 
-def curl_list(kam) -> dict[str, object]:
+def curl_list(kam: BenchKamailio) -> CurlList:
     body = json.dumps({"jsonrpc": "2.0", "method": "keepalive.list", "id": 1})
     out_file = kam.workdir / "list.json"
     t0 = time.perf_counter()
@@ -105,11 +148,11 @@ def curl_list(kam) -> dict[str, object]:
     }
 
 
-def kamcmd_socket(kam) -> Path:
+def kamcmd_socket(kam: BenchKamailio) -> Path:
     return kam.ctl_socket if kam.side == "c" else kam.rpc_socket
 
 
-def kamcmd_full_list(kam, n: int) -> dict[str, object]:
+def kamcmd_full_list(kam: BenchKamailio, n: int) -> KamcmdList:
     rc, out, err, secs = kamcmd(kamcmd_socket(kam), "keepalive.list")
     listed = out.count("uri:")
     return {
@@ -125,8 +168,9 @@ def kamcmd_full_list(kam, n: int) -> dict[str, object]:
     }
 
 
-def kamcmd_paging(kam, n: int) -> dict[str, object]:
-    times, seen, failures = [], 0, 0
+def kamcmd_paging(kam: BenchKamailio, n: int) -> Paging:
+    times: list[float] = []
+    seen, failures = 0, 0
     for offset in range(0, n, PAGE):
         rc, out, _err, secs = kamcmd(kamcmd_socket(kam), "keepalive.list", str(offset), str(PAGE))
         times.append(secs * 1000)
@@ -142,7 +186,7 @@ def kamcmd_paging(kam, n: int) -> dict[str, object]:
     }
 
 
-def raw_list(kam) -> dict[str, object]:
+def raw_list(kam: BenchKamailio) -> RawList:
     with BinrpcClient(kamcmd_socket(kam), timeout=30) as c:
         t0 = time.perf_counter()
         fault, values, size = c.call("keepalive.list")
@@ -155,7 +199,7 @@ def raw_list(kam) -> dict[str, object]:
     }
 
 
-def ops(kam, reps: int) -> dict[str, dict[str, float]]:
+def ops(kam: BenchKamailio, reps: int) -> Ops:
     """add / get / del of new destinations: stock kamcmd and raw BINRPC."""
     res: dict[str, list[float]] = {
         f"{tool}_{op}": [] for tool in ("kamcmd", "raw") for op in ("add", "get", "del")
@@ -177,17 +221,15 @@ def ops(kam, reps: int) -> dict[str, dict[str, float]]:
                 res[f"raw_{op}"].append((time.perf_counter() - t0) * 1000)
                 if fault:
                     errors.append(f"raw {op}: {values}"[:120])
-    out: dict[str, dict[str, float]] = {
-        k: {"p50": median(v), "max": max(v)} for k, v in res.items() if v
-    }
-    out["errors"] = errors[:10]  # type: ignore[assignment]
-    return out
+    stats: Ops = {k: {"p50": median(v), "max": max(v)} for k, v in res.items() if v}
+    stats["errors"] = errors[:10]
+    return stats
 
 
-def one_side(side: str, n: int, wd: Path, reps: int) -> dict[str, object]:
+def one_side(side: str, n: int, wd: Path, reps: int) -> SideRun:
     responder = Responder(wd / f"{side}-responder.bin", ["--wild", "--answer", "odd"]).start()
     kam = make(side, n, wd / side)
-    result: dict[str, object] = {"side": side, "n": n}
+    result: SideRun = {"side": side, "n": n}
     try:
         kam.start()
         time.sleep(7)  # steady pinging before measuring
@@ -204,9 +246,9 @@ def one_side(side: str, n: int, wd: Path, reps: int) -> dict[str, object]:
     return result
 
 
-def summary(r: dict[str, object]) -> dict[str, float | None]:
-    js = [x for x in r.get("jsonrpc_list", []) if x["http"] == 200]  # type: ignore[union-attr, index]
-    raw = [x for x in r.get("raw_list") or [] if not x["fault"]]  # type: ignore[index]
+def summary(r: SideRun) -> dict[str, float | None]:
+    js = [x for x in r.get("jsonrpc_list", []) if x["http"] == 200]
+    raw = [x for x in r.get("raw_list") or [] if not x["fault"]]
     ops_ = r.get("ops") or {}
     return {
         "json_total_p50": median([x["time_total_ms"] for x in js]) if js else None,
@@ -215,10 +257,10 @@ def summary(r: dict[str, object]) -> dict[str, float | None]:
         "json_entries": js[0]["entries"] if js else None,
         "json_complete": bool(js) and js[0]["entries"] == r["n"],
         "json_ok": len(js),
-        "raw_p50": median([x["ms"] for x in raw]) if raw else None,  # type: ignore[index]
-        "raw_bytes": raw[0]["bytes"] if raw else None,  # type: ignore[index]
-        **{f"{k}_p50": v["p50"] for k, v in ops_.items() if isinstance(v, dict)},  # type: ignore[union-attr]
-        **{f"{k}_max": v["max"] for k, v in ops_.items() if isinstance(v, dict)},  # type: ignore[union-attr]
+        "raw_p50": median([x["ms"] for x in raw]) if raw else None,
+        "raw_bytes": raw[0]["bytes"] if raw else None,
+        **{f"{k}_p50": v["p50"] for k, v in ops_.items() if isinstance(v, dict)},
+        **{f"{k}_max": v["max"] for k, v in ops_.items() if isinstance(v, dict)},
     }
 
 
@@ -231,7 +273,7 @@ def main() -> None:
     facts = machine_facts()
     wd = workdir("rpc")
     t_start = time.monotonic()
-    runs: dict[str, dict[str, object]] = {}
+    runs: dict[str, SideRun] = {}
     try:
         for side in ("ka", "c"):
             print(f"  {side} with {n} destinations ...", flush=True)
@@ -284,7 +326,7 @@ def main() -> None:
             side_rows.append([name, f"failed: {str(r['failed'])[:200]}"] + [""] * 7)
             continue
         kl = r["kamcmd_list"]
-        pg = r.get("kamcmd_paging") or {}
+        pg: Paging | dict[str, object] = r.get("kamcmd_paging") or {}
         side_rows.append(
             [
                 name,
@@ -295,13 +337,13 @@ def main() -> None:
                     f"{fmt(sm['raw_p50'])} ({fmt((sm['raw_bytes'] or 0) / 1e6)} MB)"
                     if sm["raw_p50"]
                     else f"fault: `{str(r['raw_list'][0]['fault'])[:60]}`"
-                ),  # type: ignore[index]
+                ),
                 (
                     "complete"
                     if kl["complete"]
-                    else f"rc {kl['rc']}, {kl['stdout_entries']} printed: "  # type: ignore[index]
+                    else f"rc {kl['rc']}, {kl['stdout_entries']} printed: "
                     f"`{str(kl['message'])[:110]}`"
-                ),  # type: ignore[index]
+                ),
                 (
                     f"{pg['pages']} pages, {fmt(pg['page_ms_p50'])} ms/page, "
                     f"{fmt(pg['total_ms'])} ms total, "
@@ -347,14 +389,14 @@ def main() -> None:
         kl = runs["ka"]["kamcmd_list"]
         ok = kl["complete"] or (
             not kl["half_printed"] and kl["clear_error"] and kl["points_to_path"]
-        )  # type: ignore[index]
+        )
         target_rows.append(
             [
                 "kamcmd keepalive.list: no silent failure / half print, points to the path",
                 str(kl["message"] or "complete")[:90],
                 "met" if ok else "MISSED",
             ]
-        )  # type: ignore[index]
+        )
         for op in ("add", "get", "del"):
             v, vmax = k.get(f"kamcmd_{op}_p50"), k.get(f"kamcmd_{op}_max")
             target_rows.append(

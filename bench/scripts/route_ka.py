@@ -9,18 +9,18 @@ import sys
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 
-import KSR  # noqa: TID251 - a KEMI script talks to Kamailio
+import KSR  # type: ignore[import-not-found]  # noqa: TID251 - a KEMI script talks to Kamailio
 
 from kemi.functions import ka_is_alive
 from kemi.handler import KeepaliveHandler, setup
 
 
-def _define(name, default):
+def _define(name: str, default: str) -> str:
     value = KSR.pv.get(f"$def({name})")
     return default if value is None else str(value).strip('"')
 
 
-def mod_init():
+def mod_init() -> KeepaliveHandler:
     setup()
     mode = _define("BENCH_MODE", "cost")
     if mode == "state":
@@ -31,16 +31,16 @@ def mod_init():
 
 
 class PlainHandler(KeepaliveHandler):
-    def ksr_request_route(self, msg):
+    def ksr_request_route(self, msg: object) -> int:
         KSR.sl.sl_send_reply(200, "OK")
         return 1
 
 
 class CheckHandler(KeepaliveHandler):
-    def __init__(self, target):
+    def __init__(self, target: str) -> None:
         self.target = target
 
-    def ksr_request_route(self, msg):
+    def ksr_request_route(self, msg: object) -> int:
         if ka_is_alive(self.target) == 2:
             KSR.sl.sl_send_reply(503, "Destination down")
             return 1
@@ -49,7 +49,7 @@ class CheckHandler(KeepaliveHandler):
 
 
 class StateHandler(KeepaliveHandler):
-    def ksr_request_route(self, msg):
+    def ksr_request_route(self, msg: object) -> int:
         if KSR.pv.get("$rU") == "state":
             uris = (KSR.pv.get("$hdr(X-Uris)") or "").split()
             states = " ".join(str(ka_is_alive(u)) for u in uris)

@@ -1,11 +1,12 @@
-"""A small podman-compose harness for the container tier (no daemon, no pytest-docker needed).
+"""What the container tier needs beyond pytest-docker, which brings the stack up and down.
 
-``Stack.up()`` prepares what is missing (.venv-ctr with podman-compose 1.6.0, the base image
-built from the machine's apt sources by docker/build-base.sh), then builds the images and
-starts the repository's docker-compose.yml under its own project name; ``down()`` removes the
-containers, the volume and the network again.  Containers are found by their compose labels,
-never by name (podman-compose and Docker Compose name them differently).  One stack at a time
-per machine: the subnet is fixed, so a lock file serialises concurrent runs.
+pytest-docker runs ``<compose command> -f docker-compose.yml -p <project> <subcommand>`` for
+setup and cleanup (tests/containers/conftest.py).  This module provides what it does not:
+the compose command itself (.venv-ctr's podman-compose 1.6.0, with the base image built from
+the machine's apt sources by docker/build-base.sh and ``CONTAINERS_CONF`` in its
+environment), a machine-wide lock (the subnet is fixed: one stack at a time), and ``Stack``,
+which finds containers by their compose labels (never by name: podman-compose and Docker
+Compose name them differently) and runs kamcmd inside them.
 
 Every podman call gets ``CONTAINERS_CONF=docker/containers.conf`` unless the caller set one:
 lowered ulimits and runc, which this kind of host needs (docs/containers.md).
@@ -13,16 +14,17 @@ lowered ulimits and runc, which this kind of host needs (docs/containers.md).
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yml"
@@ -93,71 +95,45 @@ def base_image() -> str:
     return proc.stdout.strip().splitlines()[-1]
 
 
-@dataclass
-class Stack:
-    """The compose stack of docker-compose.yml, driven with podman-compose."""
+def compose_command(env: dict[str, str]) -> str:
+    """The shell command pytest-docker prefixes to its subcommands."""
+    assigns = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(env.items()))
+    return f"env {assigns} {shlex.quote(str(podman_compose()))}"
 
-    project: str = PROJECT
-    env_overrides: dict[str, str] = field(default_factory=dict)
-    timings: dict[str, float] = field(default_factory=dict)
-    _lock: IO[str] | None = None
-    _compose: Path | None = None
-    _env: dict[str, str] = field(default_factory=dict)
 
-    # -- lifecycle -------------------------------------------------------------------------
-
-    def up(self) -> Stack:
-        check_podman()
-        self._take_lock()
-        t0 = time.monotonic()
-        self._compose = podman_compose()
-        self._env = podman_env() | {"BASE_IMAGE": base_image()} | self.env_overrides
-        self.timings["prepare"] = time.monotonic() - t0
-        self.compose("--profile", "test", "down", "-v", "--remove-orphans", "-t", "1",
-                     check=False)  # a run killed earlier  # fmt: skip
-        t0 = time.monotonic()
-        self.compose("--profile", "test", "build")  # the check image too
-        self.timings["build"] = time.monotonic() - t0
-        t0 = time.monotonic()
-        self.compose("up", "-d")
-        self.timings["up"] = time.monotonic() - t0
-        return self
-
-    def down(self) -> None:
-        try:
-            if self._compose is not None:
-                t0 = time.monotonic()
-                self.compose("--profile", "test", "down", "-v", "--remove-orphans", "-t", "2",
-                             check=False)  # fmt: skip
-                self.timings["down"] = time.monotonic() - t0
-        finally:
-            if self._lock is not None:
-                self._lock.close()
-                self._lock = None
-
-    def _take_lock(self) -> None:
-        self._lock = LOCK_PATH.open("a")
+@contextlib.contextmanager
+def machine_lock() -> Iterator[None]:
+    """One stack per machine at a time (fixed subnet)."""
+    with LOCK_PATH.open("a") as lock:
         deadline = time.monotonic() + LOCK_TIMEOUT_S
         while True:
             try:
-                fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
             except BlockingIOError:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"another container tier holds {LOCK_PATH}") from None
                 time.sleep(1)
+        yield
+
+
+@dataclass
+class Stack:
+    """The running compose stack of docker-compose.yml (started by pytest-docker)."""
+
+    env: dict[str, str]
+    project: str = PROJECT
 
     # -- commands --------------------------------------------------------------------------
 
     def compose(
         self, *args: str, check: bool = True, timeout: float = COMMAND_TIMEOUT_S
     ) -> subprocess.CompletedProcess[str]:
-        assert self._compose is not None, "up() first"
-        cmd = [str(self._compose), "-f", str(COMPOSE_FILE), "-p", self.project, *args]
-        return run(cmd, check=check, timeout=timeout, env=self._env)
+        cmd = [str(podman_compose()), "-f", str(COMPOSE_FILE), "-p", self.project, *args]
+        return run(cmd, check=check, timeout=timeout, env=self.env)
 
     def podman(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return run(["podman", *args], check=check, env=self._env or podman_env())
+        return run(["podman", *args], check=check, env=self.env)
 
     def container(self, service: str) -> str:
         """The id of the service's container, found by its compose labels."""
