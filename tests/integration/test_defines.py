@@ -81,6 +81,10 @@ def test_without_the_relay(kamailio_factory: KamailioFactory) -> None:
         ("KA_RPC_SOCKET", '"relative/path"', "rpc_socket: needs an absolute path"),
         ("KA_CTL_FORWARD", '"ctl.sock"', "ctl_forward: needs an absolute path"),
         ("KA_TCP_KEEPALIVE_METHOD", '"magic"', "tcp_keepalive_method: 'magic' is not one of"),
+        ("KA_RPC_HTTP_ALLOW", '"10.0.0.0/33"', "rpc_http_allow: not an address or CIDR"),
+        ("KA_RPC_HTTP_TOKEN", '"short"', "rpc_http_token: needs 16 or more"),
+        ("KA_RPC_HTTP_PATH", '"RPC"', "rpc_http_path: needs a path such as /RPC"),
+        ("KA_RPC_ADD_RATE", '"fast"', "rpc_add_rate: not an integer"),
     ],
 )  # fmt: skip
 def test_an_invalid_value_stops_kamailio(

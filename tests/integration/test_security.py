@@ -133,21 +133,6 @@ def test_custom_path_and_an_empty_allow_list(kamailio_factory: KamailioFactory) 
     assert code == 403, "an empty allow-list closes JSON-RPC over HTTP, loopback included"
 
 
-@pytest.mark.parametrize(
-    ("name", "value"),
-    [("KA_RPC_HTTP_ALLOW", '"10.0.0.0/33"'), ("KA_RPC_HTTP_TOKEN", '"short"'),
-     ("KA_RPC_HTTP_PATH", '"RPC"'), ("KA_RPC_ADD_RATE", '"fast"')],
-)  # fmt: skip
-def test_bad_security_defines_stop_kamailio(
-    kamailio_factory: KamailioFactory, name: str, value: str
-) -> None:
-    kam = kamailio_factory(defines={name: value}, start=False)
-    kam.start(wait=False)
-    assert kam.proc is not None
-    assert kam.proc.wait(timeout=20) != 0
-    assert f"parameter {name.removeprefix('KA_').lower()}" in kam.log()
-
-
 def test_tls_listener_follows_the_same_rules(
     kamailio_factory: KamailioFactory, outside: Host
 ) -> None:
