@@ -1,16 +1,11 @@
-"""The benchmarks' address plan: Kamailio listeners, destinations (half of them answering)
-and the peers' SIP URIs."""
+"""The benchmarks' address plan: destinations (half of them answering) and the peers' SIP
+URIs."""
 
 from __future__ import annotations
 
 import socket
 
 PEER_PORT = 15300
-
-
-def kam_address(bench: int, instance: int) -> str:
-    """Kamailio listeners: 127.99.<bench>.<instance> (port 5060)."""
-    return f"127.99.{bench}.{instance}"
 
 
 def dest_addrs(n: int, first_octet3: int = 100) -> list[str]:
@@ -27,16 +22,8 @@ def dest_addrs(n: int, first_octet3: int = 100) -> list[str]:
     return out
 
 
-def answers(addr: str) -> bool:
-    return int(addr.rsplit(".", 1)[1]) % 2 == 1
-
-
 def ip_u32(addr: str) -> int:
     return int.from_bytes(socket.inet_aton(addr), "big")
-
-
-def u32_ip(value: int) -> str:
-    return socket.inet_ntoa(int(value).to_bytes(4, "big"))
 
 
 def sip_uri(addr: str, port: int = PEER_PORT) -> str:

@@ -16,9 +16,9 @@ from typing import TypedDict, cast
 from bench.paths import C_CFG, ROUTE_C, ROUTE_KA
 from bench.probes import cpu_ns, kamailio_pids
 from bench.procs import track
-from bench.rpc_client import BinrpcClient
 from ka_core import binrpc
 from tests.harness.kamailio import Kamailio as HarnessKamailio
+from tests.harness.rpc_client import BinrpcClient
 
 PING_INTERVAL_S = 5
 FR_TIMER_MS = 2000

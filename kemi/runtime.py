@@ -102,7 +102,9 @@ def build(
     ring = capacity_for(config.max_destinations)
     memory = mmap.mmap(-1, buffer_size(config.max_destinations, ring), flags=mmap.MAP_SHARED)
     SharedTable.format_buffer(memoryview(memory), config.max_destinations, ring)
-    table = SharedTable(memoryview(memory), multiprocessing.Lock())
+    # "fork": on Python 3.14 (forkserver by default) any other lock starts a resource tracker
+    # process that keeps Kamailio from exiting on SIGTERM.
+    table = SharedTable(memoryview(memory), multiprocessing.get_context("fork").Lock())
     registry.add_static(
         table, config.destinations, PARAMS_OWNER, interval_s=config.ping_interval, wall=wall()
     )

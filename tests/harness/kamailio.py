@@ -18,9 +18,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.harness import rpc_client
+
 REPO = Path(__file__).resolve().parents[2]
 KAMAILIO = "/usr/sbin/kamailio"
-KAMCMD = "/usr/sbin/kamcmd"
 READY_TIMEOUT_S = 20.0
 CRASH_PATTERNS = re.compile(
     r"exited by a signal|Segmentation fault|core dumped|BUG:|Traceback|pinger core error",
@@ -198,11 +199,8 @@ class Kamailio:
     def kamcmd(self, *args: str, socket_path: Path | None = None, timeout: float = 10) -> str:
         """Run the stock kamcmd against the ka-kemi socket (default) and return stdout+stderr."""
         path = socket_path or self.rpc_socket
-        out = subprocess.run(
-            [KAMCMD, "-s", f"unix:{path}", *args],
-            capture_output=True, timeout=timeout, text=True,
-        )  # fmt: skip
-        return out.stdout + out.stderr
+        _rc, out, err, _secs = rpc_client.kamcmd(path, *args, timeout=timeout)
+        return out + err
 
     def ctl(self, *args: str) -> str:
         """kamcmd against Kamailio's own ctl socket."""

@@ -54,7 +54,7 @@ def test_without_a_kamcmd_socket_of_its_own(kamailio_factory: KamailioFactory, u
     assert not kam.rpc_socket.exists() or kam.rpc_socket.is_dir()
     assert result_of(kam, "ka_is_alive", uri) == "1"
     uas.wait_requests(2, timeout=4)
-    assert "kamailio 5.6" in kam.ctl("core.version"), "Kamailio's own ctl is untouched"
+    assert kam.ctl("core.version").startswith("kamailio "), "Kamailio's own ctl is untouched"
 
 
 def test_without_the_relay(kamailio_factory: KamailioFactory) -> None:
@@ -63,7 +63,7 @@ def test_without_the_relay(kamailio_factory: KamailioFactory) -> None:
     assert kam.kamcmd("core.version") == "error: 500 - command core.version not found\n"
     methods = kam.kamcmd("system.listMethods").split()
     assert "keepalive.list" in methods and "core.version" not in methods
-    assert "kamailio 5.6" in kam.ctl("core.version")
+    assert kam.ctl("core.version").startswith("kamailio ")
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,8 @@ import pytest
 from ka_core import binrpc
 from tests.conftest import KamailioFactory, result_of
 from tests.harness.fake_ctl import SlowCtl
-from tests.harness.kamailio import KAMCMD, Kamailio
+from tests.harness.kamailio import Kamailio
+from tests.harness.rpc_client import KAMCMD, BinrpcClient
 from tests.integration.test_keepalive import wait_state
 
 pytestmark = pytest.mark.integration
@@ -126,27 +127,13 @@ def _raw(kam: Kamailio) -> socket.socket:
     return s
 
 
-def _read_replies(sock: socket.socket, n: int) -> list[tuple[bool, list[binrpc.Value]]]:
-    reader = binrpc.PacketReader(max_packet=1 << 24)
-    out = []
-    while len(out) < n:
-        while (packet := reader.next_packet()) is not None:
-            out.append(binrpc.decode_reply(packet))
-        if len(out) >= n:
-            break
-        data = sock.recv(65536)
-        assert data, "server closed the connection"
-        reader.feed(data)
-    return out
-
-
 def test_pipelined_requests_and_hostile_clients(kam: Kamailio) -> None:
-    with _raw(kam) as s:
-        s.sendall(b"".join(
+    with BinrpcClient(kam.rpc_socket, timeout=5) as client:
+        client.sock.sendall(b"".join(
             binrpc.encode_request(i, "keepalive.add", [f"sip:10.1.{i // 250}.{i % 250}", "p"])
             for i in range(200)
         ))  # fmt: skip
-        replies = _read_replies(s, 200)
+        replies = [client.receive()[:2] for _ in range(200)]
     assert all(r == (False, ["Ok. Destination added."]) for r in replies)
     with _raw(kam) as garbage:
         garbage.sendall(os.urandom(64) + b"\xff" * 64)
@@ -167,12 +154,13 @@ def test_pipelined_requests_and_hostile_clients(kam: Kamailio) -> None:
 
 def test_kamcmd_never_half_prints_a_large_list(kamailio_factory: KamailioFactory) -> None:
     kam = kamailio_factory(defines={"KA_PING_INTERVAL": 60})
-    with _raw(kam) as s:
-        s.sendall(b"".join(
+    with BinrpcClient(kam.rpc_socket, timeout=5) as client:
+        client.sock.sendall(b"".join(
             binrpc.encode_request(i, "keepalive.add", [f"sip:10.2.{i // 250}.{i % 250}", "bulk"])
             for i in range(1000)
         ))  # fmt: skip
-        _read_replies(s, 1000)
+        for _ in range(1000):
+            client.receive()
     out = kam.kamcmd("keepalive.list")
     assert out.startswith("error: 500 - reply too big for kamcmd"), out[:300]
     assert "keepalive.list <offset> <count>" in out and "JSON-RPC" in out

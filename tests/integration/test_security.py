@@ -86,7 +86,7 @@ def test_outside_host_is_refused_and_nothing_changes(
                      rpc("core.version"), json.dumps(SET_CFG)):  # fmt: skip
             code, text = curl(outside, base + path, body)
             assert code == 403, (path, body, text)
-            assert "kamailio 5.6" not in text and "Ok" not in text
+            assert "kamailio " not in text and "Ok" not in text
     assert state_snapshot(kam) == before, "a refused request changed the table or ran jsonrpcs"
     lines = refusal_lines(kam, outside.address)
     assert lines and "403, source not in the allow-list" in lines[0]

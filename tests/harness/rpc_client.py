@@ -1,7 +1,7 @@
-"""RPC to a running Kamailio: a BINRPC client (``ka_core.binrpc`` codec) for Kamailio's ctl
-and ka-kemi's socket, and the stock ``kamcmd``.
+"""RPC to a running Kamailio over a Unix socket (Kamailio's ctl or ka-kemi's RPC socket):
+a BINRPC client (``ka_core.binrpc`` codec) and the stock ``kamcmd``.
 
-Both duplicate parts of ``tests/harness``; they are to be merged with it.
+Shared by the tests (``Kamailio.kamcmd``, pipelined BINRPC) and the benchmarks.
 """
 
 from __future__ import annotations
@@ -12,12 +12,14 @@ import subprocess
 import time
 from pathlib import Path
 
-import bench.paths  # noqa: F401 - puts the repository on sys.path for ka_core and tests
 from ka_core import binrpc
-from tests.harness.kamailio import KAMCMD
+
+KAMCMD = "/usr/sbin/kamcmd"
 
 
 class BinrpcClient:
+    """One connection; ``send`` several requests, then ``receive`` their replies in order."""
+
     def __init__(self, path: Path | str, timeout: float = 10.0) -> None:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.settimeout(timeout)

@@ -1,0 +1,315 @@
+"""The pinging-scale benchmark's runs: one Kamailio with N destinations, its CPU, shm and
+socket drops over a window, ``keepalive.add`` to first ping, and the analysis of what the
+responder received (see ``bench.ping_scale``)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TypeAlias, TypedDict
+
+import numpy as np
+import numpy.typing as npt
+
+from bench.addresses import dest_addrs, ip_u32, sip_uri
+from bench.kamailio import (
+    PING_INTERVAL_S,
+    BenchKamailio,
+    CKeepalive,
+    InstanceArgs,
+    KaKemi,
+    ka_defines,
+)
+from bench.probes import udp_socket_stats
+from bench.procs import wait_until
+from bench.responder_proc import Responder
+from ka_core.ring import capacity_for as ring_capacity_for
+from ka_core.table import buffer_size
+from tests.harness.rpc_client import BinrpcClient
+
+BENCH_ID = 2
+SHM_MB = 256
+ADD_ADDRS = ["127.0.200.1", "127.0.200.3", "127.0.200.5"]  # answering, outside every N
+
+# window start/end (s), Kamailio CPU ns at both, shm real_used samples, shm at the end,
+# Kamailio's and the responder's socket stats at both, (address, keepalive.add time), pids
+Measured: TypeAlias = tuple[
+    float,
+    float,
+    int,
+    int,
+    list[int],
+    dict[str, int],
+    dict[str, int],
+    dict[str, int],
+    dict[str, int],
+    dict[str, int],
+    list[tuple[str, float | None]],
+    list[int],
+]
+
+
+class IntervalErr(TypedDict):
+    p50: float
+    p99: float
+    max: float
+    intervals: int
+
+
+class CrashFacts(TypedDict):
+    after_s: float
+    exit_code: int | None
+    what: str
+    alerts: list[str]
+    shm_errors: int
+
+
+class Run(TypedDict, total=False):
+    """One side at one N, as written to the result file: what ``one_run`` measured (and
+    ``analyse`` found in the responder's log), or why it failed or crashed."""
+
+    side: str
+    n: int
+    failed: str
+    crashed: CrashFacts
+    ready_s: float
+    alive_at_end: bool
+    log_errors: list[str]
+    shm_error_lines: int
+    processes: int
+    pings_in_window: int
+    pings_per_expected: float | None
+    startup_to_first_ping_s: float
+    retransmissions_in_window: int
+    answering_pings: int
+    answering_pings_retransmitted_pct: float | None
+    answering_dests_retransmitted_pct: float | None
+    interval_err_ms: IntervalErr
+    burst_factor_100ms: float | None
+    round_span_s: float | None
+    cpu_pct: float
+    cpu_pct_raw: float
+    us_per_ping: float | None
+    shm_steady_mb: float
+    shm_peak_mb: float
+    table_mb: float
+    shm_kb_per_dest_steady: float
+    shm_kb_per_dest_peak: float
+    shm_only_kb_per_dest_steady: float
+    kamailio_socket_drops: int
+    kamailio_socket_drops_since_start: int
+    responder_drops: int
+    window_s: float
+    add_to_first_ping_s: list[float | None]
+
+
+def make(side: str, n: int, wd: Path) -> BenchKamailio:
+    dests = [sip_uri(a) for a in dest_addrs(n)] if n else []
+    ip = f"127.99.{BENCH_ID}.{1 if side == 'c' else 2}"
+    common = InstanceArgs(workdir=wd, ip=ip, port=5060, children=2, shm_mb=SHM_MB)
+    if side == "c":
+        return CKeepalive(destinations=dests, defines={"BENCH_CHECK": "none"}, **common)
+    return KaKemi(
+        defines=ka_defines(dests, max_destinations=max(n, 100) + 16, BENCH_CHECK="none"), **common
+    )
+
+
+def idle_baseline(side: str, wd: Path, seconds: float) -> dict[str, float]:
+    kam = make(side, 0, wd / f"idle-{side}")
+    kam.start()
+    try:
+        time.sleep(2)
+        c0, t0 = kam.cpu_ns(), time.monotonic()
+        time.sleep(seconds)
+        c1, t1 = kam.cpu_ns(), time.monotonic()
+        shm = kam.shm()
+    finally:
+        kam.stop()
+    return {
+        "cpu_ns_per_s": (c1 - c0) / (t1 - t0),
+        "real_used": shm["real_used"],
+        "max_used": shm["max_used"],
+    }
+
+
+def rpc_add(kam: BenchKamailio, uri: str) -> float | None:
+    """``keepalive.add`` through the side's own RPC socket; the wall time it returned, or
+    None if it failed."""
+    path = kam.ctl_socket if kam.side == "c" else kam.rpc_socket
+    with BinrpcClient(path) as client:
+        fault, _values, _ = client.call("keepalive.add", uri, "bench")
+    return None if fault else time.time()
+
+
+def one_run(
+    side: str,
+    n: int,
+    wd: Path,
+    idle: dict[str, float],
+    warmup: float,
+    window: float,
+    add_addrs: list[str] = ADD_ADDRS,
+) -> Run:
+    run_dir = wd / f"{side}-{n}"
+    responder = Responder(run_dir.with_suffix(".bin"), ["--wild", "--answer", "odd"]).start()
+    kam = make(side, n, run_dir)
+    result: Run = {"side": side, "n": n}
+    try:
+        kam.start()
+        result["ready_s"] = kam.ready_at - kam.started_at
+        try:
+            measured = measure(kam, warmup, window, add_addrs)
+        except (OSError, RuntimeError, ValueError) as exc:
+            # a dying Kamailio removes its ctl socket before its main process exits
+            proc = kam.proc
+            if proc is None or not wait_until(lambda: proc.poll() is not None, 15):
+                raise
+            result["crashed"] = crash_facts(kam, exc)
+        result["alive_at_end"] = kam.proc is not None and kam.proc.poll() is None
+        result["log_errors"] = kam.log_errors()
+        result["shm_error_lines"] = sum(
+            1 for ln in kam.log().splitlines() if "shm" in ln and "ERROR" in ln
+        )
+    finally:
+        kam.stop()
+        responder.stop()
+    if "crashed" in result:
+        return result
+    w0, w1, c0, c1, shm_samples, shm_end, sock0, sock1, resp0, resp1, adds, pids = measured
+    result["processes"] = len(pids)
+    ev = responder.events()
+    ev = ev[ev["src"] == ip_u32(kam.ip)]
+    result.update(analyse(ev, n, w0, w1, kam.started_at))
+    cpu = c1 - c0 - idle["cpu_ns_per_s"] * (w1 - w0)
+    pings = int(result["pings_in_window"])
+    result["cpu_pct"] = cpu / (w1 - w0) / 1e9 * 100
+    result["cpu_pct_raw"] = (c1 - c0) / (w1 - w0) / 1e9 * 100
+    result["us_per_ping"] = cpu / 1000 / pings if pings else None
+    steady = float(np.median(shm_samples)) - idle["real_used"]
+    peak = shm_end["max_used"] - idle["max_used"]
+    max_dests = max(n, 100) + 16
+    table = buffer_size(max_dests, ring_capacity_for(max_dests)) if side == "ka" else 0
+    result.update(
+        {
+            "shm_steady_mb": steady / 2**20,
+            "shm_peak_mb": peak / 2**20,
+            "table_mb": table / 2**20,
+            "shm_kb_per_dest_steady": (steady + table) / 1024 / n,
+            "shm_kb_per_dest_peak": (peak + table) / 1024 / n,
+            "shm_only_kb_per_dest_steady": steady / 1024 / n,
+            "kamailio_socket_drops": sock1.get("drops", 0) - sock0.get("drops", 0),
+            "kamailio_socket_drops_since_start": sock1.get("drops", 0),
+            "responder_drops": resp1.get("drops", 0) - resp0.get("drops", 0),
+            "window_s": w1 - w0,
+        }
+    )
+    add_lat: list[float | None] = []
+    for addr, t_add in adds:
+        if t_add is None:
+            add_lat.append(None)
+            continue
+        hits = ev["ts"][(ev["dst"] == ip_u32(addr)) & (ev["ts"] >= int(t_add * 1e9) - 50_000_000)]
+        add_lat.append(float(hits.min()) / 1e9 - t_add if len(hits) else None)
+    result["add_to_first_ping_s"] = add_lat
+    return result
+
+
+def measure(kam: BenchKamailio, warmup: float, window: float, add_addrs: list[str]) -> Measured:
+    assert kam.proc is not None
+    while time.time() < kam.started_at + warmup:
+        time.sleep(0.2)
+        if kam.proc.poll() is not None:
+            raise RuntimeError("kamailio exited during the warm-up")
+    pids = kam.all_pids()
+    sock0 = udp_socket_stats(kam.ip, 5060) or {}
+    resp0 = udp_socket_stats("0.0.0.0", 15300) or {}
+    shm_samples: list[int] = []
+    w0, c0 = time.time(), kam.cpu_ns()
+    next_sample = time.time()
+    while time.time() < w0 + window:
+        if time.time() >= next_sample:
+            shm_samples.append(kam.shm()["real_used"])
+            next_sample += 5
+        time.sleep(0.1)
+    c1, w1 = kam.cpu_ns(), time.time()
+    shm_end = kam.shm()
+    sock1 = udp_socket_stats(kam.ip, 5060) or {}
+    resp1 = udp_socket_stats("0.0.0.0", 15300) or {}
+    # keepalive.add to first ping, one destination at a time
+    adds: list[tuple[str, float | None]] = []
+    for addr in add_addrs:
+        adds.append((addr, rpc_add(kam, sip_uri(addr))))
+        time.sleep(1.0)
+    return w0, w1, c0, c1, shm_samples, shm_end, sock0, sock1, resp0, resp1, adds, pids
+
+
+def crash_facts(kam: BenchKamailio, exc: Exception) -> CrashFacts:
+    assert kam.proc is not None
+    lines = kam.log().splitlines()
+    return {
+        "after_s": round(time.time() - kam.started_at, 1),
+        "exit_code": kam.proc.returncode,
+        "what": f"{type(exc).__name__}: {exc}"[:200],
+        "alerts": [ln.strip()[:200] for ln in lines if "ALERT" in ln or "CRITICAL" in ln][:5],
+        "shm_errors": sum(1 for ln in lines if "shm" in ln and "ERROR" in ln),
+    }
+
+
+def analyse(ev: npt.NDArray[np.void], n: int, w0: float, w1: float, started: float) -> Run:
+    out: Run = {}
+    if len(ev) == 0:
+        return {"pings_in_window": 0, "pings_per_expected": 0.0}
+    out["startup_to_first_ping_s"] = float(ev["ts"].min()) / 1e9 - started
+    # first transmission of each ping = first (dst, Call-ID) occurrence
+    key = (ev["dst"].astype(np.uint64) << np.uint64(32)) | ev["crc"].astype(np.uint64)
+    order = np.argsort(ev["ts"], kind="stable")
+    ev, key = ev[order], key[order]
+    _uniq, first_idx, counts = np.unique(key, return_index=True, return_counts=True)
+    first = ev[first_idx]
+    t = first["ts"].astype(np.float64) / 1e9
+    in_win = (t >= w0) & (t < w1)
+    pings = int(in_win.sum())
+    expected = n * (w1 - w0) / PING_INTERVAL_S
+    out["pings_in_window"] = pings
+    out["pings_per_expected"] = pings / expected if expected else None
+    out["retransmissions_in_window"] = int((counts[in_win] - 1).sum())
+    answering = (first["dst"] & 1) == 1
+    sel = in_win & answering
+    out["answering_pings"] = int(sel.sum())
+    out["answering_pings_retransmitted_pct"] = (
+        float((counts[sel] > 1).sum()) / sel.sum() * 100 if sel.sum() else None
+    )
+    dst_retx = np.unique(first["dst"][sel & (counts > 1)])
+    dst_ans = np.unique(first["dst"][sel])
+    out["answering_dests_retransmitted_pct"] = (
+        len(dst_retx) / len(dst_ans) * 100 if len(dst_ans) else None
+    )
+    # interval error per destination, intervals fully after warm-up start
+    o = np.lexsort((t, first["dst"]))
+    td, dd = t[o], first["dst"][o]
+    same = dd[1:] == dd[:-1]
+    start_ok = td[:-1] >= w0 - PING_INTERVAL_S
+    end_ok = td[1:] < w1
+    diffs = (td[1:] - td[:-1])[same & start_ok & end_ok]
+    err_ms = np.abs(diffs - PING_INTERVAL_S) * 1000
+    if len(err_ms):
+        out["interval_err_ms"] = {
+            "p50": float(np.percentile(err_ms, 50)),
+            "p99": float(np.percentile(err_ms, 99)),
+            "max": float(err_ms.max()),
+            "intervals": len(err_ms),
+        }
+    # burst: busiest 100 ms bin vs the mean over the window
+    tw = t[in_win]
+    if len(tw):
+        bins = np.histogram(tw, bins=max(1, int((w1 - w0) / 0.1)), range=(w0, w1))[0]
+        out["burst_factor_100ms"] = float(bins.max() / bins.mean()) if bins.mean() else None
+        # per round: time span holding the middle 98 % of pings of the busiest 5 s round
+        rounds = np.floor((tw - w0) / PING_INTERVAL_S)
+        spans = []
+        for r in np.unique(rounds):
+            tr = np.sort(tw[rounds == r])
+            if len(tr) >= max(10, n // 2):
+                spans.append(float(np.percentile(tr, 99) - np.percentile(tr, 1)))
+        out["round_span_s"] = max(spans) if spans else None
+    return out
