@@ -38,8 +38,10 @@ run: install
 # container tier.
 test: export KA_REQUIRE_ALL_TIERS = 1
 test: install check unit
+	@kamailio -v | head -1; python3 --version
 	$(VPY) -m pytest tests/integration -m "not containers"
 	bash docker/ci-tier.sh
+	$(MAKE) matrix
 
 # kemi/ runs on a FakeKsr here: at least 80 % of its lines must be covered without Kamailio.
 unit: install-venv
@@ -68,6 +70,13 @@ typecheck: install-venv
 
 clean:
 	rm -rf .pytest_cache .mypy_cache .ruff_cache
+
+# Version matrix: the integration suite against Kamailio 6.0.1 / Python 3.13 (trixie) and
+# 6.1.5 / Python 3.14 (sid), each in a chroot built with mmdebstrap (tests/matrix/).
+MATRIX ?= trixie sid
+.PHONY: matrix
+matrix: install
+	@for suite in $(MATRIX); do bash tests/matrix/run.sh $$suite -q || exit 1; done
 
 # Container tier: docker-compose.yml under podman-compose, driven by pytest (docs/containers.md).
 .PHONY: containers

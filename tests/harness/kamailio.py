@@ -22,6 +22,16 @@ from tests.harness import rpc_client
 
 REPO = Path(__file__).resolve().parents[2]
 KAMAILIO = "/usr/sbin/kamailio"
+KAMAILIO_ROOT = os.environ.get("KA_KAMAILIO_ROOT", "")
+"""A Debian root with another Kamailio (the version matrix, tests/matrix/run.sh): Kamailio
+runs there through chroot, same PID, with the paths the cfg names bind-mounted."""
+VERSION = re.compile(r"^kamailio \d+\.\d+\.\d+ ")
+
+
+def kamailio_command() -> list[str]:
+    return ["chroot", KAMAILIO_ROOT, KAMAILIO] if KAMAILIO_ROOT else [KAMAILIO]
+
+
 READY_TIMEOUT_S = 20.0
 CRASH_PATTERNS = re.compile(
     r"exited by a signal|Segmentation fault|core dumped|BUG:|Traceback|pinger core error",
@@ -159,7 +169,7 @@ class Kamailio:
         cfg.write_text(self.cfg_text())
         log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
-            [KAMAILIO, "-f", str(cfg), "-DD", "-E", "-w", str(self.workdir), "-x", "fm",
+            [*kamailio_command(), "-f", str(cfg), "-DD", "-E", "-w", str(self.workdir), "-x", "fm",
              "-m", str(self.shm_mb), "-M", "16", *self.extra_args],
             stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir,
         )  # fmt: skip

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import time
+from pathlib import Path
+
 import pytest
 
 from tests.conftest import KamailioFactory, call_fn
@@ -45,3 +50,33 @@ def test_example_config_shows_one_up_one_down(kamailio_factory: KamailioFactory)
     kam.wait_log(rf"destination {closed} owner _params: UNKNOWN -> DOWN", 5)
     listing = kam.kamcmd("keepalive.list")
     assert listing.count("state: 1") == 1 and listing.count("state: 2") == 1, listing
+
+
+def _children(pid: int) -> list[int]:
+    """Every descendant of ``pid`` (from /proc)."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                parents.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def test_sigterm_stops_every_process_and_leaves_no_helper(kam: Kamailio) -> None:
+    """On every Kamailio/Python version: no process beyond Kamailio's own (Python 3.14 would
+    start a multiprocessing resource tracker for a non-fork lock), and all gone on SIGTERM."""
+    assert kam.proc is not None
+    pids = _children(kam.proc.pid)
+    cmdlines = [Path(f"/proc/{p}/cmdline").read_bytes().split(b"\0")[0] for p in pids]
+    assert all(c.endswith(b"kamailio") for c in cmdlines), cmdlines
+    started = time.monotonic()
+    kam.proc.send_signal(signal.SIGTERM)
+    assert kam.proc.wait(timeout=10) == 0
+    assert time.monotonic() - started < 5
+    assert not [p for p in pids if Path(f"/proc/{p}").exists()], "a process outlived Kamailio"

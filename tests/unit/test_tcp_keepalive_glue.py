@@ -209,3 +209,17 @@ def test_inode_lookup_real_kernel(pair) -> None:  # type: ignore[no-untyped-def]
         found = tcp_fds.find_inode(local, remote, lambda text: None)
         assert found == os.fstat(sock.fileno()).st_ino
         assert tcp_fds.find_inode(local, ("127.0.0.1", 1), lambda text: None) is None
+
+
+def test_a_user_timeout_follows_the_keepalive_budget(pair) -> None:  # type: ignore[no-untyped-def]
+    """Kamailio 6 sets TCP_USER_TIMEOUT, which makes Linux ignore the probe count: enabling
+    keepalive then sets it to idle + count x interval; a socket without one keeps none."""
+    with_timeout, without = pair
+    with_timeout.setsockopt(socket.IPPROTO_TCP, tcp_fds.TCP_USER_TIMEOUT, 10_000)
+    for sock in pair:
+        tcp_fds.apply(os.dup(sock.fileno()), (7, 3, 2))
+        assert _keepalive(sock) == (1, 7, 3, 2)
+    assert with_timeout.getsockopt(socket.IPPROTO_TCP, tcp_fds.TCP_USER_TIMEOUT) == 13_000
+    assert without.getsockopt(socket.IPPROTO_TCP, tcp_fds.TCP_USER_TIMEOUT) == 0
+    tcp_fds.apply(os.dup(with_timeout.fileno()), None)
+    assert _keepalive(with_timeout)[0] == 0
