@@ -38,7 +38,7 @@ run: install
 # container tier.
 test: export KA_REQUIRE_ALL_TIERS = 1
 test: install check unit
-	@kamailio -v | head -1; python3 --version
+	@echo "host tier: $$(kamailio -v | head -1); embedded $$(/usr/bin/python3 --version)"
 	$(VPY) -m pytest tests/integration -m "not containers"
 	bash docker/ci-tier.sh
 	$(MAKE) matrix
