@@ -98,10 +98,8 @@ class Pinger:
     def run_once(self) -> None:
         """One step of the core thread: probe, act, then wait for the deadline or a wake-up."""
         rt = self._rt
-        step = self._prober.step(rt.monotonic(), rt.wall(), rt.table.drain(), self._unsent)
-        self._unsent = []
-        for ping in step.pings:
-            self._send(ping)
+        unsent, self._unsent = self._unsent, []
+        step = self._prober.step(rt.monotonic(), rt.wall(), rt.table.drain(), unsent, self._send)
         for event in step.events:
             try:
                 self._act(event)

@@ -205,3 +205,18 @@ def test_large_batch_uses_a_finer_grid_with_at_most_max_per_tick_pings() -> None
     assert len(slots) >= n - MAX_PER_TICK  # all but the last tick's within one interval
     assert max(per_tick.values()) <= MAX_PER_TICK  # 1,000 per 0.5 s: 200 per 100 ms otherwise
     assert all(abs(t / 0.05 - round(t / 0.05)) < 1e-6 for t in per_tick)  # a 50 ms grid
+
+
+def test_due_pings_go_to_send_before_any_reply_is_applied() -> None:
+    """Interval accuracy: the glue's sender runs before the ring's replies are processed."""
+    table, prober = setup(n=1, interval=10)
+    first = poll(prober, 100.0)[0]
+    table.push_reply(first[0].seq, 200, 100.1, 1000)  # drained only at the next step
+    seen_at_send: list[State] = []
+
+    def send(ping: Ping) -> None:
+        seen_at_send.append(table.read(first[0].slot).state)
+
+    step = prober.step(110.0, 1000, table.drain(), (), send)
+    assert len(step.pings) == 1 and seen_at_send == [State.UNKNOWN]
+    assert table.read(first[0].slot).state is State.UP, "the reply is applied after the send"
