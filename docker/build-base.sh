@@ -1,14 +1,18 @@
 #!/bin/bash
 # Build the local base image for the container tier, only when it is missing:
 #   BASE_IMAGE=$(docker/build-base.sh)        # prints the image name as its only stdout line
-# The tag is bookworm-<hash of the package list>, so changing the list builds a new base.
+#   BASE_IMAGE=$(SUITE=trixie docker/build-base.sh)   # Debian 13: Kamailio 6.0.1, Python 3.13
+# The tag is <suite>-<hash of the package list>, so changing the list builds a new base.
+# Another suite is taken from the same mirrors as the machine's bookworm sources
+# (bookworm-updates -> trixie-updates, bookworm-security -> trixie-security).
 # No image can be pulled on the CI machines, so the base is made with mmdebstrap from the
 # machine's own apt sources (read from /etc/apt, never hard-coded) and imported into podman.
 # It already holds every package the Dockerfiles install, so their RUN steps do nothing offline.
 set -euo pipefail
 # Keep in step with the PACKAGES of docker/Dockerfile.kamailio (and python3 of Dockerfile.peer).
 PACKAGES=kamailio,kamailio-python3-modules,kamailio-extra-modules,kamailio-utils-modules,kamailio-json-modules,sip-tester,python3,iproute2,procps,netbase
-IMAGE=${1:-localhost/ka-kemi-base:bookworm-$(echo "$PACKAGES" | sha256sum | cut -c1-8)}
+SUITE=${SUITE:-bookworm}
+IMAGE=${1:-localhost/ka-kemi-base:$SUITE-$(echo "$PACKAGES" | sha256sum | cut -c1-8)}
 
 if podman image exists "$IMAGE"; then
     echo "base image $IMAGE present" >&2
@@ -19,8 +23,9 @@ exec 3>&1 1>&2      # progress to stderr; only the name goes to stdout
 command -v mmdebstrap >/dev/null || { echo "build-base.sh: mmdebstrap is not installed" >&2; exit 1; }
 
 # One "deb URI SUITE COMPONENTS" line per bookworm* suite of every enabled apt source.
-mapfile -t MIRRORS < <(python3 - <<'PY'
-import glob, re
+mapfile -t MIRRORS < <(SUITE=$SUITE python3 - <<'PY'
+import glob, os, re
+target = os.environ["SUITE"]
 lines = []
 for path in sorted(glob.glob("/etc/apt/sources.list.d/*.sources")):
     for stanza in re.split(r"\n\s*\n", open(path).read()):
@@ -35,6 +40,7 @@ for path in sorted(glob.glob("/etc/apt/sources.list.d/*.sources")):
         for uri in f.get("uris", []):
             for suite in f.get("suites", []):
                 if suite.startswith("bookworm"):
+                    suite = target + suite.removeprefix("bookworm")
                     lines.append(f"deb {uri} {suite} {' '.join(f.get('components', ['main']))}")
 for path in ["/etc/apt/sources.list", *sorted(glob.glob("/etc/apt/sources.list.d/*.list"))]:
     try:
@@ -44,7 +50,8 @@ for path in ["/etc/apt/sources.list", *sorted(glob.glob("/etc/apt/sources.list.d
     for line in text.splitlines():
         m = re.match(r"\s*deb\s+(\[[^\]]*\]\s+)?(\S+)\s+(bookworm\S*)\s+(.*)", line)
         if m:
-            lines.append(f"deb {m.group(2)} {m.group(3)} {m.group(4).split('#')[0].strip()}")
+            suite = target + m.group(3).removeprefix("bookworm")
+            lines.append(f"deb {m.group(2)} {suite} {m.group(4).split('#')[0].strip()}")
 print("\n".join(dict.fromkeys(lines)))
 PY
 )
@@ -56,7 +63,7 @@ start=$(date +%s)
 mmdebstrap --quiet --variant=apt --include="$PACKAGES" \
     --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
     --dpkgopt='path-exclude=/usr/share/locale/*' \
-    bookworm - "${MIRRORS[@]}" \
+    "$SUITE" - "${MIRRORS[@]}" \
   | podman import -q --change 'CMD ["/bin/bash"]' - "$IMAGE" >/dev/null
 echo "base image $IMAGE built in $(( $(date +%s) - start )) s"
 echo "$IMAGE" >&3

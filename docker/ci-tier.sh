@@ -3,8 +3,10 @@
 #   1. apt-installs podman, runc, mmdebstrap when missing;
 #   2. creates .venv-ctr with podman-compose==1.6.0 (and .venv with the test tools) when missing;
 #   3. uses docker/containers.conf (lowered ulimits, runc, cgroupfs) through CONTAINERS_CONF;
-#   4. builds the base image from the machine's apt sources when missing (docker/build-base.sh);
-#   5. runs .venv/bin/pytest tests/containers -m containers (it brings the compose stack up and down).
+#   4. builds the base images (bookworm, trixie) from the machine's apt mirrors when missing
+#      (docker/build-base.sh);
+#   5. runs .venv/bin/pytest tests/containers -m containers on each base (pytest-docker brings
+#      the compose stack up and down).  CONTAINER_SUITES="bookworm" runs one.
 # Extra arguments go to pytest.  See docs/containers.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,8 +30,10 @@ fi
 [ -x .venv/bin/pytest ] || make install-venv
 
 export CONTAINERS_CONF=${CONTAINERS_CONF:-$PWD/docker/containers.conf}
-BASE_IMAGE=$(bash docker/build-base.sh)
-export BASE_IMAGE
-echo "ci-tier: ready in $(( $(date +%s) - t0 )) s (base image $BASE_IMAGE)"
-
-exec .venv/bin/pytest tests/containers -m containers "$@"
+# Debian 12 (Kamailio 5.6.3) and Debian 13 (6.0.1): the same compose file on either base.
+for suite in ${CONTAINER_SUITES:-bookworm trixie}; do
+    BASE_IMAGE=$(SUITE=$suite bash docker/build-base.sh)
+    export BASE_IMAGE
+    echo "ci-tier: $suite ready in $(( $(date +%s) - t0 )) s (base image $BASE_IMAGE)"
+    .venv/bin/pytest tests/containers -m containers "$@"
+done
