@@ -30,7 +30,7 @@ $(VENV)/.stamp: requirements-test.txt
 install-venv: $(VENV)/.stamp
 
 # Main job: Kamailio in the foreground with kamailio.cfg and the module on 127.0.0.1:5060.
-run: install
+run: install-system
 	mkdir -p /run/kamailio
 	kamailio -f kamailio.cfg -DD -E -w $(CURDIR) -m 64 -M 16
 
