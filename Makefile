@@ -72,11 +72,13 @@ clean:
 	rm -rf .pytest_cache .mypy_cache .ruff_cache
 
 # Version matrix: the integration suite against Kamailio 6.0.1 / Python 3.13 (trixie) and
-# 6.1.5 / Python 3.14 (sid), each in a chroot built with mmdebstrap (tests/matrix/).
+# 6.1.5 / Python 3.14 (sid), each in a chroot built with mmdebstrap (tests/matrix/); then the
+# README's `bash bootstrap.sh run` in a fresh, minimal Debian 13 root.
 MATRIX ?= trixie sid
 .PHONY: matrix
 matrix: install
 	@for suite in $(MATRIX); do bash tests/matrix/run.sh $$suite -q || exit 1; done
+	bash tests/matrix/fresh-run.sh trixie
 
 # Container tier: docker-compose.yml under podman-compose, driven by pytest (docs/containers.md).
 .PHONY: containers
