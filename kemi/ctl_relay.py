@@ -9,7 +9,6 @@ writes a byte to a pipe the core thread selects on.  One command at a time, in o
 
 from __future__ import annotations
 
-import contextlib
 import os
 import queue
 import socket
@@ -18,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ka_core import binrpc
+from kemi import wakeup
 
 FORWARD_TIMEOUT_S = 5.0
 RECV_BYTES = 65536
@@ -59,9 +59,7 @@ class CtlRelay:
         self._jobs: queue.Queue[tuple[bytes, int, Pending, Transform | None] | None] = queue.Queue(
             MAX_QUEUED
         )
-        self.done_fd, self._done_w = os.pipe()
-        os.set_blocking(self.done_fd, False)
-        os.set_blocking(self._done_w, False)
+        self.done_fd, self._done_w = wakeup.pipe()
         self._thread = threading.Thread(target=self._run, name="ka-ctl-relay", daemon=True)
         self._thread.start()
 
@@ -76,9 +74,7 @@ class CtlRelay:
 
     def drain_done(self) -> None:
         """Core thread: clear the wake-up bytes (the replies are in their ``Pending``)."""
-        with contextlib.suppress(BlockingIOError):
-            while os.read(self.done_fd, 4096):
-                pass
+        wakeup.drain(self.done_fd)
 
     def close(self) -> None:
         """Stop the thread after the command it is on, and release the pipe."""
@@ -95,5 +91,4 @@ class CtlRelay:
                 pending.data = reply if transform is None else transform(reply)
             except (binrpc.BinrpcError, ValueError) as exc:
                 pending.data = binrpc.encode_fault(cookie, 500, f"bad reply from ctl: {exc}")
-            with contextlib.suppress(BlockingIOError):
-                os.write(self._done_w, b"\0")
+            wakeup.poke(self._done_w)

@@ -15,7 +15,6 @@ the GIL), but they do in a process whose Python code blocks in Python.  So:
 from __future__ import annotations
 
 import importlib
-import os
 import select
 import threading
 import traceback
@@ -26,6 +25,7 @@ from ka_core.events import Event, ProbingStopped, ResponseReceived, StateChanged
 from ka_core.prober import Ping, Prober
 from ka_core.state import State, changes_state
 from ka_core.uri import address_tag
+from kemi import wakeup
 from kemi.api import decode_user
 from kemi.rpc_server import RpcServer
 from kemi.runtime import Runtime
@@ -43,14 +43,6 @@ def resolve_callback(path: str) -> Callable[..., object]:
     if not callable(target):
         raise TypeError(f"{path} is not callable")
     return target
-
-
-def drain_pipe(fd: int) -> None:
-    try:
-        while os.read(fd, 4096):
-            pass
-    except BlockingIOError:
-        pass
 
 
 class Pinger:
@@ -116,7 +108,7 @@ class Pinger:
             writers += w
         ready, writable, _ = select.select(readers, writers, [], sleep)
         if self._rt.wake_read_fd in ready:
-            drain_pipe(self._rt.wake_read_fd)
+            wakeup.drain(self._rt.wake_read_fd)
         for server in self._servers:
             server.handle(ready, writable)
 

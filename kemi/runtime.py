@@ -28,6 +28,7 @@ from ka_core.records import Record
 from ka_core.ring import capacity_for
 from ka_core.rpc import RpcCommands
 from ka_core.table import SharedTable, buffer_size
+from kemi import wakeup
 from kemi.ksr_port import Clock, KsrPort
 
 
@@ -48,7 +49,7 @@ class Runtime:
     """Per process (a copy after fork): one-time log lines already written."""
 
     def wake(self) -> None:
-        _wake(self.wake_fd)
+        wakeup.poke(self.wake_fd)
 
     def add(
         self,
@@ -80,11 +81,6 @@ class Runtime:
 _runtime: Runtime | None = None
 
 
-def _wake(fd: int) -> None:
-    with contextlib.suppress(BlockingIOError):  # the pinger already has wake-ups pending
-        os.write(fd, b"\0")
-
-
 def read_defines(ksr: KsrPort) -> dict[str, str]:
     found = {}
     for name in define_names():
@@ -108,9 +104,7 @@ def build(
     registry.add_static(
         table, config.destinations, PARAMS_OWNER, interval_s=config.ping_interval, wall=wall()
     )
-    read_fd, write_fd = os.pipe()
-    os.set_blocking(write_fd, False)
-    os.set_blocking(read_fd, False)
+    read_fd, write_fd = wakeup.pipe()
     _runtime = Runtime(
         config=config,
         table=table,
@@ -119,7 +113,7 @@ def build(
             config.ping_interval,
             wall,
             add_rate=config.rpc_add_rate,
-            on_added=functools.partial(_wake, write_fd),
+            on_added=functools.partial(wakeup.poke, write_fd),
         ),
         ksr=ksr,
         wake_fd=write_fd,
