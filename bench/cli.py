@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 
 
-def bench_args(description: str) -> argparse.Namespace:
+def bench_args(description: str, sizes: bool = False) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--quick", action="store_true", help="short mode (CI smoke, < 1 min each)")
     ap.add_argument("--no-json", action="store_true", help="do not write bench/results/*.json")
+    if sizes:
+        ap.add_argument("--sizes", type=int, nargs="+", help="numbers of destinations to run")
     return ap.parse_args()
 
 

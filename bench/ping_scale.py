@@ -26,10 +26,10 @@ from bench.recording import machine_facts, write_result
 
 
 def main() -> None:
-    args = bench_args(__doc__.splitlines()[0])
+    args = bench_args(__doc__.splitlines()[0], sizes=True)
     quick = args.quick
     header("pinging scale", quick)
-    ns = [100, 1000] if quick else [100, 1000, 5000, 10000, 20000]
+    ns = args.sizes or ([100, 1000] if quick else [100, 1000, 5000, 10000, 20000])
     warmup, window, idle_s = (6.0, 5.0, 3.0) if quick else (12.0, 20.0, 8.0)
     facts = machine_facts()
     wd = workdir("scale")

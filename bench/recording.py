@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from bench.paths import REPO, RESULTS
-from tests.harness.kamailio import KAMAILIO
+from tests.harness.kamailio import KAMAILIO_ROOT, kamailio_command
 
 
 def _run(argv: list[str], timeout: float = 10) -> str:
@@ -46,7 +46,8 @@ def machine_facts() -> dict[str, object]:
         "mem_total_mb": int(mem.group(1)) // 1024 if mem else None,
         "kernel": platform.release(),
         "os": osrel.get("PRETTY_NAME", "").strip('"'),
-        "kamailio": _run([KAMAILIO, "-v"]).splitlines()[0],
+        "kamailio": _run([*kamailio_command(), "-v"]).splitlines()[0],
+        "kamailio_root": KAMAILIO_ROOT,
         "python_embedded": _embedded_python(),
         "sipp": _run(["sipp", "-v"]).splitlines()[0] if shutil.which("sipp") else "missing",
         "git_commit": commit,
@@ -58,7 +59,7 @@ def machine_facts() -> dict[str, object]:
 
 def _embedded_python() -> str:
     lib = "/usr/lib/x86_64-linux-gnu/kamailio/modules/app_python3.so"
-    text = _run(["ldd", lib])
+    text = _run(["chroot", KAMAILIO_ROOT, "ldd", lib] if KAMAILIO_ROOT else ["ldd", lib])
     found = re.search(r"libpython(\d+\.\d+)", text)
     return found.group(1) if found else "unknown"
 

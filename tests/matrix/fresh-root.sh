@@ -9,8 +9,8 @@
 #      the whole integration suite against that suite's Kamailio and Python, network
 #      namespaces included.  Left out there, and run on the host instead: the container tier
 #      and the version matrix (podman and chroots nested in this chroot).
-# The machine's CA bundle is passed to pip (PIP_CERT), as a fresh machine on this network has
-# it.  The mounts and the root are removed on exit; rm never crosses a mount point.
+# The machine's local CAs (/usr/local/share/ca-certificates, e.g. a TLS-inspecting egress
+# proxy's) and CA bundle are copied in, as a fresh machine on the same network has them.  The mounts and the root are removed on exit; rm never crosses a mount point.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 suite=${1:?usage: fresh-root.sh trixie}
@@ -42,11 +42,13 @@ mirror=$(grep -hE '^(URIs:|deb )' /etc/apt/sources.list /etc/apt/sources.list.d/
          grep -v security | head -1 | tr -d ' ' || true)
 mmdebstrap --quiet --variant=apt "$suite" "$root" "deb ${mirror:-http://deb.debian.org/debian} $suite main"
 printf '127.0.0.1\tlocalhost\n::1\tlocalhost\n' > "$root/etc/hosts"
-cp /etc/ssl/certs/ca-certificates.crt "$root/etc/host-ca-bundle.crt"
+mkdir -p "$root/usr/local/share/ca-certificates" "$root/etc/ssl/certs"
+cp -r /usr/local/share/ca-certificates/. "$root/usr/local/share/ca-certificates/"
+cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/ca-certificates.crt"
 mkdir -p "$root/opt/ka-kemi"
 git archive HEAD | tar -x -C "$root/opt/ka-kemi"
 for d in proc sys dev; do mount --rbind "/$d" "$root/$d"; mount --make-rslave "$root/$d"; done
-in_root() { chroot "$root" /usr/bin/env PIP_CERT=/etc/host-ca-bundle.crt /bin/bash -c "cd /opt/ka-kemi && $1"; }
+in_root() { chroot "$root" /bin/bash -c "cd /opt/ka-kemi && $1"; }
 
 # 1. bash bootstrap.sh run
 t0=$(date +%s)
