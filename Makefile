@@ -92,10 +92,20 @@ containers:
 
 # Benchmarks against the C keepalive module (bench/, docs/benchmarks.md): full set < 20 min,
 # then the results page; QUICK=1 is the < 3 min smoke mode (docs untouched).
+# KAMAILIO=6.0 (or 6.1): both modules of that version, in a chroot (tests/matrix/), routing
+# path and 1,000/10,000 destinations, written to the page's section for that version.
+BENCH_SUITE_6.0 := trixie
+BENCH_SUITE_6.1 := sid
 .PHONY: bench
 # tcpdump: the detection benchmark times failures from the wire.
 bench: install
 	@dpkg-query -W -f='$${Status}' tcpdump 2>/dev/null | grep -q "ok installed" || \
 		{ export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && \
 		  apt-get install -y -qq --no-install-recommends tcpdump >/dev/null; }
+ifeq ($(KAMAILIO),)
 	$(VPY) -m bench.run_all $(if $(QUICK),--quick,--report)
+else
+	bash tests/matrix/with-root.sh $(BENCH_SUITE_$(KAMAILIO)) $(VPY) -m bench.run_all \
+		--only routing_cost ping_scale --sizes 1000 10000 --version-section $(KAMAILIO) \
+		$(if $(QUICK),--quick,--report)
+endif

@@ -302,8 +302,10 @@ def analyse(ev: npt.NDArray[np.void], n: int, w0: float, w1: float, started: flo
     # burst: busiest 100 ms bin vs the mean over the window
     tw = t[in_win]
     if len(tw):
-        bins = np.histogram(tw, bins=max(1, int((w1 - w0) / 0.1)), range=(w0, w1))[0]
-        out["burst_factor_100ms"] = float(bins.max() / bins.mean()) if bins.mean() else None
+        hist = np.histogram(tw, bins=max(1, int((w1 - w0) / 0.1)), range=(w0, w1))[0]
+        per_bin: list[int] = hist.tolist()
+        mean = sum(per_bin) / len(per_bin)
+        out["burst_factor_100ms"] = max(per_bin) / mean if mean else None
         # per round: time span holding the middle 98 % of pings of the busiest 5 s round
         rounds = np.floor((tw - w0) / PING_INTERVAL_S)
         spans = []

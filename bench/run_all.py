@@ -50,12 +50,16 @@ def descendants(root: int) -> list[int]:
     return out
 
 
-def run(name: str, quick: bool, no_json: bool) -> tuple[int, str | None, float]:
+def run(
+    name: str, quick: bool, no_json: bool, sizes: list[int] | None = None
+) -> tuple[int, str | None, float]:
     argv = [sys.executable, "-m", f"bench.{name}"]
     if quick:
         argv.append("--quick")
     if no_json:
         argv.append("--no-json")
+    if sizes and name == "ping_scale":
+        argv += ["--sizes", *map(str, sizes)]
     limit = LIMITS["quick" if quick else "full"][name]
     t0 = time.monotonic()
     proc = subprocess.Popen(
@@ -103,11 +107,17 @@ def main() -> None:
         help="write docs/benchmarks.md and docs/bench_scale.png from this run",
     )
     ap.add_argument("--no-json", action="store_true")
+    ap.add_argument("--sizes", type=int, nargs="+", help="ping_scale's numbers of destinations")
+    ap.add_argument(
+        "--version-section",
+        metavar="LABEL",
+        help="with --report: write the page's section for this Kamailio version (e.g. 6.0)",
+    )
     args = ap.parse_args()
     t0 = time.monotonic()
     outcome: dict[str, dict[str, object]] = {}
     for name in args.only:
-        rc, path, secs = run(name, args.quick, args.no_json)
+        rc, path, secs = run(name, args.quick, args.no_json, args.sizes)
         outcome[name] = {"rc": rc, "json": path, "seconds": round(secs, 1)}
     total = time.monotonic() - t0
     print("\n=== ka-kemi vs C: ratios ===")
@@ -122,9 +132,15 @@ def main() -> None:
     print("\n" + ", ".join(f"{n} {o['seconds']} s (rc {o['rc']})" for n, o in outcome.items()))
     print(f"total {total:.0f} s ({'quick' if args.quick else 'full'} mode)")
     if args.report and not args.no_json:
-        from bench import report
+        written = {n: str(o["json"]) for n, o in outcome.items() if o["json"]}
+        if args.version_section:
+            from bench import report_version
 
-        report.write({n: str(o["json"]) for n, o in outcome.items() if o["json"]}, total)
+            report_version.write(args.version_section, written)
+        else:
+            from bench import report
+
+            report.write(written, total)
     sys.exit(0 if all(o["json"] or args.no_json for o in outcome.values()) else 1)
 
 
