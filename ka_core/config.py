@@ -3,7 +3,9 @@
 Kamailio 5.6.3 gives Python no ``modparam`` of its own, and custom cfg variables are not
 readable in ``mod_init``; ``#!define`` values are (``$def(NAME)``).  ``destination`` is
 repeatable through numbered defines (``KA_DESTINATION``, ``KA_DESTINATION_1`` ...
-``KA_DESTINATION_99``), each holding one or more URIs separated by spaces or commas.
+``KA_DESTINATION_99``), each holding one or more URIs separated by spaces or commas.  A URI
+may carry per-destination settings after a ``|`` (``sip:10.0.0.1|down_after=3;alive=2xx,404``,
+``ka_core.settings``); such an item ends at the next space.
 
 Invalid values raise ``InvalidArgument`` naming the parameter and the value; the glue turns
 that into a failed ``mod_init``, so Kamailio refuses to start.
@@ -16,6 +18,8 @@ from dataclasses import dataclass, field
 
 from ka_core.access import LOOPBACK, HttpGuard, Network, parse_allow, parse_path, parse_token
 from ka_core.errors import InvalidArgument, InvalidUri
+from ka_core.health import DEFAULT_ALIVE, CodeSet, Policy
+from ka_core.settings import Settings, parse_settings
 from ka_core.uri import SipUri, parse_uri
 
 DEFINE_PREFIX = "KA_"
@@ -36,7 +40,25 @@ class KaConfig:
     """No final reply within this time counts as a failure; match tm's ``fr_timer``."""
     max_destinations: int = 10000
     """Upper bound of the shared table; adds beyond it are refused."""
-    destinations: tuple[SipUri, ...] = field(default_factory=tuple)
+    destinations: tuple[tuple[SipUri, Settings], ...] = field(default_factory=tuple)
+    """The ``destination`` parameters, each with its own settings (often none)."""
+    down_after: int = 1
+    """Consecutive failed probes that make a destination DOWN (C: 1)."""
+    up_after: int = 1
+    """Consecutive alive replies that take a destination out of DOWN or UNKNOWN (C: 1)."""
+    alive_codes: CodeSet = DEFAULT_ALIVE
+    """Final reply codes that count as alive (C: 2xx)."""
+    degraded_ms: int = 0
+    """An alive reply slower than this marks the destination DEGRADED; 0 = never."""
+    degraded_as: str = "degraded"
+    """``down``: a reply slower than ``degraded_ms`` counts as a failure instead."""
+    down_backoff_max: int = 0
+    """Seconds; > 0 keeps probing DOWN destinations (never stops for ``delete_counter``),
+    doubling the interval after each failure up to this."""
+    event_callback: str = ""
+    """Name of a method of the script's handler object called on state changes."""
+    event_initial: int = 0
+    """1: the event method also gets each destination's first state (out of UNKNOWN)."""
     rpc_socket: str = ""
     """Unix socket path served for ``kamcmd -s unix:<path>``; empty = no BINRPC server."""
     ctl_forward: str = ""
@@ -51,6 +73,13 @@ class KaConfig:
     """``keepalive.add`` calls per second over all RPC paths together; 0 = no limit."""
     tcp_keepalive_method: str = "auto"
     """How tcp_keepalive_* reach a socket another process holds: auto, pidfd or tcpops."""
+
+    @property
+    def policy(self) -> Policy:
+        return Policy(
+            self.down_after, self.up_after, self.alive_codes, self.degraded_ms,
+            self.degraded_as == "down",
+        )  # fmt: skip
 
     @property
     def http_guard(self) -> HttpGuard:
@@ -105,6 +134,20 @@ def _path(name: str) -> Callable[[str], str]:
     return convert
 
 
+def _codes(text: str) -> CodeSet:
+    try:
+        return CodeSet.parse(text.strip().strip('"'))
+    except InvalidArgument as exc:
+        raise InvalidArgument(f"parameter alive_codes: {exc}") from None
+
+
+def _method_name(text: str) -> str:
+    value = text.strip().strip('"')
+    if value and not value.isidentifier():
+        raise InvalidArgument(f"parameter event_callback: not a method name: {value!r}")
+    return value
+
+
 _SCALARS: Mapping[str, Callable[[str], object]] = {
     "ping_interval": _int("ping_interval", 1, 86400),
     "delete_counter": _int("delete_counter", 0, 1_000_000),
@@ -118,6 +161,14 @@ _SCALARS: Mapping[str, Callable[[str], object]] = {
     "rpc_http_token": lambda text: parse_token("rpc_http_token", text),
     "rpc_add_rate": _int("rpc_add_rate", 0, 1_000_000),
     "tcp_keepalive_method": _choice("tcp_keepalive_method", ("auto", "pidfd", "tcpops")),
+    "down_after": _int("down_after", 1, 1000),
+    "up_after": _int("up_after", 1, 1000),
+    "alive_codes": lambda text: _codes(text),
+    "degraded_ms": _int("degraded_ms", 0, 600_000),
+    "degraded_as": _choice("degraded_as", ("degraded", "down")),
+    "down_backoff_max": _int("down_backoff_max", 0, 86400),
+    "event_callback": lambda text: _method_name(text),
+    "event_initial": _int("event_initial", 0, 1),
 }
 
 
@@ -125,15 +176,20 @@ def destination_defines() -> list[str]:
     return ["DESTINATION"] + [f"DESTINATION_{i}" for i in range(1, MAX_NUMBERED_DESTINATIONS + 1)]
 
 
-def parse_destinations(text: str) -> list[SipUri]:
-    """URIs of one ``destination`` value, separated by spaces or commas."""
-    uris = []
-    for item in text.strip().strip('"').replace(",", " ").split():
+def parse_destinations(text: str) -> list[tuple[SipUri, Settings]]:
+    """URIs of one ``destination`` value, separated by spaces or commas, each with its
+    settings after a ``|`` (commas inside an item with settings belong to them)."""
+    items = []
+    for word in text.strip().strip('"').split():
+        items += [word] if "|" in word else [w for w in word.split(",") if w]
+    out = []
+    for item in items:
+        uri_text, _, settings_text = item.partition("|")
         try:
-            uris.append(parse_uri(item))
-        except InvalidUri as exc:
+            out.append((parse_uri(uri_text), parse_settings(settings_text)))
+        except (InvalidUri, InvalidArgument) as exc:
             raise InvalidArgument(f"parameter destination: {exc}") from None
-    return uris
+    return out
 
 
 def load_config(defines: Mapping[str, str]) -> KaConfig:
@@ -143,12 +199,12 @@ def load_config(defines: Mapping[str, str]) -> KaConfig:
         raw = defines.get(name.upper())
         if raw is not None:
             values[name] = convert(raw)
-    destinations: list[SipUri] = []
+    destinations: list[tuple[SipUri, Settings]] = []
     for define in destination_defines():
         raw = defines.get(define)
         if raw is not None:
             destinations.extend(parse_destinations(raw))
-    keys = [uri.key for uri in destinations]
+    keys = [uri.key for uri, _ in destinations]
     if len(set(keys)) != len(keys):
         dup = next(k for k in keys if keys.count(k) > 1)
         raise InvalidArgument(f"parameter destination: {dup} listed twice")

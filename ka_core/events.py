@@ -16,6 +16,10 @@ class StateChanged:
     callback: str
     """Import path (``module:function``) of the state-changed callback, or empty."""
     user: str
+    code: int = 0
+    """The reply code (408: no reply) that made the change."""
+    rtt_ms: float = 0.0
+    """Its round trip (0 for no reply)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +31,7 @@ class ResponseReceived:
     code: int
     callback: str
     user: str
+    rtt_ms: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,9 +15,11 @@ HEADER_SIZE = 64
 COUNT_AT = 12
 RING_POS_AT = 24
 BUCKET_AT = HEADER.size  # then the RPC add rate bucket (ka_core/ratelimit.py)
+PAUSED_AT = 56  # u8: 1 while all probing is paused (keepalive.pause)
+INTERVAL_AT = 60  # u32: the current ping_interval in seconds (keepalive.interval)
 
-SLOT_SIZE = 1280
-FIXED = struct.Struct("<IBBBBHBBB3xHHIIIIIdddddd")
+SLOT_SIZE = 1536
+FIXED = struct.Struct("<IBBBxHHHHHHHHIIIIIIIxxxxddddddddd")
 
 
 class Fixed(NamedTuple):
@@ -32,10 +34,13 @@ class Fixed(NamedTuple):
     owner_len: int
     state_cb_len: int
     response_cb_len: int
+    settings_len: int
     user_len: int
     last_code: int
     crc: int
     failures: int
+    successes: int
+    timeouts: int
     interval_ms: int
     pings: int
     replies: int
@@ -45,22 +50,36 @@ class Fixed(NamedTuple):
     rtt_ms: float
     next_ping: float
     added: float
+    rtt_sum: float
+    rtt_ewma: float
+    rtt_max: float
 
 
 STRINGS = {  # name -> (offset in the slot, capacity in bytes)
-    "uri": (96, 256),
-    "key": (352, 272),
-    "owner": (624, 64),
-    "state_cb": (688, 128),
-    "response_cb": (816, 128),
-    "user": (944, 256),
+    "uri": (128, 256),
+    "key": (384, 272),
+    "owner": (656, 64),
+    "state_cb": (720, 128),
+    "response_cb": (848, 128),
+    "settings": (976, 256),
+    "user": (1232, 256),
 }
 HOT = struct.Struct("<IBB")
 """(gen, used, state): the first fields, read together on the routing path."""
+STATE_FLAGS = struct.Struct("<5xBB")
+"""(state, flags): what a SIP worker reads for each reply to a ping."""
 
 EMPTY, USED, TOMB = 0, 1, 2
 """Values of ``used``."""
 FLAG_STOPPED = 1
+FLAG_CUSTOM_POLICY = 2
+"""Health settings of its own: ``state.changes_state`` (C's rule) does not predict its
+changes, so SIP workers never wake the pinger for its replies (applied at the next tick)."""
+FLAG_SOCKET = 4
+"""A ``socket`` setting: the worker tags replies with the socket they arrived on."""
+FLAG_PAUSED = 8
+FLAG_OWN_INTERVAL = 16
+"""An ``interval`` setting: ``keepalive.interval`` leaves this destination alone."""
 
 
 def index(name: str) -> int:
@@ -95,5 +114,10 @@ def length_field(name: str) -> int:
 
 if len(Fixed._fields) != len(FIXED.unpack(bytes(FIXED.size))):
     raise AssertionError("Fixed and FIXED disagree")
-if HEADER.size + 16 > HEADER_SIZE or FIXED.size > min(off for off, _ in STRINGS.values()):
+if (
+    HEADER.size + 16 > PAUSED_AT
+    or INTERVAL_AT + 4 > HEADER_SIZE
+    or FIXED.size > min(off for off, _ in STRINGS.values())
+    or max(off + size for off, size in STRINGS.values()) > SLOT_SIZE
+):
     raise AssertionError("layout overlaps")

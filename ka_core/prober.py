@@ -24,9 +24,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ka_core.events import Event, ProbingStopped, ResponseReceived, StateChanged
+from ka_core.health import DEFAULT_POLICY, Outcome, Policy, advance, backoff_interval
+from ka_core.layout import FLAG_PAUSED
 from ka_core.ring import KIND_ADDED, KIND_REPLY, RingEntry
 from ka_core.scheduler import FIRST_DELAY_S, TICK_S, Scheduler, first_due, next_due, on_grid
-from ka_core.state import State, apply, outcome_of
+from ka_core.settings import parse_settings, parse_socket, socket_tag
+from ka_core.state import State, stops
 from ka_core.table import SharedTable
 from ka_core.uri import address_tag, parse_uri
 
@@ -41,6 +44,10 @@ class Ping:
     slot: int
     gen: int
     uri: str
+    from_uri: str = ""
+    """The destination's own From URI; empty: ``ping_from``."""
+    socket: str = ""
+    """The destination's sending socket; empty: Kamailio chooses."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,12 +70,18 @@ class _Dest:
     interval_s: float
     state: State
     failures: int
+    successes: int
     stopped: bool
     state_cb: str
     response_cb: str
     user: str
     source: int
     """``address_tag`` replies must come from; 0 = not checked (host names)."""
+    policy: Policy
+    from_uri: str
+    socket: str
+    local: int
+    """``socket_tag`` replies must arrive on; 0 = any socket."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,10 +93,22 @@ class _Pending:
 
 
 class Prober:
-    def __init__(self, table: SharedTable, *, delete_counter: int, ping_timeout_s: float) -> None:
+    def __init__(
+        self,
+        table: SharedTable,
+        *,
+        delete_counter: int,
+        ping_timeout_s: float,
+        policy: Policy = DEFAULT_POLICY,
+        down_backoff_max_s: float = 0.0,
+    ) -> None:
+        """``policy``: the module's health parameters; ``down_backoff_max_s`` > 0 keeps
+        probing DOWN destinations (never stops), backing off up to that many seconds."""
         self._table = table
         self._delete_counter = delete_counter
         self._timeout_s = ping_timeout_s
+        self._policy = policy
+        self._backoff_max_s = down_backoff_max_s
         self._schedule = Scheduler()
         self._dests: dict[int, _Dest] = {}
         self._unread: dict[int, int] = {}
@@ -131,26 +156,34 @@ class Prober:
         for index, entry in enumerate(added):
             self._adopt(entry.slot, entry.gen, now, index, len(added), delay)
         for entry in entries:
-            if entry.kind == KIND_REPLY and self._from_destination(entry.seq, entry.slot):
+            if entry.kind == KIND_REPLY and self._from_destination(entry):
                 events.extend(self._finish(entry.seq, entry.code, entry.mono, entry.wall, True))
         return events
 
     def _due(self, now: float, wall: float) -> list[Ping]:
         pings = []
+        paused_all = self._table.paused
         for due, slot, gen in self._schedule.pop_due(now):
             dest = self._live(slot, gen)
             if dest is None or dest.stopped:
                 continue
+            # keepalive.interval may have changed it; a backoff stretches it while DOWN
+            dest.interval_s = self._table.interval_ms(slot) / 1000.0
+            gap = dest.interval_s
+            if dest.state is State.DOWN:
+                gap = backoff_interval(gap, dest.failures, dest.policy, self._backoff_max_s)
+            following = next_due(due, gap, now)
+            self._schedule.schedule(following, slot, gen)
+            if paused_all or self._table.flags(slot) & FLAG_PAUSED:
+                continue  # paused: no traffic, the state stays as it was
             self._seq = (self._seq + 1) & 0xFFFFFFFF
             # on time: the deadline stays on the grid, so timeouts share the ping wake-ups
             start = due if now - due < TICK_S / 2 else now
             deadline = start + min(self._timeout_s, dest.interval_s)
             self._pending[self._seq] = _Pending(slot, gen, now, deadline)
             heapq.heappush(self._timeouts, (deadline, self._seq))
-            following = next_due(due, dest.interval_s, now)
-            self._schedule.schedule(following, slot, gen)
             self._table.record_ping(slot, gen, wall + (following - now))
-            pings.append(Ping(self._seq, slot, gen, dest.uri))
+            pings.append(Ping(self._seq, slot, gen, dest.uri, dest.from_uri, dest.socket))
         return pings
 
     def _expire(self, now: float, wall: float) -> list[Event]:
@@ -184,20 +217,29 @@ class Prober:
 
     def _load(self, slot: int, gen: int) -> _Dest:
         rec = self._table.read(slot)
+        settings = parse_settings(rec.settings)  # canonical: written by the table's add
+        local = socket_tag(*parse_socket(settings.socket)[1:]) if settings.socket else 0
         dest = _Dest(
             gen, rec.uri, rec.owner, rec.interval_ms / 1000.0, rec.state, rec.failures,
-            rec.stopped, rec.state_cb, rec.response_cb, rec.user,
-            address_tag(parse_uri(rec.key).host),
+            rec.successes, rec.stopped, rec.state_cb, rec.response_cb, rec.user,
+            address_tag(parse_uri(rec.key).host), settings.policy(self._policy),
+            settings.from_uri, settings.socket, local,
         )  # fmt: skip
         self._dests[slot] = dest
         return dest
 
-    def _from_destination(self, seq: int, source: int) -> bool:
-        """False for a reply from another address than the (IP) destination: spoofed or
-        stray, it neither changes the state nor consumes the pending ping."""
-        pending = self._pending.get(seq)
+    def _from_destination(self, entry: RingEntry) -> bool:
+        """False for a reply from another address than the (IP) destination, or received
+        on another socket than the destination's own: spoofed, stray or answered through
+        another interface, it neither changes the state nor consumes the pending ping.
+        (A reply entry carries the source tag in ``slot`` and the local one in ``gen``.)"""
+        pending = self._pending.get(entry.seq)
         dest = None if pending is None else self._dests.get(pending.slot)
-        return dest is None or not dest.source or not source or dest.source == source
+        if dest is None:
+            return True
+        if dest.local and entry.gen != dest.local:
+            return False
+        return not dest.source or not entry.slot or dest.source == entry.slot
 
     def _live(self, slot: int, gen: int) -> _Dest | None:
         dest = self._dests.get(slot)
@@ -221,21 +263,34 @@ class Prober:
         dest = self._live(pending.slot, pending.gen)
         if dest is None or dest.stopped:
             return []  # deleted meanwhile, or probing stopped: C bug #3028
-        step = apply(dest.state, dest.failures, outcome_of(code), self._delete_counter)
+        rtt_ms = (now - pending.sent) * 1000.0 if replied else 0.0
+        outcome = dest.policy.judge(code, replied, rtt_ms)
+        verdict = advance(dest.state, dest.successes, dest.failures, outcome, dest.policy)
+        stopped = stops(verdict.failures, self._delete_counter, self._backoff_max_s > 0)
         old_state = dest.state
-        dest.state, dest.failures, dest.stopped = step.state, step.failures, step.stopped
+        dest.state, dest.failures, dest.successes = (
+            verdict.state,
+            verdict.failures,
+            verdict.successes,
+        )
+        dest.stopped = stopped
         self._table.record_result(
-            pending.slot, pending.gen, state=step.state, failures=step.failures,
-            stopped=step.stopped, code=code, wall=wall,
-            rtt_ms=(now - pending.sent) * 1000.0, replied=replied,
+            pending.slot, pending.gen, state=verdict.state, failures=verdict.failures,
+            successes=verdict.successes, alive=outcome is not Outcome.FAIL, stopped=stopped,
+            code=code, wall=wall, rtt_ms=rtt_ms, replied=replied,
         )  # fmt: skip
         events: list[Event] = []
         if dest.response_cb:
-            events.append(ResponseReceived(dest.uri, dest.owner, code, dest.response_cb, dest.user))
-        if step.changed:
             events.append(
-                StateChanged(dest.uri, dest.owner, old_state, step.state, dest.state_cb, dest.user)
+                ResponseReceived(dest.uri, dest.owner, code, dest.response_cb, dest.user, rtt_ms)
             )
-        if step.stopped:
-            events.append(ProbingStopped(dest.uri, dest.owner, step.failures))
+        if verdict.state is not old_state:
+            events.append(
+                StateChanged(
+                    dest.uri, dest.owner, old_state, verdict.state, dest.state_cb, dest.user,
+                    code, rtt_ms,
+                )
+            )  # fmt: skip
+        if stopped:
+            events.append(ProbingStopped(dest.uri, dest.owner, verdict.failures))
         return events

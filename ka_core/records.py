@@ -32,7 +32,10 @@ class Record:
     owner: str
     state: State
     stopped: bool
+    paused: bool
     failures: int
+    successes: int
+    timeouts: int
     interval_ms: int
     pings: int
     replies: int
@@ -41,8 +44,12 @@ class Record:
     last_up: float
     last_down: float
     rtt_ms: float
+    rtt_avg_ms: float
+    rtt_ewma_ms: float
+    rtt_max_ms: float
     next_ping: float
     added: float
     state_cb: str
     response_cb: str
+    settings: str
     user: str

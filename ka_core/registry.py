@@ -6,12 +6,35 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ka_core.errors import InvalidArgument, UnknownDestination
+from ka_core.layout import FLAG_CUSTOM_POLICY, FLAG_OWN_INTERVAL, FLAG_SOCKET
 from ka_core.records import Record
+from ka_core.settings import Settings, parse_settings
 from ka_core.state import State
 from ka_core.table import MAX_CALLBACK_BYTES, MAX_OWNER_BYTES, MAX_USER_BYTES, SharedTable
 from ka_core.uri import SipUri, parse_uri
 
 MAX_INTERVAL_S = 86400
+
+
+def settings_of(settings: object) -> Settings:
+    """The ``settings`` argument of an add: text (RPC, script, config) or ``Settings``."""
+    if isinstance(settings, Settings):
+        return settings
+    if settings is None or settings == "":
+        return Settings()
+    if not isinstance(settings, str):
+        raise InvalidArgument("settings must be a string like 'down_after=3;alive=2xx,404'")
+    return parse_settings(settings)
+
+
+def _flags(settings: Settings, own_interval: bool) -> int:
+    custom = settings.down_after or settings.up_after or settings.alive is not None
+    custom = custom or settings.degraded_ms is not None
+    return (
+        (FLAG_OWN_INTERVAL if own_interval else 0)
+        | (FLAG_SOCKET if settings.socket else 0)
+        | (FLAG_CUSTOM_POLICY if custom else 0)
+    )
 
 
 def check_owner(owner: object) -> str:
@@ -40,15 +63,24 @@ def add(
     uri: object,
     owner: object,
     *,
-    interval_s: float,
+    interval_s: float | None,
     wall: float,
     state_cb: object = "",
     response_cb: object = "",
     user: str = "",
+    settings: object = "",
 ) -> Record:
-    """Validate and add one destination; raises a ``KaError`` and changes nothing on error."""
+    """Validate and add one destination; raises a ``KaError`` and changes nothing on error.
+
+    ``interval_s`` None: the ``interval`` setting if given, else the current
+    ``ping_interval``, which the destination then follows when it changes at runtime.
+    """
     parsed = parse_uri(uri)
     owner = check_owner(owner)
+    chosen = settings_of(settings)
+    own = interval_s is not None or bool(chosen.interval)
+    if interval_s is None:
+        interval_s = chosen.interval or table.ping_interval
     if isinstance(interval_s, bool) or not isinstance(interval_s, int | float):
         raise InvalidArgument("ping interval must be a number of seconds")
     if not 0.1 <= interval_s <= MAX_INTERVAL_S:
@@ -63,18 +95,30 @@ def add(
         state_cb=check_callback(state_cb),
         response_cb=check_callback(response_cb),
         user=user,
+        settings=chosen.text,
+        flags=_flags(chosen, own),
     )
     return table.read(slot)
 
 
 def add_static(
-    table: SharedTable, uris: Sequence[SipUri], owner: str, *, interval_s: float, wall: float
+    table: SharedTable,
+    dests: Sequence[tuple[SipUri, Settings]],
+    owner: str,
+    *,
+    interval_s: float,
+    wall: float,
 ) -> None:
     """The ``destination`` parameters: already parsed and checked by ``load_config``, so
     start-up does not parse 10,000 URIs twice nor read every record back."""
-    owner, interval_ms = check_owner(owner), round(interval_s * 1000)
-    for uri in uris:
-        table.insert(uri, owner, interval_ms=interval_ms, wall=wall)
+    owner = check_owner(owner)
+    for uri, settings in dests:
+        own = bool(settings.interval)
+        interval_ms = round((settings.interval or interval_s) * 1000)
+        table.insert(
+            uri, owner, interval_ms=interval_ms, wall=wall, settings=settings.text,
+            flags=_flags(settings, own),
+        )  # fmt: skip
 
 
 def remove(table: SharedTable, uri: object, owner: object) -> Record:

@@ -7,7 +7,8 @@ a list of top-level values: a ``dict`` is a struct (kamcmd prints ``{ name: valu
 
 Deliberate differences from C 5.6.3, each documented in docs/differences.md:
 ``last up``/``last down`` are no longer swapped; URIs are validated (``invalid destination``);
-lookups match the canonical URI; ``keepalive.info`` is new.
+lookups match the canonical URI; ``keepalive.info``, ``keepalive.pause``, ``keepalive.resume``
+and ``keepalive.interval`` are new; ``keepalive.add`` takes optional settings.
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ Row = TypeVar("Row", Record, Summary)
 
 WRONG_FORMAT = "Not enough parameters or wrong format"
 RATE_LIMITED = 429
-RPC_OWNER_DEFAULT_INTERVAL = 30
 
 METHODS = (
     "keepalive.list",
@@ -43,6 +43,9 @@ METHODS = (
     "keepalive.get",
     "keepalive.flush",
     "keepalive.info",
+    "keepalive.pause",
+    "keepalive.resume",
+    "keepalive.interval",
 )
 
 
@@ -74,13 +77,19 @@ def info_struct(rec: Record) -> dict[str, object]:
         "uri": rec.uri,
         "owner": rec.owner,
         "state": int(rec.state),
-        "probing": "stopped" if rec.stopped else "active",
+        "probing": "stopped" if rec.stopped else "paused" if rec.paused else "active",
         "consecutive failures": rec.failures,
+        "consecutive successes": rec.successes,
         "ping interval ms": rec.interval_ms,
+        "settings": rec.settings,
         "pings sent": rec.pings,
         "replies": rec.replies,
+        "timeouts": rec.timeouts,
         "last code": rec.last_code,
         "last rtt ms": round(rec.rtt_ms, 3),
+        "avg rtt ms": round(rec.rtt_avg_ms, 3),
+        "ewma rtt ms": round(rec.rtt_ewma_ms, 3),
+        "max rtt ms": round(rec.rtt_max_ms, 3),
         "last checked": ctime(rec.last_checked),
         "last up": ctime(rec.last_up),
         "last down": ctime(rec.last_down),
@@ -100,7 +109,6 @@ class RpcCommands:
     def __init__(
         self,
         table: SharedTable,
-        ping_interval_s: int,
         clock: Callable[[], float],
         *,
         add_rate: int = 0,
@@ -108,7 +116,6 @@ class RpcCommands:
     ):
         """``on_added`` runs after each successful add (the glue wakes the pinger there)."""
         self._table = table
-        self._interval = ping_interval_s
         self._clock = clock
         self._add_rate = add_rate
         self._on_added = on_added
@@ -119,6 +126,9 @@ class RpcCommands:
             "keepalive.get": self._get,
             "keepalive.flush": self._flush,
             "keepalive.info": self._info,
+            "keepalive.pause": functools.partial(self._pause, True),
+            "keepalive.resume": functools.partial(self._pause, False),
+            "keepalive.interval": self._interval,
         }
 
     def handles(self, method: str) -> bool:
@@ -158,8 +168,11 @@ class RpcCommands:
                 "(rpc_add_rate), try again later",
             )
         uri, owner = _two_strings(params)
+        settings = params[2] if len(params) > 2 else ""
         try:
-            registry.add(self._table, uri, owner, interval_s=self._interval, wall=self._clock())
+            registry.add(
+                self._table, uri, owner, interval_s=None, wall=self._clock(), settings=settings
+            )
         except (DuplicateDestination, TableFull):
             raise RpcFault(500, "couldn't add data to list") from None
         except (InvalidUri, InvalidArgument) as exc:
@@ -179,6 +192,32 @@ class RpcCommands:
         uri, owner = _two_strings(params)
         rec = self._lookup(uri, owner, "couldn't get data from list")
         return [{"uri": rec.uri, "owner": rec.owner, "state": int(rec.state)}]
+
+    def _pause(self, paused: bool, params: Sequence[object]) -> list[RpcValue]:
+        """No parameters: all probing (the state of every destination stays as it was);
+        ``uri owner``: one destination."""
+        word = "paused" if paused else "resumed"
+        if not params:
+            self._table.pause_all(paused)
+            return [f"Ok. Probing {word}."]
+        uri, owner = _two_strings(params)
+        rec = self._lookup(uri, owner, "couldn't get data from list")
+        if not self._table.pause_slot(rec.slot, rec.gen, paused):
+            raise RpcFault(500, "couldn't get data from list")
+        return [f"Ok. Probing of {rec.uri} owner {rec.owner} {word}."]
+
+    def _interval(self, params: Sequence[object]) -> list[RpcValue]:
+        """No parameter: the current ``ping_interval``; seconds: set it for every
+        destination without an interval of its own, from its next ping on."""
+        if not params:
+            return [{"ping_interval": self._table.ping_interval, "paused": int(self._table.paused)}]
+        value = params[0]
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 86400:
+            raise RpcFault(500, "ping interval must be an integer number of seconds in [1, 86400]")
+        changed = self._table.set_ping_interval(value)
+        return [f"Ok. ping_interval is {value} s for {changed} destinations."]
 
     def _flush(self, params: Sequence[object]) -> list[RpcValue]:
         self._table.flush()

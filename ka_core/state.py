@@ -1,80 +1,49 @@
-"""Destination states and the transition table.
+"""Destination states, and what a script and a SIP worker read of them.
 
-Theory of operation: a destination starts UNKNOWN.  Each probe ends in one outcome: a 2xx
-final reply is SUCCESS; any other final reply, or no final reply within the ping timeout, is
-FAILURE.  SUCCESS resets the consecutive-failure counter; FAILURE increments it.  When the
-counter passes ``delete_counter`` (and ``delete_counter`` is not 0) probing stops: the
-destination stays listed as DOWN and only re-adding it resumes probing (C: "5071 got 6
-OPTIONS and then no more").  A reply that arrives after probing stopped is never applied
-(C bug #3028: a late 200 made a stopped destination "alive forever").
+A destination starts UNKNOWN; ``ka_core.health`` decides every later state from the probe
+outcomes.  With the default policy (C's) any 2xx makes it UP and anything else DOWN.  When
+more than ``delete_counter`` probes in a row failed (and ``delete_counter`` is not 0, and
+probing while down is off) probing stops: the destination stays listed as DOWN and only
+re-adding it resumes probing (C: "5071 got 6 OPTIONS and then no more").  A reply that
+arrives after probing stopped is never applied (C bug #3028: a late 200 made a stopped
+destination "alive forever").
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
-from dataclasses import dataclass
 
 
 class State(enum.IntEnum):
-    """Values match the C module (``KA_STATE_*``) and the RPC ``state:`` field."""
+    """Values match the C module (``KA_STATE_*``) and the RPC ``state:`` field; DEGRADED
+    (alive but slower than its latency threshold) is ka-kemi's own."""
 
     UNKNOWN = 0
     UP = 1
     DOWN = 2
-
-
-class Outcome(enum.Enum):
-    SUCCESS = "success"
-    FAILURE = "failure"
-
-
-TRANSITIONS: Mapping[tuple[State, Outcome], State] = {
-    (State.UNKNOWN, Outcome.SUCCESS): State.UP,
-    (State.UNKNOWN, Outcome.FAILURE): State.DOWN,
-    (State.UP, Outcome.SUCCESS): State.UP,
-    (State.UP, Outcome.FAILURE): State.DOWN,
-    (State.DOWN, Outcome.SUCCESS): State.UP,
-    (State.DOWN, Outcome.FAILURE): State.DOWN,
-}
-
-
-def outcome_of(code: int) -> Outcome:
-    """2xx is success; every other final code (including a local 408) is failure."""
-    return Outcome.SUCCESS if 200 <= code <= 299 else Outcome.FAILURE
+    DEGRADED = 3
 
 
 def changes_state(state: int, code: int) -> bool:
-    """Whether a final reply ``code`` moves a destination out of ``state`` (raw table value).
+    """Whether a final reply ``code`` moves a destination with the default policy out of
+    ``state`` (raw table value).
 
-    Every state goes UP on success and DOWN on failure (``TRANSITIONS``), so this is one
-    comparison: it runs in the SIP worker for every reply to a ping.
+    Under that policy every state goes UP on 2xx and DOWN on anything else, so this is one
+    comparison: it runs in the SIP worker for every reply to a ping.  For destinations with
+    another policy the workers do not ask (``layout.FLAG_CUSTOM_POLICY``).
     """
     return state != (State.UP.value if 200 <= code <= 299 else State.DOWN.value)
 
 
-@dataclass(frozen=True, slots=True)
-class Step:
-    """Result of applying one outcome to a destination."""
-
-    state: State
-    failures: int
-    stopped: bool
-    changed: bool
+def stops(failures: int, delete_counter: int, probe_while_down: bool) -> bool:
+    """Probing stops after more than ``delete_counter`` failures in a row (0: never)."""
+    return not probe_while_down and delete_counter > 0 and failures > delete_counter
 
 
-def apply(state: State, failures: int, outcome: Outcome, delete_counter: int) -> Step:
-    """Apply one probe outcome; ``delete_counter`` 0 means never stop probing."""
-    new_state = TRANSITIONS[(state, outcome)]
-    new_failures = 0 if outcome is Outcome.SUCCESS else failures + 1
-    stopped = delete_counter > 0 and new_failures > delete_counter
-    return Step(new_state, new_failures, stopped, new_state is not state)
-
-
-SCRIPT_VALUES = (1, 1, 2)
-"""``ka_is_alive``'s answer indexed by the raw state (UNKNOWN, UP, DOWN): UNKNOWN counts as
-up, because 0 would stop the route and a destination must not be avoided before its first
-probe (as in C).  A tuple, so the routing path's cache indexes it without a call."""
+SCRIPT_VALUES = (1, 1, 2, 3)
+"""``ka_is_alive``'s answer indexed by the raw state (UNKNOWN, UP, DOWN, DEGRADED): UNKNOWN
+counts as up, because 0 would stop the route and a destination must not be avoided before
+its first probe (as in C).  A tuple, so the routing path's cache indexes it without a call."""
 
 
 def script_value(state: State) -> int:

@@ -34,12 +34,15 @@ from ka_core.layout import (
     COUNT_AT,
     EMPTY,
     FIXED,
+    FLAG_PAUSED,
     FLAG_STOPPED,
     HEADER,
     HEADER_SIZE,
     HOT,
+    INTERVAL_AT,
     MAGIC,
     SLOT_SIZE,
+    STATE_FLAGS,
     STRINGS,
     TOMB,
     USED,
@@ -51,21 +54,18 @@ from ka_core.layout import (
 from ka_core.records import Record, Summary
 from ka_core.ring import ENTRY, KIND_ADDED, KIND_REPLY, Ring, RingEntry
 from ka_core.state import State
+from ka_core.table_pinger import PingerWrites
 from ka_core.uri import SipUri
 
 HotRead = tuple[int, int, int]
 """(gen, used, state) of a slot."""
-_U32, _F64 = struct.Struct("<I"), struct.Struct("<d")
-_PINGS_AT, _NEXT_PING_AT = offset("pings"), offset("next_ping")
+_U32 = struct.Struct("<I")
 _INTERVAL_AT = offset("interval_ms")
 _USED_AT = offset("used")
-# keepalive.list and probe results touch these by position (the hot paths): named here
+# keepalive.list touches these by position (a hot path): named here
 _I_STATE, _I_CHECKED, _I_UP, _I_DOWN, _I_ADDED, _I_URI_LEN, _I_OWNER_LEN = (
     index(n)
     for n in ("state", "last_checked", "last_up", "last_down", "added", "uri_len", "owner_len")
-)
-_I_FLAGS, _I_CODE, _I_FAILURES, _I_REPLIES, _I_RTT = (
-    index(n) for n in ("flags", "last_code", "failures", "replies", "rtt_ms")
 )
 MAX_OWNER_BYTES = STRINGS["owner"][1] - 1
 MAX_USER_BYTES = STRINGS["user"][1]
@@ -77,8 +77,9 @@ def buffer_size(max_destinations: int, ring_capacity: int) -> int:
     return HEADER_SIZE + ring_capacity * ENTRY.size + 2 * max_destinations * SLOT_SIZE
 
 
-class SharedTable:
-    """Destination records in a shared buffer; see the module docstring."""
+class SharedTable(PingerWrites):
+    """Destination records in a shared buffer; see the module docstring.  What only the
+    pinger writes (results, pause, the current interval) is in ``ka_core.table_pinger``."""
 
     def __init__(self, buf: bytearray | memoryview, lock: AbstractContextManager[object]) -> None:
         self._buf = buf if isinstance(buf, memoryview) else memoryview(buf)
@@ -96,7 +97,10 @@ class SharedTable:
 
     @staticmethod
     def format_buffer(
-        buf: bytearray | memoryview, max_destinations: int, ring_capacity: int
+        buf: bytearray | memoryview,
+        max_destinations: int,
+        ring_capacity: int,
+        ping_interval: int = 30,
     ) -> None:
         """Write an empty table header; done once, before fork."""
         if max_destinations < 1 or ring_capacity < 1:
@@ -106,6 +110,7 @@ class SharedTable:
         HEADER.pack_into(
             buf, 0, MAGIC, 2 * max_destinations, max_destinations, 0, ring_capacity, 0, 0
         )
+        struct.pack_into("<I", buf, INTERVAL_AT, ping_interval)
 
     # -- reads -------------------------------------------------------------------------
 
@@ -139,16 +144,17 @@ class SharedTable:
         """The state of a slot, without locking (a one-byte read cannot tear)."""
         return State(self.hot(slot)[2])
 
+    def state_flags(self, slot: int) -> tuple[int, int]:
+        """(state, flags) without locking: what a SIP worker reads for a reply."""
+        state, flags = STATE_FLAGS.unpack_from(self._buf, self._off(slot))
+        return int(state), int(flags)
+
     def interval_ms(self, slot: int) -> int:
         return int(_U32.unpack_from(self._buf, self._off(slot) + _INTERVAL_AT)[0])
 
     def hot_reader(self, slot: int) -> Callable[[], HotRead]:
         """A ready-made ``hot(slot)`` for a per-process cache: one C call per lookup."""
         return functools.partial(HOT.unpack_from, self._buf, self._off(slot))
-
-    def is_used(self, slot: int, gen: int) -> bool:
-        g, used, _ = self.hot(slot)
-        return g == gen and used == USED
 
     def read(self, slot: int) -> Record:
         off = self._off(slot)
@@ -159,7 +165,10 @@ class SharedTable:
             gen=f.gen,
             state=State(f.state),
             stopped=bool(f.flags & FLAG_STOPPED),
+            paused=bool(f.flags & FLAG_PAUSED),
             failures=f.failures,
+            successes=f.successes,
+            timeouts=f.timeouts,
             interval_ms=f.interval_ms,
             pings=f.pings,
             replies=f.replies,
@@ -168,6 +177,9 @@ class SharedTable:
             last_up=f.last_up,
             last_down=f.last_down,
             rtt_ms=f.rtt_ms,
+            rtt_avg_ms=f.rtt_sum / f.replies if f.replies else 0.0,
+            rtt_ewma_ms=f.rtt_ewma,
+            rtt_max_ms=f.rtt_max,
             next_ping=f.next_ping,
             added=f.added,
             **text,
@@ -217,14 +229,18 @@ class SharedTable:
         state_cb: str = "",
         response_cb: str = "",
         user: str = "",
+        settings: str = "",
+        flags: int = 0,
     ) -> tuple[int, int]:
-        """Add a destination and tell the pinger; returns (slot, gen)."""
+        """Add a destination and tell the pinger; returns (slot, gen).  ``settings``: the
+        canonical text of ``ka_core.settings``; ``flags``: ``layout.FLAG_*`` it implies."""
         values = {
             "uri": uri.display,
             "key": uri.key,
             "owner": owner,
             "state_cb": state_cb,
             "response_cb": response_cb,
+            "settings": settings,
             "user": user,
         }
         encoded = {name: v.encode("utf-8") for name, v in values.items()}
@@ -254,13 +270,15 @@ class SharedTable:
             gen = (HOT.unpack_from(self._buf, off)[0] + 1) & 0xFFFFFFFF
             self._buf[off : off + SLOT_SIZE] = bytes(SLOT_SIZE)
             fixed = Fixed(
-                gen=gen, used=USED, state=State.UNKNOWN, flags=0,
+                gen=gen, used=USED, state=State.UNKNOWN, flags=flags,
                 uri_len=len(encoded["uri"]), key_len=len(key_b), owner_len=len(owner_b),
                 state_cb_len=len(encoded["state_cb"]),
-                response_cb_len=len(encoded["response_cb"]), user_len=len(encoded["user"]),
-                last_code=0, crc=zlib.crc32(key_b), failures=0, interval_ms=interval_ms,
-                pings=0, replies=0, last_checked=0.0, last_up=0.0, last_down=0.0, rtt_ms=0.0,
-                next_ping=0.0, added=wall,
+                response_cb_len=len(encoded["response_cb"]),
+                settings_len=len(encoded["settings"]), user_len=len(encoded["user"]),
+                last_code=0, crc=zlib.crc32(key_b), failures=0, successes=0, timeouts=0,
+                interval_ms=interval_ms, pings=0, replies=0, last_checked=0.0, last_up=0.0,
+                last_down=0.0, rtt_ms=0.0, next_ping=0.0, added=wall, rtt_sum=0.0,
+                rtt_ewma=0.0, rtt_max=0.0,
             )  # fmt: skip
             FIXED.pack_into(self._buf, off, *fixed)
             for name, data in encoded.items():
@@ -293,65 +311,24 @@ class SharedTable:
             self._set_count(0)
             return removed
 
-    def push_reply(self, seq: int, code: int, mono: float, wall: float, source: int = 0) -> bool:
+    def push_reply(
+        self, seq: int, code: int, mono: float, wall: float, source: int = 0, local: int = 0
+    ) -> bool:
         """Queue a reply seen by a SIP worker for the pinger; False if the ring is full.
 
-        ``source`` is the ``address_tag`` of the reply's source IP (carried in the slot field).
+        ``source`` is the ``address_tag`` of the reply's source IP (carried in the slot
+        field), ``local`` the ``socket_tag`` it arrived on (in the gen field; 0 = not read).
         """
         with self._lock:
             if self._ring.free() < 1:
                 return False
-            self._ring.push(RingEntry(KIND_REPLY, code, source, 0, seq, mono, wall))
+            self._ring.push(RingEntry(KIND_REPLY, code, source, local, seq, mono, wall))
             return True
 
     def drain(self) -> list[RingEntry]:
         """Take every queued entry (pinger only)."""
         with self._lock:
             return self._ring.drain()
-
-    # -- writes (pinger only) --------------------------------------------------------------
-
-    def record_ping(self, slot: int, gen: int, next_ping: float) -> bool:
-        """Count a ping sent; False when the slot was deleted meanwhile."""
-        with self._lock:
-            if not self.is_used(slot, gen):
-                return False
-            off = self._off(slot)
-            (pings,) = _U32.unpack_from(self._buf, off + _PINGS_AT)
-            _U32.pack_into(self._buf, off + _PINGS_AT, (pings + 1) & 0xFFFFFFFF)
-            _F64.pack_into(self._buf, off + _NEXT_PING_AT, next_ping)
-            return True
-
-    def record_result(
-        self,
-        slot: int,
-        gen: int,
-        *,
-        state: State,
-        failures: int,
-        stopped: bool,
-        code: int,
-        wall: float,
-        rtt_ms: float,
-        replied: bool,
-    ) -> bool:
-        """Store a probe result; False when the slot was deleted meanwhile."""
-        with self._lock:
-            if not self.is_used(slot, gen):
-                return False
-            off = self._off(slot)
-            f = list(FIXED.unpack_from(self._buf, off))  # by index: once per probe result
-            f[_I_STATE] = int(state)
-            f[_I_FLAGS] = (f[_I_FLAGS] & ~FLAG_STOPPED) | (FLAG_STOPPED if stopped else 0)
-            f[_I_CODE] = code
-            f[_I_FAILURES] = failures
-            f[_I_REPLIES] += 1 if replied else 0
-            f[_I_CHECKED] = wall
-            f[_I_UP if state is State.UP else _I_DOWN] = wall
-            if replied:
-                f[_I_RTT] = rtt_ms
-            FIXED.pack_into(self._buf, off, *f)
-            return True
 
     # -- internals -------------------------------------------------------------------------
 

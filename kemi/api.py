@@ -7,9 +7,13 @@ server) is not the one that runs the callback: pass a module-level function (or 
 ``"module:function"`` name) whose module the pinger process can import.  ``user_attr`` must
 be JSON-serialisable; the callback gets a decoded copy.
 
-* ``statechanged_clb(uri: str, state: int, user_attr)`` - state 1 UP, 2 DOWN;
+* ``statechanged_clb(uri: str, state: int, user_attr)`` - state 1 UP, 2 DOWN, 3 DEGRADED;
 * ``response_clb(uri: str, code: int, user_attr)`` - every final reply, 408 for a timeout
   (C passes tm's ``tmcb_params``; the reply code is what Python code can use).
+
+A callback that declares a ``rtt_ms`` parameter (or ``**kwargs``) also gets the round trip
+in milliseconds (0.0 for a timeout).  ``settings`` takes the per-destination settings of
+``ka_core.settings`` (``"down_after=3;alive=2xx,404;socket=udp:10.0.0.1:5060"``).
 """
 
 from __future__ import annotations
@@ -44,10 +48,12 @@ def add_destination(
     statechanged_clb: Callback = None,
     response_clb: Callback = None,
     user_attr: object = None,
+    settings: object = "",
 ) -> int:
     """Monitor ``uri``; 0 on success, -1 on error (logged), as the C API returns.
 
-    ``flags`` is accepted and unused, as in C.  ``ping_interval`` defaults to the module's.
+    ``flags`` is accepted and unused, as in C.  ``ping_interval`` defaults to the module's
+    (and then follows ``keepalive.interval``).
     """
     rt = runtime.get()
     try:
@@ -64,6 +70,7 @@ def add_destination(
             state_cb=callback_path(statechanged_clb),
             response_cb=callback_path(response_clb),
             user=user,
+            settings=settings,
         )
     except KaError as exc:
         rt.ksr.err(f"add_destination: {exc}")

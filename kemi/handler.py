@@ -34,6 +34,13 @@ def setup(ksr: KsrPort | None = None) -> Runtime:
         f"ready: {rt.table.count} destinations, ping_interval {rt.config.ping_interval} s, "
         f"delete_counter {rt.config.delete_counter}, ping_timeout {rt.config.ping_timeout_ms} ms"
     )
+    if not rt.config.policy.is_default or rt.config.down_backoff_max:
+        p = rt.config.policy
+        ksr.info(
+            f"health: down_after {p.down_after}, up_after {p.up_after}, alive {p.alive.text}, "
+            f"degraded_ms {p.degraded_ms} ({rt.config.degraded_as}), "
+            f"down_backoff_max {rt.config.down_backoff_max} s"
+        )
     return rt
 
 
@@ -67,5 +74,5 @@ class KeepaliveHandler:
 
     def ksr_ka_pinger(self, msg: object, evname: str) -> int:
         """rtimer ``mode=1`` route: becomes the pinger process and never returns."""
-        pinger.Pinger(runtime.get()).run_forever()
+        pinger.Pinger(runtime.get(), handler=self).run_forever()
         return 1

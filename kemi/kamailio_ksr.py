@@ -22,7 +22,7 @@ class KamailioKsr:
         value = KSR.pv.get(f"$def({name})")
         return None if value is None else str(value)
 
-    def send_options(self, ruri: str, from_uri: str, callid: str) -> int:
+    def send_options(self, ruri: str, from_uri: str, callid: str, socket: str = "") -> int:
         """The same request layout as C keepalive (uac_req_send)."""
         KSR.pv.unset("$uac_req(all)")
         KSR.pv.sets("$uac_req(method)", "OPTIONS")
@@ -30,7 +30,12 @@ class KamailioKsr:
         KSR.pv.sets("$uac_req(turi)", ruri)
         KSR.pv.sets("$uac_req(furi)", from_uri)
         KSR.pv.sets("$uac_req(callid)", callid)
+        if socket:
+            KSR.pv.sets("$uac_req(sock)", socket)
         return int(KSR.uac.uac_req_send())
+
+    def reply_local(self) -> tuple[str, int]:
+        return str(KSR.pv.get("$Ri") or ""), int(KSR.pv.get("$Rp") or 0)
 
     def reply_fields(self) -> tuple[str | None, int | None, str | None]:
         return KSR.pv.get("$ci"), KSR.pv.get("$rs"), KSR.pv.get("$si")

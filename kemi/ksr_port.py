@@ -28,8 +28,13 @@ class KsrPort(Protocol):
         """Value of ``#!define name`` in kamailio.cfg, or None."""
         ...
 
-    def send_options(self, ruri: str, from_uri: str, callid: str) -> int:
-        """OPTIONS through tm (Kamailio's own sockets); < 0 if not sent."""
+    def send_options(self, ruri: str, from_uri: str, callid: str, socket: str = "") -> int:
+        """OPTIONS through tm (Kamailio's own sockets; ``socket``: this one, e.g.
+        ``udp:10.0.0.1:5060``); < 0 if not sent."""
+        ...
+
+    def reply_local(self) -> tuple[str, int]:
+        """(local IP, port) the reply being processed arrived on."""
         ...
 
     def reply_fields(self) -> tuple[str | None, int | None, str | None]:

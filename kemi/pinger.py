@@ -22,9 +22,12 @@ from collections.abc import Callable
 
 from ka_core.callid import callid_prefix, make_callid, parse_callid
 from ka_core.events import Event, ProbingStopped, ResponseReceived, StateChanged
+from ka_core.layout import FLAG_CUSTOM_POLICY, FLAG_SOCKET
 from ka_core.prober import Ping, Prober
+from ka_core.settings import socket_tag
 from ka_core.state import State, changes_state
 from ka_core.uri import address_tag
+from kemi import events as ka_events
 from kemi import wakeup
 from kemi.api import decode_user
 from kemi.rpc_server import RpcServer
@@ -46,13 +49,18 @@ def resolve_callback(path: str) -> Callable[..., object]:
 
 
 class Pinger:
-    def __init__(self, rt: Runtime) -> None:
+    def __init__(self, rt: Runtime, handler: object = None) -> None:
+        """``handler``: the script's handler object, whose ``event_callback`` method gets
+        the state changes (``kemi.events``)."""
         self._rt = rt
         self._prober = Prober(
             rt.table,
             delete_counter=rt.config.delete_counter,
             ping_timeout_s=rt.config.ping_timeout_ms / 1000.0,
+            policy=rt.config.policy,
+            down_backoff_max_s=rt.config.down_backoff_max,
         )
+        self._events = ka_events.EventSink(rt, handler)
         self._unsent: list[int] = []
         self._prefix = callid_prefix(rt.token)
         self._servers: list[RpcServer] = []
@@ -114,7 +122,8 @@ class Pinger:
 
     def _send(self, ping: Ping) -> None:
         callid = make_callid(self._prefix, ping.seq, ping.slot)
-        if self._rt.ksr.send_options(ping.uri, self._rt.config.ping_from, callid) < 0:
+        sender = ping.from_uri or self._rt.config.ping_from
+        if self._rt.ksr.send_options(ping.uri, sender, callid, ping.socket) < 0:
             self._rt.ksr.warn(f"could not send OPTIONS to {ping.uri}")
             self._unsent.append(ping.seq)  # a failure at the next step
 
@@ -125,10 +134,17 @@ class Pinger:
                 f"destination {event.uri} owner {event.owner}: {event.old.name} -> {event.new.name}"
             )
             if event.callback:
-                resolve_callback(event.callback)(event.uri, int(event.new), decode_user(event.user))
+                ka_events.call_with_rtt(
+                    resolve_callback(event.callback), event.rtt_ms,
+                    event.uri, int(event.new), decode_user(event.user),
+                )  # fmt: skip
+            self._events.deliver(event)
         elif isinstance(event, ResponseReceived):
             if event.callback:
-                resolve_callback(event.callback)(event.uri, event.code, decode_user(event.user))
+                ka_events.call_with_rtt(
+                    resolve_callback(event.callback), event.rtt_ms,
+                    event.uri, event.code, decode_user(event.user),
+                )  # fmt: skip
         elif isinstance(event, ProbingStopped):
             ksr.warn(
                 f"destination {event.uri} owner {event.owner}: {event.failures} "
@@ -150,8 +166,10 @@ def on_reply(rt: Runtime) -> int:
         return 1
     seq, slot = ours
     tag = address_tag(source) if source else 0
-    if not rt.table.push_reply(seq, int(code), rt.monotonic(), rt.wall(), tag):
+    state, flags = rt.table.state_flags(slot)
+    local = socket_tag(*rt.ksr.reply_local()) if flags & FLAG_SOCKET else 0
+    if not rt.table.push_reply(seq, int(code), rt.monotonic(), rt.wall(), tag, local):
         rt.ksr.warn("pinger queue full: reply dropped")
-    elif changes_state(rt.table.state_at(slot), int(code)):
+    elif rt.wakes_on_change and not flags & FLAG_CUSTOM_POLICY and changes_state(state, int(code)):
         rt.wake()  # a state change is applied at once; other replies wait for the next tick
     return 1

@@ -45,6 +45,8 @@ class Runtime:
     http_guard: HttpGuard
     monotonic: Clock = time.monotonic
     wall: Clock = time.time
+    wakes_on_change: bool = True
+    """The module's health policy is C's: a reply that ``changes_state`` wakes the pinger."""
     announced: set[str] = field(default_factory=set)
     """Per process (a copy after fork): one-time log lines already written."""
 
@@ -60,13 +62,13 @@ class Runtime:
         state_cb: object = "",
         response_cb: object = "",
         user: str = "",
+        settings: object = "",
     ) -> Record:
         """Add a destination for a script or the developer API, and wake the pinger so its
         first ping is on time (RPC adds go through ``RpcCommands``, which wakes it too)."""
         rec = registry.add(
-            self.table, uri, owner,
-            interval_s=self.config.ping_interval if interval_s is None else interval_s,
-            wall=self.wall(), state_cb=state_cb, response_cb=response_cb, user=user,
+            self.table, uri, owner, interval_s=interval_s, wall=self.wall(),
+            state_cb=state_cb, response_cb=response_cb, user=user, settings=settings,
         )  # fmt: skip
         self.wake()
         return rec
@@ -97,7 +99,9 @@ def build(
     global _runtime
     ring = capacity_for(config.max_destinations)
     memory = mmap.mmap(-1, buffer_size(config.max_destinations, ring), flags=mmap.MAP_SHARED)
-    SharedTable.format_buffer(memoryview(memory), config.max_destinations, ring)
+    SharedTable.format_buffer(
+        memoryview(memory), config.max_destinations, ring, config.ping_interval
+    )
     # "fork": on Python 3.14 (forkserver by default) any other lock starts a resource tracker
     # process that keeps Kamailio from exiting on SIGTERM.
     table = SharedTable(memoryview(memory), multiprocessing.get_context("fork").Lock())
@@ -110,7 +114,6 @@ def build(
         table=table,
         commands=RpcCommands(
             table,
-            config.ping_interval,
             wall,
             add_rate=config.rpc_add_rate,
             on_added=functools.partial(wakeup.poke, write_fd),
@@ -122,6 +125,7 @@ def build(
         http_guard=config.http_guard,
         monotonic=monotonic,
         wall=wall,
+        wakes_on_change=config.policy.is_default,
     )
     return _runtime
 

@@ -26,10 +26,10 @@ stop_main() {
 }
 cleanup() {
     stop_main
-    for m in $(findmnt -rn -o TARGET | grep -F "$root/" | sort -r); do
+    for m in $(findmnt -rn -o TARGET | grep -F "$root/" | sort -r) $root; do
         umount -R "$m" 2>/dev/null || umount -lR "$m" 2>/dev/null || true
     done
-    if findmnt -rn -o TARGET | grep -qF "$root/"; then
+    if findmnt -rn -o TARGET | grep -q -e "^$root\$" -e "^$root/"; then
         echo "fresh-root: mounts left under $root, not removing it"
     else
         rm -rf --one-file-system "$root"
@@ -47,6 +47,8 @@ cp -r /usr/local/share/ca-certificates/. "$root/usr/local/share/ca-certificates/
 cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/ca-certificates.crt"
 mkdir -p "$root/opt/ka-kemi"
 git archive HEAD | tar -x -C "$root/opt/ka-kemi"
+# the root is a mount point of its own: `ip netns exec` (network namespace peers) remounts /
+mount --bind "$root" "$root"
 for d in proc sys dev; do mount --rbind "/$d" "$root/$d"; mount --make-rslave "$root/$d"; done
 in_root() { chroot "$root" /bin/bash -c "cd /opt/ka-kemi && $1"; }
 

@@ -17,6 +17,10 @@ class FakeKsr:
     defines: dict[str, str] = field(default_factory=dict)
     sent: list[tuple[str, str, str]] = field(default_factory=list)
     """(R-URI, From, Call-ID) of every OPTIONS sent."""
+    sockets: list[str] = field(default_factory=list)
+    """The socket of every OPTIONS sent ("" = Kamailio's choice)."""
+    local: tuple[str, int] = ("127.0.0.1", 5060)
+    """Where the reply being processed arrived."""
     send_rc: int = 1
     reply: tuple[str | None, int | None, str | None] = (None, None, None)
     in_transaction: bool = True
@@ -48,9 +52,13 @@ class FakeKsr:
     def define(self, name: str) -> str | None:
         return self.defines.get(name)
 
-    def send_options(self, ruri: str, from_uri: str, callid: str) -> int:
+    def send_options(self, ruri: str, from_uri: str, callid: str, socket: str = "") -> int:
         self.sent.append((ruri, from_uri, callid))
+        self.sockets.append(socket)
         return self.send_rc
+
+    def reply_local(self) -> tuple[str, int]:
+        return self.local
 
     def reply_fields(self) -> tuple[str | None, int | None, str | None]:
         return self.reply

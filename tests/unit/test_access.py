@@ -132,7 +132,7 @@ def test_bucket_allows_a_one_second_burst_then_the_rate() -> None:
 def _commands(rate: int, now: list[float]) -> RpcCommands:
     buf = bytearray(buffer_size(100, 64))
     SharedTable.format_buffer(buf, 100, 64)
-    return RpcCommands(SharedTable(buf, threading.Lock()), 30, lambda: now[0], add_rate=rate)
+    return RpcCommands(SharedTable(buf, threading.Lock()), lambda: now[0], add_rate=rate)
 
 
 def test_rpc_add_rate_limit_is_a_clear_fault() -> None:

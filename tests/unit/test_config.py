@@ -24,7 +24,7 @@ def test_values_and_repeatable_destinations() -> None:
     )
     assert cfg.ping_interval == 10 and cfg.delete_counter == 0
     assert cfg.ping_from == "sip:ka@example.com"
-    assert [u.display for u in cfg.destinations] == [
+    assert [u.display for u, _ in cfg.destinations] == [
         "sip:10.0.0.1", "sip:10.0.0.2:5070;transport=tcp", "sips:gw.example.com",
     ]  # fmt: skip
 

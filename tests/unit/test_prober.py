@@ -96,8 +96,13 @@ def test_reply_sets_up_and_emits_callbacks_once() -> None:
     table, prober = setup()
     (ping,), _ = poll(prober, 100.5, 0)
     events = reply(table, prober, ping.seq, 200, 100.6)
-    assert ResponseReceived("sip:10.0.0.1", "t", 200, "mod:rcb", "u") in events
-    assert StateChanged("sip:10.0.0.1", "t", State.UNKNOWN, State.UP, "mod:cb", "u") in events
+    rtt = events[0].rtt_ms if isinstance(events[0], ResponseReceived) else -1.0
+    assert abs(rtt - 100.0) < 1e-6  # the round trip reaches the callbacks
+    assert ResponseReceived("sip:10.0.0.1", "t", 200, "mod:rcb", "u", rtt) in events
+    assert (
+        StateChanged("sip:10.0.0.1", "t", State.UNKNOWN, State.UP, "mod:cb", "u", 200, rtt)
+        in events
+    )
     assert reply(table, prober, ping.seq, 200, 100.7) == []  # duplicate reply ignored
     rec = table.read(ping.slot)
     assert rec.state is State.UP and rec.replies == 1 and rec.last_up == 100.6 + 900

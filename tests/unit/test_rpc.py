@@ -17,7 +17,7 @@ from ka_core.table import SharedTable, buffer_size
 def commands() -> RpcCommands:
     buf = bytearray(buffer_size(8, 16))
     SharedTable.format_buffer(buf, 8, 16)
-    return RpcCommands(SharedTable(buf, threading.Lock()), 30, lambda: 1_700_000_000.0)
+    return RpcCommands(SharedTable(buf, threading.Lock()), lambda: 1_700_000_000.0)
 
 
 def fault_of(commands: RpcCommands, method: str, *params: object) -> str:
@@ -71,7 +71,7 @@ def test_list_is_newest_first_with_ctime_fields(commands: RpcCommands) -> None:
         wall=1_700_000_100.0, rtt_ms=1.0, replied=True,
     )  # fmt: skip
     time.sleep(0.001)
-    clock_commands = RpcCommands(table, 30, lambda: 1_700_000_050.0)
+    clock_commands = RpcCommands(table, lambda: 1_700_000_050.0)
     clock_commands.call("keepalive.add", ["10.0.0.2", "b"])
     first, second = commands.call("keepalive.list", [])
     assert first["uri"] == "sip:10.0.0.2" and second["uri"] == "sip:10.0.0.1"

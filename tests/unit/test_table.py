@@ -111,10 +111,13 @@ def test_in_place_field_offsets_match_the_record_layout() -> None:
     """record_ping updates two fields in place; their offsets must be the packed ones."""
     from ka_core.layout import FIXED, Fixed, offset
 
-    values = list(range(1, 17)) + [float(i) for i in range(17, 23)]
+    fmt = FIXED.format.lstrip("<")
+    codes = [c for c in fmt.replace("x", "") if not c.isdigit()]
+    values: list[int | float] = [
+        float(i) if c == "d" else i % 200 + 1 for i, c in enumerate(codes, start=1)
+    ]
     buf = bytearray(FIXED.size)
     FIXED.pack_into(buf, 0, *values)
-    codes = [c for c in FIXED.format.lstrip("<").replace("3x", "") if not c.isdigit()]
     for index, (name, code) in enumerate(zip(Fixed._fields, codes, strict=True)):
         (value,) = struct.unpack_from("<" + code, buf, offset(name))
         assert value == values[index], name
