@@ -85,6 +85,11 @@ def test_without_the_relay(kamailio_factory: KamailioFactory) -> None:
         ("KA_RPC_HTTP_TOKEN", '"short"', "rpc_http_token: needs 16 or more"),
         ("KA_RPC_HTTP_PATH", '"RPC"', "rpc_http_path: needs a path such as /RPC"),
         ("KA_RPC_ADD_RATE", '"fast"', "rpc_add_rate: not an integer"),
+        ("KA_DOWN_AFTER", "0", "down_after: 0 out of range"),
+        ("KA_ALIVE_CODES", '"2yy"', "alive_codes: alive codes: bad item '2yy'"),
+        ("KA_DEGRADED_AS", '"maybe"', "degraded_as: 'maybe' is not one of"),
+        ("KA_EVENT_CALLBACK", '"not a name"', "event_callback: not a method name"),
+        ("KA_DESTINATION", '"sip:10.0.0.1|down_after=x"', "destination: setting down_after"),
     ],
 )  # fmt: skip
 def test_an_invalid_value_stops_kamailio(

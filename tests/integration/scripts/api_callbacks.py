@@ -15,3 +15,7 @@ def on_state(uri, state, user_attr):
 
 def on_response(uri, code, user_attr):
     _record("response", uri, code, user_attr)
+
+
+def on_state_rtt(uri, state, user_attr, rtt_ms):
+    _record("state_rtt", uri, [state, rtt_ms], user_attr)

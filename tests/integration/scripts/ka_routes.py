@@ -31,8 +31,16 @@ def api_add(uri, owner, interval, out):
     )
 
 
+def api_add_settings(uri, owner, settings, out):
+    return api.add_destination(
+        uri, owner, settings=settings, statechanged_clb=api_callbacks.on_state_rtt,
+        user_attr={"out": out, "tag": owner},
+    )  # fmt: skip
+
+
 CALLS = {
     "api_add_destination": api_add,
+    "api_add_settings": api_add_settings,
     "api_del_destination": api.del_destination,
     "ka_is_alive": functions.ka_is_alive,
     "ka_add_destination": functions.ka_add_destination,
@@ -72,6 +80,14 @@ def _run(fn, args):
 
 
 class Handler(KeepaliveHandler):
+    def ka_event(self, evname, ev):
+        """KA_EVENT_CALLBACK in test_health.py: one JSON line per event (the pinger)."""
+        path = KSR.pv.get("$def(KA_TEST_EVENTS)")
+        if path:
+            with open(str(path).strip('"'), "a") as out:
+                row = [evname, ev.uri, ev.owner, ev.old_state, ev.new_state, ev.code, ev.rtt_ms]
+                out.write(json.dumps([*row, os.getpid()]) + "\n")
+
     def ksr_request_route(self, msg):
         if KSR.pv.get("$rU") == "call":
             fn = CALLS.get(KSR.pv.get("$hdr(X-Fn)"))
