@@ -171,7 +171,8 @@ class Prober:
             dest.interval_s = self._table.interval_ms(slot) / 1000.0
             gap = dest.interval_s
             if dest.state is State.DOWN:
-                gap = backoff_interval(gap, dest.failures, dest.policy, self._backoff_max_s)
+                # this ping's own failure counts: 1st failure 1x, 2nd 2x, 3rd 4x ...
+                gap = backoff_interval(gap, dest.failures + 1, dest.policy, self._backoff_max_s)
             following = next_due(due, gap, now)
             self._schedule.schedule(following, slot, gen)
             if paused_all or self._table.flags(slot) & FLAG_PAUSED:
@@ -266,7 +267,10 @@ class Prober:
         rtt_ms = (now - pending.sent) * 1000.0 if replied else 0.0
         outcome = dest.policy.judge(code, replied, rtt_ms)
         verdict = advance(dest.state, dest.successes, dest.failures, outcome, dest.policy)
-        stopped = stops(verdict.failures, self._delete_counter, self._backoff_max_s > 0)
+        # only a DOWN destination stops: down_after may be above delete_counter
+        stopped = verdict.state is State.DOWN and stops(
+            verdict.failures, self._delete_counter, self._backoff_max_s > 0
+        )
         old_state = dest.state
         dest.state, dest.failures, dest.successes = (
             verdict.state,

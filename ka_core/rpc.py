@@ -212,7 +212,7 @@ class RpcCommands:
         if not params:
             return [{"ping_interval": self._table.ping_interval, "paused": int(self._table.paused)}]
         value = params[0]
-        if isinstance(value, str) and value.strip().isdigit():
+        if isinstance(value, str) and value.strip().isdecimal():
             value = int(value)
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 86400:
             raise RpcFault(500, "ping interval must be an integer number of seconds in [1, 86400]")

@@ -99,8 +99,9 @@ def parse_socket(value: str) -> tuple[str, str, int]:
     try:
         if not (sep and sep2 and proto.lower() in PROTOS):
             raise ValueError
-        address = ipaddress.ip_address(host.strip("[]"))
-        if host.startswith("[") != (address.version == 6) or not host:
+        bracketed = host.startswith("[") and host.endswith("]")
+        address = ipaddress.ip_address(host[1:-1] if bracketed else host)
+        if bracketed != (address.version == 6):
             raise ValueError
         port = int(port_text)
         if not 1 <= port <= 65535:
@@ -151,7 +152,9 @@ def parse_settings(text: str) -> Settings:
         elif key == "alive":
             values[key] = CodeSet.parse(value)
         elif key == "degraded_ms":
-            values[key] = 0 if value == "0" else _count(key, value, 600_000)
+            values[key] = (
+                0 if value.isdecimal() and int(value) == 0 else _count(key, value, 600_000)
+            )
         elif key == "socket":
             values[key] = socket_text(*parse_socket(value))
         else:

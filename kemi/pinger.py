@@ -133,12 +133,14 @@ class Pinger:
             ksr.info(
                 f"destination {event.uri} owner {event.owner}: {event.old.name} -> {event.new.name}"
             )
-            if event.callback:
-                ka_events.call_with_rtt(
-                    resolve_callback(event.callback), event.rtt_ms,
-                    event.uri, int(event.new), decode_user(event.user),
-                )  # fmt: skip
-            self._events.deliver(event)
+            try:
+                if event.callback:
+                    ka_events.call_with_rtt(
+                        resolve_callback(event.callback), event.rtt_ms,
+                        event.uri, int(event.new), decode_user(event.user),
+                    )  # fmt: skip
+            finally:
+                self._events.deliver(event)  # the script's method sees every change
         elif isinstance(event, ResponseReceived):
             if event.callback:
                 ka_events.call_with_rtt(

@@ -175,6 +175,17 @@ def test_a_dead_destination_is_probed_further_and_further_apart_up_to_the_cap() 
     assert not p.record().stopped and p.record().state is State.DOWN
 
 
+def test_backoff_gaps_are_the_documented_ones() -> None:
+    """BUG (ka_core/prober.py ``Prober._due``): docs/health.md says that with
+    ping_interval 30, down_after 1 and down_backoff_max 300 "the gap before the next ping is
+    30 s after the 1st failure, 60 s after the 2nd, 120 s, 240 s, then 300 s".  The gap is
+    chosen when a ping is sent, from the failures counted before it, so every doubling comes
+    one ping late: 30, 30, 60, 120, 240, 300."""
+    p = Probe("", ping_interval=30, backoff=300, delete_counter=5)
+    times = p.ping_times(START + 1600)
+    assert gaps(times)[:6] == [30.0, 60.0, 120.0, 240.0, 300.0, 300.0]
+
+
 def test_backoff_ends_when_the_destination_answers_again() -> None:
     p = Probe("", ping_interval=5, backoff=40)
     times = p.ping_times(200.0)

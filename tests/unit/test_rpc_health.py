@@ -142,7 +142,9 @@ def test_interval_sets_ping_interval_and_says_how_many_follow(
 
 
 def test_interval_limits_are_accepted(commands: RpcCommands) -> None:
-    assert commands.call("keepalive.interval", [1]) == ["Ok. ping_interval is 1 s for 0 destinations."]
+    assert commands.call("keepalive.interval", [1]) == [
+        "Ok. ping_interval is 1 s for 0 destinations."
+    ]
     assert commands.call("keepalive.interval", ["86400"]) == [
         "Ok. ping_interval is 86400 s for 0 destinations."
     ]

@@ -3,6 +3,8 @@ module's health parameters and the local socket tag replies are matched with."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from ka_core.errors import InvalidArgument
@@ -68,7 +70,7 @@ def test_degraded_ms_zero_is_kept_in_the_text() -> None:
     ],
 )
 def test_values_out_of_range_name_the_key(text: str, message: str) -> None:
-    with pytest.raises(InvalidArgument, match=message.replace("[", r"\[").replace("]", r"\]")):
+    with pytest.raises(InvalidArgument, match=re.escape(message)):
         parse_settings(text)
 
 
@@ -138,7 +140,7 @@ def test_socket_forms(text: str, parsed: tuple[str, str, int], canonical: str) -
     ],
 )
 def test_bad_sockets_are_refused(text: str) -> None:
-    with pytest.raises(InvalidArgument, match="setting socket: .* is not proto:address:port"):
+    with pytest.raises(InvalidArgument, match=r"setting socket: .* is not proto:address:port"):
         parse_socket(text)
     with pytest.raises(InvalidArgument, match="setting socket"):
         parse_settings(f"socket={text}")
