@@ -29,7 +29,8 @@ def section(label: str, paths: dict[str, str]) -> str:
         "",
         f"## Kamailio {label}: ka-kemi against C keepalive {label}",
         "",
-        f"Run {machine['date']}, commit `{machine['git_commit']}`: {machine['kamailio']}, "
+        f"Run {machine['date']}, commit `{machine['git_commit']}`: "
+        f"{machine['kamailio'].removeprefix('version: ').strip()}, "
         f"embedded Python {machine['python_embedded']}, in a Debian chroot "
         "(`make bench KAMAILIO=" + label + "`); the same benchmarks, peers and method as "
         "above. Result files: "
