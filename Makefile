@@ -4,7 +4,8 @@ PY    ?= python3
 VENV  := .venv
 VPY   := $(VENV)/bin/python
 APT_PACKAGES := kamailio kamailio-python3-modules kamailio-extra-modules kamailio-utils-modules \
-	kamailio-json-modules kamailio-tls-modules sip-tester iproute2 procps curl openssl python3 python3-venv
+	kamailio-json-modules kamailio-tls-modules sip-tester kamcli iproute2 procps curl openssl python3 python3-venv \
+	prometheus
 
 .PHONY: install install-system install-venv run test unit itest fuzz soak check lint typecheck clean
 

@@ -86,6 +86,7 @@ class HttpGuard:
     path: str = "/RPC"
     allow: tuple[Network, ...] = field(default_factory=lambda: parse_allow("", LOOPBACK))
     token: str = ""
+    method: str = "POST"
 
     def check(self, req: HttpRequest) -> Refusal | None:
         """None if ``req`` may go on; the refusal to send otherwise (source checked first,
@@ -94,7 +95,7 @@ class HttpGuard:
             return Refusal(403, "Forbidden", "source not in the allow-list")
         if urlsplit(req.url).path != self.path:
             return Refusal(404, "Not Found", f"path {req.url[:80]!r}")
-        if req.method != "POST":
+        if req.method != self.method:
             return Refusal(405, "Method Not Allowed", f"method {req.method[:16]!r}")
         if self.token and not hmac.compare_digest(
             (req.authorization or "").encode("utf-8", "replace"),

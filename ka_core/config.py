@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from ka_core.access import LOOPBACK, HttpGuard, Network, parse_allow, parse_path, parse_token
 from ka_core.errors import InvalidArgument, InvalidUri
 from ka_core.health import DEFAULT_ALIVE, CodeSet, Policy
+from ka_core.resolve import parse_dns_server, server_text
 from ka_core.settings import Settings, parse_settings
 from ka_core.uri import SipUri, parse_uri
 
@@ -59,10 +60,23 @@ class KaConfig:
     """Name of a method of the script's handler object called on state changes."""
     event_initial: int = 0
     """1: the event method also gets each destination's first state (out of UNKNOWN)."""
+    dns: int = 0
+    """1: host names are resolved by ka-kemi (A/AAAA, SRV), each address probed on its own;
+    0: tm resolves them at each ping, one destination (C)."""
+    dns_server: str = ""
+    """``ip:port`` of the DNS server; empty = the first nameserver of /etc/resolv.conf."""
+    dns_refresh: int = 300
+    """Seconds: names are resolved again at least this often (sooner when the TTL ends)."""
+    dns_state: str = "any"
+    """A name's state from its targets: ``any`` target UP, or ``all`` of them."""
     rpc_socket: str = ""
     """Unix socket path served for ``kamcmd -s unix:<path>``; empty = no BINRPC server."""
     ctl_forward: str = ""
     """Kamailio's real ctl socket; RPCs not named ``keepalive.*`` are relayed there."""
+    jsonrpc_socket: str = ""
+    """Unix datagram socket served for kamcli (jsonrpcs' protocol); empty = none."""
+    jsonrpc_forward: str = ""
+    """Kamailio's jsonrpcs datagram socket; other JSON-RPC methods are relayed there."""
     rpc_http_path: str = "/RPC"
     """The only URL path that JSON-RPC over HTTP answers on; others get 404."""
     rpc_http_allow: tuple[Network, ...] = field(default_factory=lambda: parse_allow("", LOOPBACK))
@@ -71,8 +85,17 @@ class KaConfig:
     """If set, JSON-RPC over HTTP also needs ``Authorization: Bearer <token>``."""
     rpc_add_rate: int = 1000
     """``keepalive.add`` calls per second over all RPC paths together; 0 = no limit."""
+    metrics_path: str = "/metrics"
+    """Where Prometheus scrapes (GET) on the SIP TCP/TLS listeners; empty = no metrics."""
+    metrics_allow: tuple[Network, ...] = field(default_factory=lambda: parse_allow("", LOOPBACK))
+    """Sources that may scrape; others get 403.  Empty = nobody."""
+    metrics_token: str = ""
+    """If set, a scrape also needs ``Authorization: Bearer <token>``."""
     tcp_keepalive_method: str = "auto"
     """How tcp_keepalive_* reach a socket another process holds: auto, pidfd or tcpops."""
+    state_file: str = ""
+    """Absolute path where runtime destinations and every last state are kept across
+    restarts (``kemi.persistence``); empty = off."""
 
     @property
     def policy(self) -> Policy:
@@ -80,6 +103,10 @@ class KaConfig:
             self.down_after, self.up_after, self.alive_codes, self.degraded_ms,
             self.degraded_as == "down",
         )  # fmt: skip
+
+    @property
+    def metrics_guard(self) -> HttpGuard:
+        return HttpGuard(self.metrics_path, self.metrics_allow, self.metrics_token, "GET")
 
     @property
     def http_guard(self) -> HttpGuard:
@@ -141,6 +168,19 @@ def _codes(text: str) -> CodeSet:
         raise InvalidArgument(f"parameter alive_codes: {exc}") from None
 
 
+def _metrics_path(text: str) -> str:
+    value = text.strip().strip('"')
+    return parse_path("metrics_path", value) if value else ""
+
+
+def _dns_server(text: str) -> str:
+    try:
+        address, port = parse_dns_server(text)
+    except ValueError as exc:
+        raise InvalidArgument(f"parameter dns_server: {exc}") from None
+    return server_text(address, port) if address else ""
+
+
 def _method_name(text: str) -> str:
     value = text.strip().strip('"')
     if value and not value.isidentifier():
@@ -156,11 +196,17 @@ _SCALARS: Mapping[str, Callable[[str], object]] = {
     "max_destinations": _int("max_destinations", 1, 1_000_000),
     "rpc_socket": _path("rpc_socket"),
     "ctl_forward": _path("ctl_forward"),
+    "jsonrpc_socket": _path("jsonrpc_socket"),
+    "jsonrpc_forward": _path("jsonrpc_forward"),
     "rpc_http_path": lambda text: parse_path("rpc_http_path", text),
     "rpc_http_allow": lambda text: parse_allow("rpc_http_allow", text),
     "rpc_http_token": lambda text: parse_token("rpc_http_token", text),
     "rpc_add_rate": _int("rpc_add_rate", 0, 1_000_000),
+    "metrics_path": lambda text: _metrics_path(text),
+    "metrics_allow": lambda text: parse_allow("metrics_allow", text),
+    "metrics_token": lambda text: parse_token("metrics_token", text),
     "tcp_keepalive_method": _choice("tcp_keepalive_method", ("auto", "pidfd", "tcpops")),
+    "state_file": _path("state_file"),
     "down_after": _int("down_after", 1, 1000),
     "up_after": _int("up_after", 1, 1000),
     "alive_codes": lambda text: _codes(text),
@@ -169,6 +215,10 @@ _SCALARS: Mapping[str, Callable[[str], object]] = {
     "down_backoff_max": _int("down_backoff_max", 0, 86400),
     "event_callback": lambda text: _method_name(text),
     "event_initial": _int("event_initial", 0, 1),
+    "dns": _int("dns", 0, 1),
+    "dns_server": _dns_server,
+    "dns_refresh": _int("dns_refresh", 5, 86400),
+    "dns_state": _choice("dns_state", ("any", "all")),
 }
 
 

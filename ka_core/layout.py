@@ -11,14 +11,17 @@ from typing import NamedTuple
 
 MAGIC = 0x314B414B  # "KAK1"
 HEADER = struct.Struct("<IIIIIxxxxQQ")  # magic, capacity, max, count, ring_cap, head, tail
-HEADER_SIZE = 64
+HEADER_SIZE = 128
 COUNT_AT = 12
 RING_POS_AT = 24
 BUCKET_AT = HEADER.size  # then the RPC add rate bucket (ka_core/ratelimit.py)
 PAUSED_AT = 56  # u8: 1 while all probing is paused (keepalive.pause)
 INTERVAL_AT = 60  # u32: the current ping_interval in seconds (keepalive.interval)
+PINGER = struct.Struct("<ddI")
+"""The pinger's own health, written by it each step: loop lag, max lag (10 s), in flight."""
+PINGER_AT = 64
 
-SLOT_SIZE = 1536
+SLOT_SIZE = 1552
 FIXED = struct.Struct("<IBBBxHHHHHHHHIIIIIIIxxxxddddddddd")
 
 
@@ -64,6 +67,10 @@ STRINGS = {  # name -> (offset in the slot, capacity in bytes)
     "settings": (976, 256),
     "user": (1232, 256),
 }
+METRICS = struct.Struct("<16I")
+"""Counters for /metrics after the strings: replies per code class (2xx..6xx), replies per
+RTT bucket (``ka_core.metrics.RTT_BUCKETS_MS``), state changes."""
+METRICS_AT = 1488
 HOT = struct.Struct("<IBB")
 """(gen, used, state): the first fields, read together on the routing path."""
 STATE_FLAGS = struct.Struct("<5xBB")
@@ -80,6 +87,11 @@ FLAG_SOCKET = 4
 FLAG_PAUSED = 8
 FLAG_OWN_INTERVAL = 16
 """An ``interval`` setting: ``keepalive.interval`` leaves this destination alone."""
+FLAG_NAME = 32
+"""A host name resolved by ka-kemi (``KA_DNS 1``): never pinged itself, its state is derived
+from its targets' (``ka_core.resolve``)."""
+FLAG_TARGET = 64
+"""An address a name resolved to, added and removed by ka-kemi (``kemi.dns_resolver``)."""
 
 
 def index(name: str) -> int:
@@ -116,8 +128,10 @@ if len(Fixed._fields) != len(FIXED.unpack(bytes(FIXED.size))):
     raise AssertionError("Fixed and FIXED disagree")
 if (
     HEADER.size + 16 > PAUSED_AT
-    or INTERVAL_AT + 4 > HEADER_SIZE
+    or INTERVAL_AT + 4 > PINGER_AT
+    or PINGER_AT + PINGER.size > HEADER_SIZE
     or FIXED.size > min(off for off, _ in STRINGS.values())
-    or max(off + size for off, size in STRINGS.values()) > SLOT_SIZE
+    or max(off + size for off, size in STRINGS.values()) > METRICS_AT
+    or METRICS_AT + METRICS.size > SLOT_SIZE
 ):
     raise AssertionError("layout overlaps")

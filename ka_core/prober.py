@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from ka_core.events import Event, ProbingStopped, ResponseReceived, StateChanged
 from ka_core.health import DEFAULT_POLICY, Outcome, Policy, advance, backoff_interval
-from ka_core.layout import FLAG_PAUSED
+from ka_core.layout import FLAG_NAME, FLAG_PAUSED
 from ka_core.ring import KIND_ADDED, KIND_REPLY, RingEntry
 from ka_core.scheduler import FIRST_DELAY_S, TICK_S, Scheduler, first_due, next_due, on_grid
 from ka_core.settings import parse_settings, parse_socket, socket_tag
@@ -209,8 +209,8 @@ class Prober:
     def _adopt(
         self, slot: int, gen: int, now: float, index: int, batch: int, delay_s: float
     ) -> None:
-        if not self._table.is_used(slot, gen):
-            return
+        if not self._table.is_used(slot, gen) or self._table.flags(slot) & FLAG_NAME:
+            return  # a name (KA_DNS) is never pinged: its targets are
         self._dests.pop(slot, None)
         self._unread[slot] = gen
         interval_s = self._table.interval_ms(slot) / 1000.0
@@ -218,7 +218,7 @@ class Prober:
 
     def _load(self, slot: int, gen: int) -> _Dest:
         rec = self._table.read(slot)
-        settings = parse_settings(rec.settings)  # canonical: written by the table's add
+        settings = parse_settings(rec.settings, internal=True)  # canonical: the table's
         local = socket_tag(*parse_socket(settings.socket)[1:]) if settings.socket else 0
         dest = _Dest(
             gen, rec.uri, rec.owner, rec.interval_ms / 1000.0, rec.state, rec.failures,

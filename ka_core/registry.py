@@ -6,12 +6,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ka_core.errors import InvalidArgument, UnknownDestination
-from ka_core.layout import FLAG_CUSTOM_POLICY, FLAG_OWN_INTERVAL, FLAG_SOCKET
+from ka_core.layout import FLAG_CUSTOM_POLICY, FLAG_NAME, FLAG_OWN_INTERVAL, FLAG_SOCKET
 from ka_core.records import Record
 from ka_core.settings import Settings, parse_settings
 from ka_core.state import State
 from ka_core.table import MAX_CALLBACK_BYTES, MAX_OWNER_BYTES, MAX_USER_BYTES, SharedTable
-from ka_core.uri import SipUri, parse_uri
+from ka_core.uri import SipUri, address_tag, parse_uri
 
 MAX_INTERVAL_S = 86400
 
@@ -35,6 +35,11 @@ def _flags(settings: Settings, own_interval: bool) -> int:
         | (FLAG_SOCKET if settings.socket else 0)
         | (FLAG_CUSTOM_POLICY if custom else 0)
     )
+
+
+def _name_flag(uri: SipUri, resolve_names: bool) -> int:
+    """``KA_DNS 1``: a host name is resolved by ka-kemi (``kemi.dns_resolver``), not pinged."""
+    return FLAG_NAME if resolve_names and not address_tag(uri.host) else 0
 
 
 def check_owner(owner: object) -> str:
@@ -69,11 +74,13 @@ def add(
     response_cb: object = "",
     user: str = "",
     settings: object = "",
+    resolve_names: bool = False,
 ) -> Record:
     """Validate and add one destination; raises a ``KaError`` and changes nothing on error.
 
     ``interval_s`` None: the ``interval`` setting if given, else the current
     ``ping_interval``, which the destination then follows when it changes at runtime.
+    ``resolve_names``: ``KA_DNS`` is on (a host name gets ``FLAG_NAME``).
     """
     parsed = parse_uri(uri)
     owner = check_owner(owner)
@@ -96,7 +103,7 @@ def add(
         response_cb=check_callback(response_cb),
         user=user,
         settings=chosen.text,
-        flags=_flags(chosen, own),
+        flags=_flags(chosen, own) | _name_flag(parsed, resolve_names),
     )
     return table.read(slot)
 
@@ -108,6 +115,7 @@ def add_static(
     *,
     interval_s: float,
     wall: float,
+    resolve_names: bool = False,
 ) -> None:
     """The ``destination`` parameters: already parsed and checked by ``load_config``, so
     start-up does not parse 10,000 URIs twice nor read every record back."""
@@ -117,7 +125,7 @@ def add_static(
         interval_ms = round((settings.interval or interval_s) * 1000)
         table.insert(
             uri, owner, interval_ms=interval_ms, wall=wall, settings=settings.text,
-            flags=_flags(settings, own),
+            flags=_flags(settings, own) | _name_flag(uri, resolve_names),
         )  # fmt: skip
 
 

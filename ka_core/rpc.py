@@ -113,9 +113,12 @@ class RpcCommands:
         *,
         add_rate: int = 0,
         on_added: Callable[[], None] = lambda: None,
+        resolve_names: bool = False,
     ):
-        """``on_added`` runs after each successful add (the glue wakes the pinger there)."""
+        """``on_added`` runs after each successful add (the glue wakes the pinger there);
+        ``resolve_names``: ``KA_DNS`` is on (``registry.add``)."""
         self._table = table
+        self._resolve_names = resolve_names
         self._clock = clock
         self._add_rate = add_rate
         self._on_added = on_added
@@ -171,8 +174,9 @@ class RpcCommands:
         settings = params[2] if len(params) > 2 else ""
         try:
             registry.add(
-                self._table, uri, owner, interval_s=None, wall=self._clock(), settings=settings
-            )
+                self._table, uri, owner, interval_s=None, wall=self._clock(), settings=settings,
+                resolve_names=self._resolve_names,
+            )  # fmt: skip
         except (DuplicateDestination, TableFull):
             raise RpcFault(500, "couldn't add data to list") from None
         except (InvalidUri, InvalidArgument) as exc:

@@ -37,6 +37,9 @@ class Settings:
     alive: CodeSet | None = None
     degraded_ms: int | None = None
     socket: str = ""
+    target_of: str = ""
+    """Internal (``KA_DNS``): the host-name destination this target was resolved from;
+    written by ka-kemi only, refused from users (``parse_settings(internal=False)``)."""
 
     @property
     def text(self) -> str:
@@ -56,6 +59,8 @@ class Settings:
             parts.append(f"degraded_ms={self.degraded_ms}")
         if self.socket:
             parts.append(f"socket={self.socket}")
+        if self.target_of:  # last: its URI may hold a ';'
+            parts.append(f"target_of={self.target_of}")
         return ";".join(parts)
 
     def policy(self, defaults: Policy) -> Policy:
@@ -129,11 +134,13 @@ def socket_tag(address: str, port: int) -> int:
     return zlib.crc32(packed + _PORT.pack(port & 0xFFFF)) or 1
 
 
-def parse_settings(text: str) -> Settings:
-    """``interval=10;alive=2xx,404`` to ``Settings``; empty text is no settings."""
+def parse_settings(text: str, internal: bool = False) -> Settings:
+    """``interval=10;alive=2xx,404`` to ``Settings``; empty text is no settings.
+    ``internal``: text from the table, where ka-kemi's own ``target_of`` may stand (last)."""
     values: dict[str, object] = {}
     seen: set[str] = set()
-    for item in text.strip().strip('"').split(";"):
+    items = text.strip().strip('"').split(";")
+    for at, item in enumerate(items):
         if not item.strip():
             continue
         key, sep, value = item.partition("=")
@@ -157,6 +164,9 @@ def parse_settings(text: str) -> Settings:
             )
         elif key == "socket":
             values[key] = socket_text(*parse_socket(value))
+        elif key == "target_of" and internal:
+            values[key] = ";".join([value, *items[at + 1 :]])
+            break
         else:
             raise InvalidArgument(
                 f"unknown setting {key!r} (interval, from, down_after, up_after, alive, "

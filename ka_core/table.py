@@ -41,6 +41,8 @@ from ka_core.layout import (
     HOT,
     INTERVAL_AT,
     MAGIC,
+    METRICS,
+    METRICS_AT,
     SLOT_SIZE,
     STATE_FLAGS,
     STRINGS,
@@ -51,6 +53,7 @@ from ka_core.layout import (
     length_field,
     offset,
 )
+from ka_core.metrics import CODE_CLASSES, DestinationMetrics
 from ka_core.records import Record, Summary
 from ka_core.ring import ENTRY, KIND_ADDED, KIND_REPLY, Ring, RingEntry
 from ka_core.state import State
@@ -211,6 +214,29 @@ class SharedTable(PingerWrites):
             )  # fmt: skip
         return out
 
+    def metrics_rows(self) -> list[DestinationMetrics]:
+        """Every used record's counters for /metrics (no lock: single-field reads)."""
+        out = []
+        buf, at = self._buf, self._slots_at
+        uri_at, owner_at = STRINGS["uri"][0], STRINGS["owner"][0]
+        n_cls = len(CODE_CLASSES)
+        for slot in range(self.capacity):
+            off = at + slot * SLOT_SIZE
+            if buf[off + _USED_AT] != USED:
+                continue
+            f = Fixed._make(FIXED.unpack_from(buf, off))
+            m = METRICS.unpack_from(buf, off + METRICS_AT)
+            uri = bytes(buf[off + uri_at : off + uri_at + f.uri_len])
+            owner = bytes(buf[off + owner_at : off + owner_at + f.owner_len])
+            out.append(
+                DestinationMetrics(
+                    uri.decode("utf-8", "replace"), owner.decode("utf-8", "replace"),
+                    f.state, f.pings, f.timeouts, f.replies, m[:n_cls], m[n_cls:-1],
+                    f.rtt_sum, m[-1],
+                )
+            )  # fmt: skip
+        return out
+
     def get(self, key: str, owner: str) -> Record:
         slot = self.find(key, owner)
         if slot < 0:
@@ -297,6 +323,15 @@ class SharedTable(PingerWrites):
             record = self.read(slot)
             self._free(slot)
             return record
+
+    def remove_slot(self, slot: int, gen: int) -> bool:
+        """Delete the destination in ``slot`` only if it is still generation ``gen`` (a DNS
+        target whose name went away): a destination added there meanwhile stays."""
+        with self._lock:
+            if not self.is_used(slot, gen):
+                return False
+            self._free(slot)
+            return True
 
     def flush(self) -> int:
         """Delete every destination; returns how many there were."""

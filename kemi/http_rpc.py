@@ -6,8 +6,11 @@ minute per worker (``LogLimiter``), so a scan of the SIP port cannot flood the l
 
 from __future__ import annotations
 
-from ka_core import jsonrpc
+from urllib.parse import urlsplit
+
+from ka_core import jsonrpc, metrics
 from ka_core.access import HttpRequest, LogLimiter
+from kemi.metrics_http import exposition
 from kemi.runtime import Runtime
 
 JSON = "application/json"
@@ -17,6 +20,9 @@ _log_limit = LogLimiter()
 def serve(rt: Runtime) -> None:
     ksr = rt.ksr
     req = ksr.http_request()
+    if rt.config.metrics_path and urlsplit(req.url).path == rt.config.metrics_path:
+        _metrics(rt, req)
+        return
     refusal = rt.http_guard.check(req)
     if refusal is not None:
         _log(rt, req, refusal.status, refusal.why)
@@ -33,12 +39,21 @@ def serve(rt: Runtime) -> None:
     ksr.http_reply(answer.status, answer.reason, JSON, answer.body)
 
 
-def _log(rt: Runtime, req: HttpRequest, status: int, why: str) -> None:
+def _metrics(rt: Runtime, req: HttpRequest) -> None:
+    refusal = rt.metrics_guard.check(req)
+    if refusal is not None:
+        _log(rt, req, refusal.status, refusal.why, "metrics scrape")
+        rt.ksr.http_reply(refusal.status, refusal.reason, "text/plain", refusal.reason + "\n")
+        return
+    rt.ksr.http_reply(200, "OK", metrics.CONTENT_TYPE, exposition(rt))
+
+
+def _log(rt: Runtime, req: HttpRequest, status: int, why: str, what: str = "JSON-RPC") -> None:
     suppressed = _log_limit.admit(rt.monotonic())
     if suppressed is None:
         return
     more = f" ({suppressed} more not logged)" if suppressed else ""
     rt.ksr.warn(
-        f"JSON-RPC over HTTP from {req.source}: {status}, {why}: "
+        f"{what} over HTTP from {req.source}: {status}, {why}: "
         f"{req.method[:16]} {req.url[:80]!r}{more}"
     )

@@ -28,12 +28,15 @@ from ka_core.settings import socket_tag
 from ka_core.state import State, changes_state
 from ka_core.uri import address_tag
 from kemi import events as ka_events
-from kemi import wakeup
+from kemi import persistence, wakeup
 from kemi.api import decode_user
+from kemi.dns_resolver import DnsNames
+from kemi.jsonrpc_socket import JsonrpcSocket
 from kemi.rpc_server import RpcServer
 from kemi.runtime import Runtime
 
 MAX_SLEEP_S = 1.0
+LAG_WINDOW_S = 10.0
 JOIN_WAIT_S = 0.5
 
 
@@ -61,12 +64,22 @@ class Pinger:
             down_backoff_max_s=rt.config.down_backoff_max,
         )
         self._events = ka_events.EventSink(rt, handler)
+        self._dns = DnsNames(rt) if rt.config.dns else None  # KA_DNS: names resolved here
         self._unsent: list[int] = []
+        self._writer = persistence.writer(rt.table, rt.config, rt.wall)  # KA_STATE_FILE
+        self._deadline: float | None = None
+        self._lag_since, self._lag_max = 0.0, 0.0
         self._prefix = callid_prefix(rt.token)
-        self._servers: list[RpcServer] = []
+        self._servers: list[RpcServer | JsonrpcSocket] = []
         if rt.config.rpc_socket:
             self._servers.append(
                 RpcServer(rt.config.rpc_socket, rt.commands, rt.config.ctl_forward, rt.monotonic)
+            )
+        if rt.config.jsonrpc_socket:  # for kamcli
+            self._servers.append(
+                JsonrpcSocket(
+                    rt.config.jsonrpc_socket, rt.commands, rt.config.jsonrpc_forward, rt.monotonic
+                )
             )
 
     def run_forever(self) -> None:
@@ -80,6 +93,10 @@ class Pinger:
             f"pinger started: {self._rt.table.count} destinations, "
             f"interval {self._rt.config.ping_interval} s"
         )
+        if self._writer is not None:
+            self._writer.start()
+        if self._dns is not None:
+            self._dns.start()
         core = threading.Thread(target=self._core_loop, name="ka-core", daemon=True)
         core.start()
         while core.is_alive():
@@ -98,15 +115,26 @@ class Pinger:
     def run_once(self) -> None:
         """One step of the core thread: probe, act, then wait for the deadline or a wake-up."""
         rt = self._rt
+        lag = self._lag(rt.monotonic())
         unsent, self._unsent = self._unsent, []
-        step = self._prober.step(rt.monotonic(), rt.wall(), rt.table.drain(), unsent, self._send)
-        for event in step.events:
+        entries = rt.table.drain()
+        if self._dns is not None:
+            self._dns.notice(entries)
+        step = self._prober.step(rt.monotonic(), rt.wall(), entries, unsent, self._send)
+        rt.table.write_pinger_stats(lag, self._lag_max, self._prober.outstanding)
+        events: list[Event] = step.events
+        if self._dns is not None:  # targets in and out; the names' derived state changes
+            events = events + list(self._dns.apply(step.events, rt.wall()))
+        for event in events:
             try:
                 self._act(event)
             except Exception:
                 rt.ksr.err(f"keepalive event {event!r} failed: {traceback.format_exc()}")
+        if self._writer is not None:
+            self._writer.report(rt.ksr)  # its thread never calls KSR
         later = rt.monotonic()
         deadline = step.deadline
+        self._deadline = deadline
         sleep = MAX_SLEEP_S if deadline is None else max(0.0, min(MAX_SLEEP_S, deadline - later))
         readers: list[int] = [self._rt.wake_read_fd]
         writers: list[int] = []
@@ -119,6 +147,14 @@ class Pinger:
             wakeup.drain(self._rt.wake_read_fd)
         for server in self._servers:
             server.handle(ready, writable)
+
+    def _lag(self, now: float) -> float:
+        """How late this step starts after the deadline the last one asked for (/metrics)."""
+        lag = max(0.0, now - self._deadline) if self._deadline is not None else 0.0
+        if now - self._lag_since >= LAG_WINDOW_S:
+            self._lag_since, self._lag_max = now, 0.0
+        self._lag_max = max(self._lag_max, lag)
+        return lag
 
     def _send(self, ping: Ping) -> None:
         callid = make_callid(self._prefix, ping.seq, ping.slot)

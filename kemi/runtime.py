@@ -28,7 +28,7 @@ from ka_core.records import Record
 from ka_core.ring import capacity_for
 from ka_core.rpc import RpcCommands
 from ka_core.table import SharedTable, buffer_size
-from kemi import wakeup
+from kemi import persistence, wakeup
 from kemi.ksr_port import Clock, KsrPort
 
 
@@ -43,6 +43,7 @@ class Runtime:
     token: str
     """Random per start: Call-IDs of this run's pings start with it."""
     http_guard: HttpGuard
+    metrics_guard: HttpGuard
     monotonic: Clock = time.monotonic
     wall: Clock = time.time
     wakes_on_change: bool = True
@@ -69,6 +70,7 @@ class Runtime:
         rec = registry.add(
             self.table, uri, owner, interval_s=interval_s, wall=self.wall(),
             state_cb=state_cb, response_cb=response_cb, user=user, settings=settings,
+            resolve_names=bool(self.config.dns),
         )  # fmt: skip
         self.wake()
         return rec
@@ -106,8 +108,10 @@ def build(
     # process that keeps Kamailio from exiting on SIGTERM.
     table = SharedTable(memoryview(memory), multiprocessing.get_context("fork").Lock())
     registry.add_static(
-        table, config.destinations, PARAMS_OWNER, interval_s=config.ping_interval, wall=wall()
-    )
+        table, config.destinations, PARAMS_OWNER, interval_s=config.ping_interval, wall=wall(),
+        resolve_names=bool(config.dns),
+    )  # fmt: skip
+    persistence.restore(table, config, ksr, wall())  # KA_STATE_FILE; never fails start-up
     read_fd, write_fd = wakeup.pipe()
     _runtime = Runtime(
         config=config,
@@ -117,12 +121,14 @@ def build(
             wall,
             add_rate=config.rpc_add_rate,
             on_added=functools.partial(wakeup.poke, write_fd),
+            resolve_names=bool(config.dns),
         ),
         ksr=ksr,
         wake_fd=write_fd,
         wake_read_fd=read_fd,
         token=secrets.token_hex(4),
         http_guard=config.http_guard,
+        metrics_guard=config.metrics_guard,
         monotonic=monotonic,
         wall=wall,
         wakes_on_change=config.policy.is_default,

@@ -128,6 +128,16 @@ class Kamailio:
     def rpc_socket(self) -> Path:
         return self._path_define("KA_RPC_SOCKET", str(self.workdir / "ka.sock"))
 
+    @property
+    def jsonrpc_socket(self) -> Path:
+        """ka-kemi's datagram socket for kamcli."""
+        return self._path_define("KA_JSONRPC_SOCKET", str(self.workdir / "jsonrpc.sock"))
+
+    @property
+    def jsonrpcs_socket(self) -> Path:
+        """Kamailio's own jsonrpcs datagram socket."""
+        return self._path_define("KA_JSONRPCS_SOCKET", str(self.workdir / "jsonrpcs.sock"))
+
     def cfg_text(self) -> str:
         values: dict[str, str | int] = {
             "LISTEN_UDP": f"udp:{self.ip}:{self.port}",
@@ -136,6 +146,9 @@ class Kamailio:
             "KA_CTL_SOCKET": f'"{self.ctl_socket}"',
             "KA_CTL_FORWARD": f'"{self.ctl_socket}"',
             "KA_RPC_SOCKET": f'"{self.rpc_socket}"',
+            "KA_JSONRPC_SOCKET": f'"{self.jsonrpc_socket}"',
+            "KA_JSONRPCS_SOCKET": f'"{self.jsonrpcs_socket}"',
+            "KA_JSONRPC_FORWARD": f'"{self.jsonrpcs_socket}"',
             "KA_PING_INTERVAL": 1,
             "KA_PING_TIMEOUT_MS": 1000,
             "KA_DESTINATION": '""',

@@ -1,0 +1,140 @@
+"""Prometheus text exposition (format 0.0.4) of the destinations and the pinger, sans-I/O.
+
+Served on Kamailio's own HTTP port by the xhttp handler (``kemi.http_rpc``), not through
+xhttp_prom: that module wants every series declared in kamailio.cfg and drops series not
+updated within its timeout, while destinations come and go at runtime.  A destination's
+series exist from the moment it is in the table and disappear with it.
+
+Names follow Prometheus conventions: ``_total`` counters, seconds, ``le`` histogram buckets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import NamedTuple
+
+PREFIX = "kamailio_keepalive_"
+RTT_BUCKETS_MS = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
+"""Upper bounds of the round-trip histogram (ms); an RTT above the last one is only in +Inf."""
+CODE_CLASSES = ("2xx", "3xx", "4xx", "5xx", "6xx")
+STATE_NAMES = ("unknown", "up", "down", "degraded")
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def rtt_bucket(rtt_ms: float) -> int:
+    """Index of the first bucket holding ``rtt_ms``; ``len(RTT_BUCKETS_MS)`` = above all."""
+    for i, bound in enumerate(RTT_BUCKETS_MS):
+        if rtt_ms <= bound:
+            return i
+    return len(RTT_BUCKETS_MS)
+
+
+def code_class(code: int) -> int:
+    """Index into ``CODE_CLASSES`` of a final reply code (-1 for anything else)."""
+    return code // 100 - 2 if 200 <= code <= 699 else -1
+
+
+class DestinationMetrics(NamedTuple):
+    uri: str
+    owner: str
+    state: int
+    pings: int
+    timeouts: int
+    replies: int
+    by_class: tuple[int, ...]
+    """Final replies per ``CODE_CLASSES`` entry."""
+    buckets: tuple[int, ...]
+    """Replies per RTT bucket (not cumulative), ``len(RTT_BUCKETS_MS)`` entries."""
+    rtt_sum_ms: float
+    state_changes: int
+
+
+Row = DestinationMetrics
+
+
+class PingerMetrics(NamedTuple):
+    destinations: int
+    capacity: int
+    in_flight: int
+    loop_lag_s: float
+    loop_lag_max_s: float
+    paused: bool
+    ping_interval_s: int
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _num(value: float) -> str:
+    return repr(float(value)) if isinstance(value, float) else str(value)
+
+
+def _family(name: str, kind: str, text: str) -> list[str]:
+    return [f"# HELP {PREFIX}{name} {text}", f"# TYPE {PREFIX}{name} {kind}"]
+
+
+def render(pinger: PingerMetrics, rows: Iterable[DestinationMetrics]) -> str:
+    """The whole exposition; rows in any order (each family lists them in that order)."""
+    dests = list(rows)
+    labels = [f'uri="{_label(d.uri)}",owner="{_label(d.owner)}"' for d in dests]
+    out: list[str] = []
+
+    def gauge(name: str, text: str, value: float) -> None:
+        out.extend(_family(name, "gauge", text))
+        out.append(f"{PREFIX}{name} {_num(value)}")
+
+    gauge("destinations", "Destinations in the table.", pinger.destinations)
+    gauge("destinations_capacity", "max_destinations: the table's capacity.", pinger.capacity)
+    gauge("pings_in_flight", "Pings sent and not yet answered or timed out.", pinger.in_flight)
+    gauge(
+        "pinger_loop_lag_seconds",
+        "How late the pinger's last step started after its deadline.",
+        pinger.loop_lag_s,
+    )
+    gauge(
+        "pinger_loop_lag_max_seconds",
+        "The largest step lateness over the last 10 seconds.",
+        pinger.loop_lag_max_s,
+    )
+    gauge("paused", "1 while all probing is paused (keepalive.pause).", int(pinger.paused))
+    gauge("ping_interval_seconds", "The current ping_interval.", pinger.ping_interval_s)
+
+    def per_destination(name: str, kind: str, text: str, value: Callable[[Row], int]) -> None:
+        out.extend(_family(name, kind, text))
+        out.extend(f"{PREFIX}{name}{{{lb}}} {value(d)}" for d, lb in pairs)
+
+    pairs = list(zip(dests, labels, strict=True))
+    per_destination(
+        "destination_state", "gauge",
+        "State of a destination: 0 unknown, 1 up, 2 down, 3 degraded (as keepalive.list).",
+        lambda d: d.state,
+    )  # fmt: skip
+    per_destination(
+        "destination_up", "gauge", "1 when the destination is UP, else 0.",
+        lambda d: int(d.state == 1),
+    )  # fmt: skip
+    per_destination("probes_sent_total", "counter", "OPTIONS pings sent.", lambda d: d.pings)
+    out += _family("replies_total", "counter", "Final replies to pings, by code class.")
+    for d, lb in pairs:
+        out += [
+            f'{PREFIX}replies_total{{{lb},class="{cls}"}} {n}'
+            for cls, n in zip(CODE_CLASSES, d.by_class, strict=True)
+        ]
+    per_destination(
+        "timeouts_total", "counter", "Pings without a final reply in time.", lambda d: d.timeouts
+    )
+    per_destination(
+        "state_changes_total", "counter", "State changes of the destination.",
+        lambda d: d.state_changes,
+    )  # fmt: skip
+    out += _family("rtt_seconds", "histogram", "Round trip of answered pings.")
+    for d, lb in pairs:
+        running = 0
+        for bound, n in zip(RTT_BUCKETS_MS, d.buckets, strict=True):
+            running += n
+            out.append(f'{PREFIX}rtt_seconds_bucket{{{lb},le="{bound / 1000}"}} {running}')
+        out.append(f'{PREFIX}rtt_seconds_bucket{{{lb},le="+Inf"}} {d.replies}')
+        out.append(f"{PREFIX}rtt_seconds_sum{{{lb}}} {_num(d.rtt_sum_ms / 1000.0)}")
+        out.append(f"{PREFIX}rtt_seconds_count{{{lb}}} {d.replies}")
+    return "\n".join(out) + "\n"
