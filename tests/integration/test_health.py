@@ -299,3 +299,52 @@ def test_bad_settings_are_refused_everywhere(kam) -> None:
     assert "bad item '2yy'" in json.dumps(reply), reply
     assert "error: 500" in kam.kamcmd("keepalive.interval", "often")
     assert "uri:" not in kam.kamcmd("keepalive.list"), "nothing was added"
+
+
+def test_a_flapping_peer_under_thresholds_3_2_gives_exactly_the_expected_changes(
+    kamailio_factory: KamailioFactory, uas_factory, tmp_path: Path
+) -> None:
+    out = tmp_path / "events.jsonl"
+    kam = kamailio_factory(
+        defines={
+            "KA_DOWN_AFTER": 3, "KA_UP_AFTER": 2, "KA_EVENT_CALLBACK": "ka_event",
+            "KA_EVENT_INITIAL": 1, "KA_TEST_EVENTS": f'"{out}"',
+        }
+    )  # fmt: skip
+    pattern = [200, 200, None, None, 200, None, None, None, 200, 200, 200]
+    seen: dict[str | None, int] = {}
+
+    def flap(req):  # type: ignore[no-untyped-def]
+        index = seen.setdefault(req.call_id, len(seen))  # retransmissions: the same answer
+        return pattern[index] if index < len(pattern) else 200
+
+    uas = uas_factory()
+    uas.set_behaviour(flap)
+    uri = f"sip:{uas.host}:{uas.port}"
+    assert result_of(kam, "ka_add_destination", uri, "t") == "1"
+    deadline = time.monotonic() + 20
+    while len(seen) < len(pattern) + 1 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.5)
+    events = [(e[0], e[3], e[4]) for e in _events(out)]
+    assert events == [
+        ("keepalive:dst-up", 0, 1),  # the 2nd 200
+        ("keepalive:dst-down", 1, 2),  # the 3rd timeout in a row (two alone did nothing)
+        ("keepalive:dst-up", 2, 1),  # two 200s again
+    ], events
+    changes = re.findall(rf"destination {re.escape(uri)} owner t: (\w+ -> \w+)", kam.log())
+    assert changes == ["UNKNOWN -> UP", "UP -> DOWN", "DOWN -> UP"], changes
+
+
+def test_rtt_figures_agree_with_a_peer_that_answers_after_300_ms(kam, uas_factory) -> None:
+    uas = uas_factory()
+    uas.delay(0.3)
+    uri = f"sip:{uas.host}:{uas.port}"
+    assert result_of(kam, "ka_add_destination", uri, "t") == "1"
+    wait_state(kam, uri, 1)
+    uas.wait_requests(4, timeout=6)
+    time.sleep(0.5)
+    row = info(kam, uri)
+    for name in ("last rtt ms", "avg rtt ms", "ewma rtt ms", "max rtt ms"):
+        assert abs(float(row[name]) - 300) <= 20, (name, row)
+    assert int(row["replies"]) >= 3 and row["timeouts"] == "0"

@@ -37,9 +37,20 @@ def kamcli_config(kam: Kamailio, directory: Path) -> Path:
     return cfg
 
 
+# Debian 13's kamcli 2.0.0 calls configparser.SafeConfigParser (kamcli/cli.py), which Python
+# 3.12 removed: on 3.12+ the package's own code runs with that one alias restored (docs/
+# operations.md says how to fix the package).
+SHIM = (
+    "import configparser, runpy, sys\n"
+    "if not hasattr(configparser, 'SafeConfigParser'):\n"
+    "    configparser.SafeConfigParser = configparser.ConfigParser\n"
+    f"sys.argv[0] = 'kamcli'\nrunpy.run_path({KAMCLI!r}, run_name='__main__')\n"
+)
+
+
 def kamcli(cfg: Path, *args: str, timeout: float = 15) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [KAMCLI, "--no-default-configs", "-c", str(cfg), "rpc", *args],
+        ["/usr/bin/python3", "-c", SHIM, "--no-default-configs", "-c", str(cfg), "rpc", *args],
         capture_output=True, text=True, timeout=timeout,
     )  # fmt: skip
 
