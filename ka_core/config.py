@@ -20,7 +20,7 @@ from ka_core.access import LOOPBACK, HttpGuard, Network, parse_allow, parse_path
 from ka_core.errors import InvalidArgument, InvalidUri
 from ka_core.health import DEFAULT_ALIVE, CodeSet, Policy
 from ka_core.resolve import parse_dns_server, server_text
-from ka_core.settings import Settings, parse_settings
+from ka_core.settings import Settings, parse_from, parse_settings
 from ka_core.uri import SipUri, parse_uri
 
 DEFINE_PREFIX = "KA_"
@@ -127,14 +127,7 @@ def _int(name: str, low: int, high: int) -> Callable[[str], int]:
 
 
 def _from_uri(text: str) -> str:
-    value = text.strip().strip('"')
-    try:
-        uri = parse_uri(value)
-    except InvalidUri as exc:
-        raise InvalidArgument(f"parameter ping_from: {exc}") from None
-    if not uri.user:
-        raise InvalidArgument(f"parameter ping_from: needs a user part: {value!r}")
-    return uri.display
+    return parse_from(text.strip().strip('"'), "parameter ping_from")
 
 
 def _choice(name: str, choices: tuple[str, ...]) -> Callable[[str], str]:

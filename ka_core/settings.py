@@ -87,13 +87,14 @@ def _count(key: str, value: str, high: int) -> int:
     return number
 
 
-def _from(value: str) -> str:
+def parse_from(value: str, what: str = "setting from") -> str:
+    """A From URI (the ``from`` setting, the ``ping_from`` parameter): needs a user part."""
     try:
         uri = parse_uri(value)
     except InvalidUri as exc:
-        raise InvalidArgument(f"setting from: {exc}") from None
+        raise InvalidArgument(f"{what}: {exc}") from None
     if not uri.user:
-        raise InvalidArgument(f"setting from: needs a user part: {value!r}")
+        raise InvalidArgument(f"{what}: needs a user part: {value!r}")
     return uri.display
 
 
@@ -153,7 +154,7 @@ def parse_settings(text: str, internal: bool = False) -> Settings:
         if key == "interval":
             values[key] = _count(key, value, MAX_INTERVAL_S)
         elif key == "from":
-            values["from_uri"] = _from(value)
+            values["from_uri"] = parse_from(value)
         elif key in ("down_after", "up_after"):
             values[key] = _count(key, value, MAX_THRESHOLD)
         elif key == "alive":

@@ -28,7 +28,7 @@ from ka_core.layout import (
     index,
     offset,
 )
-from ka_core.metrics import CODE_CLASSES, code_class, rtt_bucket
+from ka_core.metrics import CODE_CLASSES, RTT_BUCKETS_MS, code_class, rtt_bucket
 from ka_core.persist import Saved
 from ka_core.state import State
 
@@ -40,7 +40,6 @@ _PINGS_AT, _NEXT_PING_AT, _INTERVAL_MS_AT = (
 )
 _FLAGS_AT, _USED_AT = offset("flags"), offset("used")
 _U32_AT = struct.Struct("<I")
-_BUCKETS_AT = METRICS_AT + 4 * len(CODE_CLASSES)
 _CHANGES_AT = METRICS_AT + METRICS.size - 4
 _I = {
     n: index(n)
@@ -49,6 +48,9 @@ _I = {
         "last_checked", "last_up", "last_down", "rtt_ms", "rtt_sum", "rtt_ewma", "rtt_max",
     )
 }  # fmt: skip
+# record_result runs once per ping: positions as constants, not dict lookups
+(_STATE, _FLAGS, _CODE, _FAILURES, _SUCCESSES, _TIMEOUTS, _REPLIES, _CHECKED, _UP, _DOWN,
+ _RTT, _RTT_SUM, _EWMA, _RTT_MAX) = _I.values()  # fmt: skip
 
 _FINGERPRINT_BYTES = _FLAGS_AT + 1
 """gen, used, state and flags: the first bytes of a slot."""
@@ -102,42 +104,42 @@ class PingerWrites:
         chooses between ``last_up`` and ``last_down``."""
         if alive is None:
             alive = state in (State.UP, State.DEGRADED)
-        i = _I
         with self._lock:
             if not self.is_used(slot, gen):
                 return False
             off = self._slots_at + slot * SLOT_SIZE
             f = list(FIXED.unpack_from(self._buf, off))  # by index: once per probe result
-            if f[i["state"]] != int(state):
-                self._bump(off + _CHANGES_AT)
+            changed = f[_STATE] != int(state)
+            if replied or changed:  # the /metrics counters: one read and one write
+                m = list(METRICS.unpack_from(self._buf, off + METRICS_AT))
+                m[-1] += changed
+                if replied:
+                    if (cls := code_class(code)) >= 0:
+                        m[cls] += 1
+                    if (bucket := rtt_bucket(rtt_ms)) < len(RTT_BUCKETS_MS):
+                        m[len(CODE_CLASSES) + bucket] += 1
+                METRICS.pack_into(self._buf, off + METRICS_AT, *(v & 0xFFFFFFFF for v in m))
+            f[_STATE] = int(state)
+            f[_FLAGS] = (f[_FLAGS] & ~FLAG_STOPPED) | (FLAG_STOPPED if stopped else 0)
+            f[_CODE] = code
+            f[_FAILURES], f[_SUCCESSES] = failures, successes
+            f[_CHECKED] = wall
+            f[_UP if alive else _DOWN] = wall
             if replied:
-                if (cls := code_class(code)) >= 0:
-                    self._bump(off + METRICS_AT + 4 * cls)
-                self._bump(off + _BUCKETS_AT + 4 * rtt_bucket(rtt_ms), limit=off + _CHANGES_AT)
-            f[i["state"]] = int(state)
-            f[i["flags"]] = (f[i["flags"]] & ~FLAG_STOPPED) | (FLAG_STOPPED if stopped else 0)
-            f[i["last_code"]] = code
-            f[i["failures"]], f[i["successes"]] = failures, successes
-            f[i["last_checked"]] = wall
-            f[i["last_up" if alive else "last_down"]] = wall
-            if replied:
-                first = f[i["replies"]] == 0
-                f[i["replies"]] += 1
-                f[i["rtt_ms"]] = rtt_ms
-                f[i["rtt_sum"]] += rtt_ms
-                ewma = f[i["rtt_ewma"]]
-                f[i["rtt_ewma"]] = rtt_ms if first else ewma + EWMA_WEIGHT * (rtt_ms - ewma)
-                f[i["rtt_max"]] = max(f[i["rtt_max"]], rtt_ms)
+                first = f[_REPLIES] == 0
+                f[_REPLIES] += 1
+                f[_RTT] = rtt_ms
+                f[_RTT_SUM] += rtt_ms
+                ewma = f[_EWMA]
+                f[_EWMA] = rtt_ms if first else ewma + EWMA_WEIGHT * (rtt_ms - ewma)
+                f[_RTT_MAX] = max(f[_RTT_MAX], rtt_ms)
             else:
-                f[i["timeouts"]] += 1
+                f[_TIMEOUTS] += 1
             FIXED.pack_into(self._buf, off, *f)
             return True
 
-    def _bump(self, at: int, limit: int = 0) -> None:
-        """Count one in the u32 at ``at`` (skipped at or past ``limit``: the +Inf bucket is
-        the reply count itself)."""
-        if limit and at >= limit:
-            return
+    def _bump(self, at: int) -> None:
+        """Count one in the u32 at ``at``."""
         (value,) = _U32_AT.unpack_from(self._buf, at)
         _U32_AT.pack_into(self._buf, at, (value + 1) & 0xFFFFFFFF)
 

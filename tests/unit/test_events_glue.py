@@ -13,6 +13,7 @@ from ka_core.state import State
 from kemi import api, pinger, wakeup
 from kemi.events import DestinationEvent
 from tests.unit.conftest import Glue, GlueFactory
+from tests.unit.test_pinger_glue import tick
 
 URI = "sip:10.0.0.1"
 FAST = {"KA_PING_INTERVAL": "1", "KA_PING_TIMEOUT_MS": "500"}
@@ -44,12 +45,6 @@ def state_plain(uri: str, state: int, user: object) -> None:
 @pytest.fixture(autouse=True)
 def no_calls() -> None:
     CALLS.clear()
-
-
-def tick(glue: Glue, p: pinger.Pinger, to: float) -> None:
-    glue.clock.now = to
-    glue.rt.wake()
-    p.run_once()
 
 
 def answer(
