@@ -16,6 +16,7 @@ COUNT_AT = 12
 RING_POS_AT = 24
 BUCKET_AT = HEADER.size  # then the RPC add rate bucket (ka_core/ratelimit.py)
 PAUSED_AT = 56  # u8: 1 while all probing is paused (keepalive.pause)
+CONTROLS_AT = 58  # u16: bumped by every per-destination pause and interval change
 INTERVAL_AT = 60  # u32: the current ping_interval in seconds (keepalive.interval)
 PINGER = struct.Struct("<ddI")
 """The pinger's own health, written by it each step: loop lag, max lag (10 s), in flight."""

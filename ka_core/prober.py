@@ -82,6 +82,9 @@ class _Dest:
     socket: str
     local: int
     """``socket_tag`` replies must arrive on; 0 = any socket."""
+    paused: bool = False
+    epoch: int = -1
+    """The prober's control epoch ``interval_s`` and ``paused`` were read in."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +120,7 @@ class Prober:
         self._pending: dict[int, _Pending] = {}
         self._timeouts: list[tuple[float, int]] = []
         self._seq = 0
+        self._controls, self._epoch = -1, 0
         self._started = False
 
     @property
@@ -163,19 +167,23 @@ class Prober:
     def _due(self, now: float, wall: float) -> list[Ping]:
         pings = []
         paused_all = self._table.paused
+        if (controls := self._table.controls) != self._controls:
+            self._controls, self._epoch = controls, self._epoch + 1
         for due, slot, gen in self._schedule.pop_due(now):
             dest = self._live(slot, gen)
             if dest is None or dest.stopped:
                 continue
-            # keepalive.interval may have changed it; a backoff stretches it while DOWN
-            dest.interval_s = self._table.interval_ms(slot) / 1000.0
-            gap = dest.interval_s
+            if dest.epoch != self._epoch:  # keepalive.pause/interval since: read them again
+                dest.interval_s = self._table.interval_ms(slot) / 1000.0
+                dest.paused = bool(self._table.flags(slot) & FLAG_PAUSED)
+                dest.epoch = self._epoch
+            gap = dest.interval_s  # a backoff stretches it while DOWN
             if dest.state is State.DOWN:
                 # this ping's own failure counts: 1st failure 1x, 2nd 2x, 3rd 4x ...
                 gap = backoff_interval(gap, dest.failures + 1, dest.policy, self._backoff_max_s)
             following = next_due(due, gap, now)
             self._schedule.schedule(following, slot, gen)
-            if paused_all or self._table.flags(slot) & FLAG_PAUSED:
+            if paused_all or dest.paused:
                 continue  # paused: no traffic, the state stays as it was
             self._seq = (self._seq + 1) & 0xFFFFFFFF
             # on time: the deadline stays on the grid, so timeouts share the ping wake-ups

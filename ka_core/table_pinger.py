@@ -10,6 +10,7 @@ import struct
 from contextlib import AbstractContextManager
 
 from ka_core.layout import (
+    CONTROLS_AT,
     FIXED,
     FLAG_OWN_INTERVAL,
     FLAG_PAUSED,
@@ -34,7 +35,7 @@ from ka_core.state import State
 
 EWMA_WEIGHT = 0.2
 """Weight of the newest round trip in ``rtt_ewma`` (about the last 5 replies)."""
-_U32, _F64 = struct.Struct("<I"), struct.Struct("<d")
+_U16, _U32, _F64 = struct.Struct("<H"), struct.Struct("<I"), struct.Struct("<d")
 _PINGS_AT, _NEXT_PING_AT, _INTERVAL_MS_AT = (
     offset(n) for n in ("pings", "next_ping", "interval_ms")
 )
@@ -112,13 +113,15 @@ class PingerWrites:
             changed = f[_STATE] != int(state)
             if replied or changed:  # the /metrics counters: one read and one write
                 m = list(METRICS.unpack_from(self._buf, off + METRICS_AT))
-                m[-1] += changed
+                counted = [len(m) - 1] if changed else []
                 if replied:
                     if (cls := code_class(code)) >= 0:
-                        m[cls] += 1
+                        counted.append(cls)
                     if (bucket := rtt_bucket(rtt_ms)) < len(RTT_BUCKETS_MS):
-                        m[len(CODE_CLASSES) + bucket] += 1
-                METRICS.pack_into(self._buf, off + METRICS_AT, *(v & 0xFFFFFFFF for v in m))
+                        counted.append(len(CODE_CLASSES) + bucket)
+                for at in counted:
+                    m[at] = (m[at] + 1) & 0xFFFFFFFF
+                METRICS.pack_into(self._buf, off + METRICS_AT, *m)
             f[_STATE] = int(state)
             f[_FLAGS] = (f[_FLAGS] & ~FLAG_STOPPED) | (FLAG_STOPPED if stopped else 0)
             f[_CODE] = code
@@ -187,7 +190,17 @@ class PingerWrites:
             at = self._slots_at + slot * SLOT_SIZE + _FLAGS_AT
             flags = self._buf[at] & ~FLAG_PAUSED
             self._buf[at] = flags | (FLAG_PAUSED if paused else 0)
+            self._bump_controls()
             return True
+
+    @property
+    def controls(self) -> int:
+        """Changes when a destination's pause flag or interval may have changed: the pinger
+        re-reads them only then, not for every ping (one 2-byte read per step)."""
+        return int(_U16.unpack_from(self._buf, CONTROLS_AT)[0])
+
+    def _bump_controls(self) -> None:
+        _U16.pack_into(self._buf, CONTROLS_AT, (self.controls + 1) & 0xFFFF)
 
     @property
     def ping_interval(self) -> int:
@@ -207,6 +220,7 @@ class PingerWrites:
                 ):
                     _U32.pack_into(self._buf, off + _INTERVAL_MS_AT, seconds * 1000)
                     changed += 1
+            self._bump_controls()
         return changed
 
     # -- the state file (kemi.persistence) -------------------------------------------------
