@@ -306,4 +306,4 @@ def test_a_slow_relayed_command_does_not_delay_pings(
         abs((b - a) - 1.0) for times in arrivals.values() for a, b in itertools.pairwise(times)
     ]
     assert len(arrivals) == 100 and len(errors) >= 500
-    assert max(errors) <= 0.05, sorted(errors)[-5:]
+    assert max(errors) <= 0.1, sorted(errors)[-5:]
