@@ -232,7 +232,7 @@ class Prober:
             gen, rec.uri, rec.owner, rec.interval_ms / 1000.0, rec.state, rec.failures,
             rec.successes, rec.stopped, rec.state_cb, rec.response_cb, rec.user,
             address_tag(parse_uri(rec.key).host), settings.policy(self._policy),
-            settings.from_uri, settings.socket, local,
+            settings.from_uri, settings.socket, local, rec.paused, self._epoch,
         )  # fmt: skip
         self._dests[slot] = dest
         return dest

@@ -175,11 +175,11 @@ class PingerWrites:
                 return False
             off = self._slots_at + slot * SLOT_SIZE
             f = list(FIXED.unpack_from(self._buf, off))
-            if f[_I["state"]] != int(state):
+            if f[_STATE] != int(state):
                 self._bump(off + _CHANGES_AT)
-            f[_I["state"]], f[_I["last_checked"]] = int(state), wall
+            f[_STATE], f[_CHECKED] = int(state), wall
             if state is not State.UNKNOWN:
-                f[_I["last_down" if state is State.DOWN else "last_up"]] = wall
+                f[_DOWN if state is State.DOWN else _UP] = wall
             FIXED.pack_into(self._buf, off, *f)
             return True
 
@@ -236,15 +236,12 @@ class PingerWrites:
     ) -> bool:
         """Put back a destination's last state (at start-up, before the pinger reads the
         record), so routing sees it before the first probe; False if the slot changed."""
-        i = _I
         with self._lock:
             if not self.is_used(slot, gen):
                 return False
             off = self._slots_at + slot * SLOT_SIZE
             f = list(FIXED.unpack_from(self._buf, off))
-            f[i["state"]] = int(state)
-            f[i["last_checked"]], f[i["last_up"]] = last_checked, last_up
-            f[i["last_down"]] = last_down
+            f[_STATE], f[_CHECKED], f[_UP], f[_DOWN] = int(state), last_checked, last_up, last_down
             FIXED.pack_into(self._buf, off, *f)
             return True
 
@@ -263,7 +260,7 @@ class PingerWrites:
         resolved (resolved again at start-up).  Each is read under the lock (consistent),
         which is held a few µs at a time, never for the whole table."""
         out = []
-        buf, unpack, i = self._buf, FIXED.unpack_from, _I
+        buf, unpack = self._buf, FIXED.unpack_from
         for slot in range(self.capacity):
             off = self._slots_at + slot * SLOT_SIZE
             if buf[off + _USED_AT] != USED:
@@ -276,16 +273,16 @@ class PingerWrites:
             uri, owner, settings, state_cb, response_cb, user = (
                 b.decode("utf-8", "replace") for b in raw
             )
-            flags = f[i["flags"]]
+            flags = f[_FLAGS]
             if flags & FLAG_TARGET:
                 continue
             out.append(
                 Saved(
                     uri=uri, owner=owner, settings=settings, interval_ms=f[_I_INTERVAL],
                     own_interval=bool(flags & FLAG_OWN_INTERVAL),
-                    paused=bool(flags & FLAG_PAUSED), state=State(f[i["state"]]),
-                    last_checked=f[i["last_checked"]], last_up=f[i["last_up"]],
-                    last_down=f[i["last_down"]], state_cb=state_cb, response_cb=response_cb,
+                    paused=bool(flags & FLAG_PAUSED), state=State(f[_STATE]),
+                    last_checked=f[_CHECKED], last_up=f[_UP],
+                    last_down=f[_DOWN], state_cb=state_cb, response_cb=response_cb,
                     user=user,
                 )
             )  # fmt: skip

@@ -13,6 +13,7 @@ import pytest
 
 from tests.harness.kamailio import free_address
 from tests.harness.netns import Host, check_available
+from tests.peers.dns_zone import ZoneServer
 from tests.peers.sipp import SippUAS
 from tests.peers.uas import ScriptedUAS
 
@@ -39,6 +40,15 @@ def uas_factory() -> Iterator[UASFactory]:
     yield make
     for uas in started:
         uas.stop()
+
+
+@pytest.fixture
+def zone_server() -> Iterator[ZoneServer]:
+    """A dnslib DNS server for a test zone on a fresh loopback address (tests/peers/dns_zone.py)."""
+    ip, port = free_address()
+    server = ZoneServer(ip, port)
+    yield server
+    server.stop()
 
 
 @pytest.fixture

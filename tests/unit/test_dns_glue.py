@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -278,14 +277,6 @@ def test_resolver_thread_runs_lookups_and_survives_a_bug() -> None:
     assert by_key[(1, 1)].failed and "bug" in by_key[(1, 1)].reason
     assert by_key[(2, 1)].targets == (T1,)
     thread.forget((2, 1))
-
-
-@pytest.fixture
-def zone_server() -> Iterator[ZoneServer]:
-    ip, port = free_address()
-    server = ZoneServer(ip, port)
-    yield server
-    server.stop()
 
 
 def test_client_udp_tcp_and_timeouts(zone_server: ZoneServer) -> None:
