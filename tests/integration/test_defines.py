@@ -90,6 +90,13 @@ def test_without_the_relay(kamailio_factory: KamailioFactory) -> None:
         ("KA_DEGRADED_AS", '"maybe"', "degraded_as: 'maybe' is not one of"),
         ("KA_EVENT_CALLBACK", '"not a name"', "event_callback: not a method name"),
         ("KA_DESTINATION", '"sip:10.0.0.1|down_after=x"', "destination: setting down_after"),
+        ("KA_METRICS_ALLOW", '"10.0.0.0/33"', "metrics_allow: not an address or CIDR"),
+        ("KA_METRICS_TOKEN", '"short"', "metrics_token: needs 16 or more"),
+        ("KA_STATE_FILE", '"state.json"', "state_file: needs an absolute path"),
+        ("KA_DNS", "2", "parameter dns: 2 out of range"),
+        ("KA_DNS_SERVER", '"nowhere"', "dns_server: bad DNS server"),
+        ("KA_DNS_STATE", '"most"', "dns_state: 'most' is not one of"),
+        ("KA_JSONRPC_SOCKET", '"rpc.sock"', "jsonrpc_socket: needs an absolute path"),
     ],
 )  # fmt: skip
 def test_an_invalid_value_stops_kamailio(
