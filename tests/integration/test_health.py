@@ -172,6 +172,10 @@ def test_settings_over_rpc_add_and_info_shows_rtt(kam, uas_factory, tmp_path: Pa
     req = uas.wait_requests(2, timeout=4)[0]
     assert req.headers["From"].startswith("<sip:probe@example.org>")
     row = info(kam, uri)
+    deadline = time.monotonic() + 2  # a reply is applied on the pinger's next 100 ms tick
+    while int(row["replies"]) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+        row = info(kam, uri)
     assert row["settings"] == "from=sip:probe@example.org;down_after=2;alive=2xx,404"
     assert int(row["replies"]) >= 2 and row["timeouts"] == "0"
     for name in ("last rtt ms", "avg rtt ms", "ewma rtt ms", "max rtt ms"):
