@@ -11,8 +11,10 @@ a process writes to the wake pipe.  Inside a step, in this order:
 2. the ring entries: destinations added by any process are scheduled, replies that SIP
    workers saw are applied (matched by ping sequence number; an unknown, late or duplicated
    sequence is ignored, so stray and spoofed replies never change a state);
-3. pings the glue could not hand to Kamailio last step count as failures;
-4. pings whose timeout passed fail (after the replies, so a reply that arrived in time wins).
+3. UDP pings still unanswered are sent again on tm's schedule (``retransmit``), after the
+   replies so that an answered ping is not;
+4. pings the glue could not hand to Kamailio last step count as failures;
+5. pings whose timeout passed fail (after the replies, so a reply that arrived in time wins).
 
 Deletions need no message: every step checks the slot generation in the shared table.
 """
@@ -32,6 +34,7 @@ from ka_core.settings import parse_settings, parse_socket, socket_tag
 from ka_core.state import State, stops
 from ka_core.table import SharedTable
 from ka_core.uri import address_tag, parse_uri
+from ka_core.wire import transport_of
 
 TIMEOUT_CODE = 408
 
@@ -48,6 +51,9 @@ class Ping:
     """The destination's own From URI; empty: ``ping_from``."""
     socket: str = ""
     """The destination's sending socket; empty: Kamailio chooses."""
+    transport: str = "udp"
+    ipv6: bool = False
+    """Of the destination's host: the listener a ping leaves from has the same family."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +62,8 @@ class Step:
 
     pings: list[Ping]
     """The pings due now (already handed to ``send`` when one was given)."""
+    resent: list[Ping]
+    """UDP pings sent again (idem)."""
     events: list[Event]
     """Log them, run their callbacks."""
     deadline: float | None
@@ -82,6 +90,8 @@ class _Dest:
     socket: str
     local: int
     """``socket_tag`` replies must arrive on; 0 = any socket."""
+    transport: str
+    ipv6: bool
     paused: bool = False
     epoch: int = -1
     """The prober's control epoch ``interval_s`` and ``paused`` were read in."""
@@ -93,6 +103,8 @@ class _Pending:
     gen: int
     sent: float
     deadline: float
+    ping: Ping | None = None
+    """Kept for UDP pings, which are sent again until answered."""
 
 
 class Prober:
@@ -104,9 +116,12 @@ class Prober:
         ping_timeout_s: float,
         policy: Policy = DEFAULT_POLICY,
         down_backoff_max_s: float = 0.0,
+        retransmit: tuple[float, ...] = (),
     ) -> None:
         """``policy``: the module's health parameters; ``down_backoff_max_s`` > 0 keeps
-        probing DOWN destinations (never stops), backing off up to that many seconds."""
+        probing DOWN destinations (never stops), backing off up to that many seconds;
+        ``retransmit``: seconds after a UDP ping's due time at which it is sent again while
+        unanswered (``ka_core.wire.retransmit_offsets``)."""
         self._table = table
         self._delete_counter = delete_counter
         self._timeout_s = ping_timeout_s
@@ -119,6 +134,9 @@ class Prober:
         adopting 10,000 destinations at start-up only schedules them."""
         self._pending: dict[int, _Pending] = {}
         self._timeouts: list[tuple[float, int]] = []
+        self._retransmit = retransmit
+        self._resends: list[tuple[float, int, int]] = []
+        """(when, seq, index into ``retransmit``) of UDP pings to send again."""
         self._seq = 0
         self._controls, self._epoch = -1, 0
         self._started = False
@@ -146,10 +164,14 @@ class Prober:
             for ping in pings:
                 send(ping)
         events = self._handle(entries, now, wall)
+        resent = self._resend(now)
+        if send is not None:
+            for ping in resent:
+                send(ping)
         for seq in unsent:
             events.extend(self._finish(seq, TIMEOUT_CODE, now, wall, False))
         events.extend(self._expire(now, wall))
-        return Step(pings, events, self._next_deadline(now))
+        return Step(pings, resent, events, self._next_deadline(now))
 
     def _handle(self, entries: list[RingEntry], now: float, wall: float) -> list[Event]:
         """Apply ring entries: new destinations get scheduled, replies get applied."""
@@ -189,11 +211,33 @@ class Prober:
             # on time: the deadline stays on the grid, so timeouts share the ping wake-ups
             start = due if now - due < TICK_S / 2 else now
             deadline = start + min(self._timeout_s, dest.interval_s)
-            self._pending[self._seq] = _Pending(slot, gen, now, deadline)
+            ping = Ping(
+                self._seq, slot, gen, dest.uri, dest.from_uri, dest.socket, dest.transport,
+                dest.ipv6,
+            )  # fmt: skip
+            udp = dest.transport == "udp" and self._retransmit
+            self._pending[self._seq] = _Pending(slot, gen, now, deadline, ping if udp else None)
             heapq.heappush(self._timeouts, (deadline, self._seq))
+            if udp and start + self._retransmit[0] < deadline:
+                heapq.heappush(self._resends, (start + self._retransmit[0], self._seq, 0))
             self._table.record_ping(slot, gen, wall + (following - now))
-            pings.append(Ping(self._seq, slot, gen, dest.uri, dest.from_uri, dest.socket))
+            pings.append(ping)
         return pings
+
+    def _resend(self, now: float) -> list[Ping]:
+        """Unanswered UDP pings whose next retransmission is due (answered ones drop out)."""
+        resent: list[Ping] = []
+        while self._resends and self._resends[0][0] <= now:
+            when, seq, index = heapq.heappop(self._resends)
+            pending = self._pending.get(seq)
+            if pending is None or pending.ping is None:
+                continue
+            resent.append(pending.ping)
+            if index + 1 < len(self._retransmit):
+                at = when - self._retransmit[index] + self._retransmit[index + 1]
+                if at < pending.deadline:
+                    heapq.heappush(self._resends, (at, seq, index + 1))
+        return resent
 
     def _expire(self, now: float, wall: float) -> list[Event]:
         events: list[Event] = []
@@ -209,6 +253,8 @@ class Prober:
         candidates = [self._schedule.next_deadline()]
         if self._timeouts:
             candidates.append(self._timeouts[0][0])
+        if self._resends:
+            candidates.append(self._resends[0][0])
         if self._pending:
             candidates.append(on_grid(now + 0.005))
         present = [c for c in candidates if c is not None]
@@ -228,11 +274,13 @@ class Prober:
         rec = self._table.read(slot)
         settings = parse_settings(rec.settings, internal=True)  # canonical: the table's
         local = socket_tag(*parse_socket(settings.socket)[1:]) if settings.socket else 0
+        uri = parse_uri(rec.key)
         dest = _Dest(
             gen, rec.uri, rec.owner, rec.interval_ms / 1000.0, rec.state, rec.failures,
             rec.successes, rec.stopped, rec.state_cb, rec.response_cb, rec.user,
-            address_tag(parse_uri(rec.key).host), settings.policy(self._policy),
-            settings.from_uri, settings.socket, local, rec.paused, self._epoch,
+            address_tag(uri.host), settings.policy(self._policy), settings.from_uri,
+            settings.socket, local, transport_of(uri), uri.host.startswith("["), rec.paused,
+            self._epoch,
         )  # fmt: skip
         self._dests[slot] = dest
         return dest

@@ -22,27 +22,18 @@ class KamailioKsr:
         value = KSR.pv.get(f"$def({name})")
         return None if value is None else str(value)
 
-    def send_options(self, ruri: str, from_uri: str, callid: str, socket: str = "") -> int:
-        """The same request layout as C keepalive (uac_req_send)."""
-        KSR.pv.unset("$uac_req(all)")
-        KSR.pv.sets("$uac_req(method)", "OPTIONS")
-        KSR.pv.sets("$uac_req(ruri)", ruri)
-        KSR.pv.sets("$uac_req(turi)", ruri)
-        KSR.pv.sets("$uac_req(furi)", from_uri)
-        KSR.pv.sets("$uac_req(callid)", callid)
-        if socket:
-            KSR.pv.sets("$uac_req(sock)", socket)
-        return int(KSR.uac.uac_req_send())
+    def send_request(self, uri: str, socket: str, data: str) -> int:
+        return int(KSR.corex.sendx(uri, socket, data))
+
+    def version(self) -> str:
+        return str(KSR.pv.get("$version(full)") or "")
 
     def reply_local(self) -> tuple[str, int]:
         return str(KSR.pv.get("$Ri") or ""), int(KSR.pv.get("$Rp") or 0)
 
-    def reply_fields(self) -> tuple[str | None, int | None, str | None]:
-        return KSR.pv.get("$ci"), KSR.pv.get("$rs"), KSR.pv.get("$si")
-
-    def reply_matches_transaction(self) -> bool:
-        """tm's own match (Via branch) for the current reply."""
-        return bool(KSR.tm.t_check_trans() > 0)
+    def reply_fields(self) -> tuple[str | None, int | None, str | None, str | None]:
+        pv = KSR.pv.get
+        return pv("$ci"), pv("$rs"), pv("$si"), pv("$via0(branch)")
 
     def http_request(self) -> HttpRequest:
         pv = KSR.pv.get

@@ -28,20 +28,22 @@ class KsrPort(Protocol):
         """Value of ``#!define name`` in kamailio.cfg, or None."""
         ...
 
-    def send_options(self, ruri: str, from_uri: str, callid: str, socket: str = "") -> int:
-        """OPTIONS through tm (Kamailio's own sockets; ``socket``: this one, e.g.
-        ``udp:10.0.0.1:5060``); < 0 if not sent."""
+    def send_request(self, uri: str, socket: str, data: str) -> int:
+        """``data`` to ``uri`` through Kamailio's socket ``socket`` (``udp:10.0.0.1:5060``,
+        ``corex.sendx``); < 0 if not sent."""
+        ...
+
+    def version(self) -> str:
+        """Kamailio's ``$version(full)``, e.g. ``kamailio 5.6.3 (x86_64/linux)``."""
         ...
 
     def reply_local(self) -> tuple[str, int]:
         """(local IP, port) the reply being processed arrived on."""
         ...
 
-    def reply_fields(self) -> tuple[str | None, int | None, str | None]:
-        """(Call-ID, status code, source IP) of the reply being processed."""
+    def reply_fields(self) -> tuple[str | None, int | None, str | None, str | None]:
+        """(Call-ID, status code, source IP, top Via branch) of the reply being processed."""
         ...
-
-    def reply_matches_transaction(self) -> bool: ...
 
     def http_request(self) -> HttpRequest: ...
 

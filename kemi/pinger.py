@@ -4,7 +4,8 @@ Theory of operation.  Threads never run in SIP workers on 5.6.3 (app_python3 nev
 the GIL), but they do in a process whose Python code blocks in Python.  So:
 
 * the **core thread** owns the ``Prober``: each step it hands it the shared ring's entries,
-  sends the pings it returns (OPTIONS through tm), acts on its events (a log line, a user
+  sends the pings it returns (OPTIONS through Kamailio's sockets, without tm: see
+  ``ka_core.wire``), acts on its events (a log line, a user
   callback), serves the BINRPC socket, and sleeps in ``select`` until the step's deadline
   (pings and timeouts sit on a 100 ms grid, see ``ka_core.scheduler``) or a wake-up byte
   from another process (an RPC, an added destination, a reply that changes a state);
@@ -20,13 +21,14 @@ import threading
 import traceback
 from collections.abc import Callable
 
-from ka_core.callid import callid_prefix, make_callid, parse_callid
+from ka_core.callid import callid_prefix, parse_callid
 from ka_core.events import Event, ProbingStopped, ResponseReceived, StateChanged
 from ka_core.layout import FLAG_CUSTOM_POLICY, FLAG_SOCKET
 from ka_core.prober import Ping, Prober
 from ka_core.settings import socket_tag
 from ka_core.state import State, changes_state
 from ka_core.uri import address_tag
+from ka_core.wire import branch_for, retransmit_offsets
 from kemi import events as ka_events
 from kemi import persistence, wakeup
 from kemi.api import decode_user
@@ -34,6 +36,7 @@ from kemi.dns_resolver import DnsNames
 from kemi.jsonrpc_socket import JsonrpcSocket
 from kemi.rpc_server import RpcServer
 from kemi.runtime import Runtime
+from kemi.sender import Sender
 
 MAX_SLEEP_S = 1.0
 LAG_WINDOW_S = 10.0
@@ -62,6 +65,7 @@ class Pinger:
             ping_timeout_s=rt.config.ping_timeout_ms / 1000.0,
             policy=rt.config.policy,
             down_backoff_max_s=rt.config.down_backoff_max,
+            retransmit=retransmit_offsets(rt.config.ping_timeout_ms / 1000.0),
         )
         self._events = ka_events.EventSink(rt, handler)
         self._dns = DnsNames(rt) if rt.config.dns else None  # KA_DNS: names resolved here
@@ -69,7 +73,7 @@ class Pinger:
         self._writer = persistence.writer(rt.table, rt.config, rt.wall)  # KA_STATE_FILE
         self._deadline: float | None = None
         self._lag_since, self._lag_max = 0.0, 0.0
-        self._prefix = callid_prefix(rt.token)
+        self._sender = Sender(rt.ksr, rt.key, callid_prefix(rt.token), rt.config.ping_from)
         self._servers: list[RpcServer | JsonrpcSocket] = []
         if rt.config.rpc_socket:
             self._servers.append(
@@ -157,9 +161,7 @@ class Pinger:
         return lag
 
     def _send(self, ping: Ping) -> None:
-        callid = make_callid(self._prefix, ping.seq, ping.slot)
-        sender = ping.from_uri or self._rt.config.ping_from
-        if self._rt.ksr.send_options(ping.uri, sender, callid, ping.socket) < 0:
+        if not self._sender.send(ping):
             self._rt.ksr.warn(f"could not send OPTIONS to {ping.uri}")
             self._unsent.append(ping.seq)  # a failure at the next step
 
@@ -192,17 +194,21 @@ class Pinger:
 
 
 def on_reply(rt: Runtime) -> int:
-    """Call from ``ksr_reply_route``: hands a reply to one of our pings to the pinger."""
-    callid, code, source = rt.ksr.reply_fields()
-    if not callid or code is None or int(code) < 200:
+    """Call from ``ksr_reply_route`` and return what it returns: hands a reply to one of our
+    pings to the pinger, and 0 (drop: tm has no transaction for it) for every reply with our
+    Call-ID; 1 for anybody else's."""
+    callid, code, source, branch = rt.ksr.reply_fields()
+    if not callid:
         return 1
     ours = parse_callid(callid, callid_prefix(rt.token))
-    if ours is None or ours[1] >= rt.table.capacity:
+    if ours is None:
         return 1
-    if not rt.ksr.reply_matches_transaction():
-        rt.ksr.warn(f"ignoring reply {code} with our Call-ID but no transaction, from {source}")
-        return 1
+    if branch != branch_for(rt.key, callid):
+        rt.ksr.warn(f"ignoring reply {code} with our Call-ID but not our branch, from {source}")
+        return 0
     seq, slot = ours
+    if code is None or int(code) < 200 or slot >= rt.table.capacity:
+        return 0  # provisional: the ping's timeout still runs, as with tm
     tag = address_tag(source) if source else 0
     state, flags = rt.table.state_flags(slot)
     local = socket_tag(*rt.ksr.reply_local()) if flags & FLAG_SOCKET else 0
@@ -210,4 +216,4 @@ def on_reply(rt: Runtime) -> int:
         rt.ksr.warn("pinger queue full: reply dropped")
     elif rt.wakes_on_change and not flags & FLAG_CUSTOM_POLICY and changes_state(state, int(code)):
         rt.wake()  # a state change is applied at once; other replies wait for the next tick
-    return 1
+    return 0

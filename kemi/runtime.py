@@ -50,6 +50,9 @@ class Runtime:
     """The module's health policy is C's: a reply that ``changes_state`` wakes the pinger."""
     announced: set[str] = field(default_factory=set)
     """Per process (a copy after fork): one-time log lines already written."""
+    key: bytes = field(default_factory=lambda: secrets.token_bytes(16))
+    """Random per start, made before fork: the Via branch of a ping is a hash of its Call-ID
+    with this key, so SIP workers can tell our replies from forged ones."""
 
     def wake(self) -> None:
         wakeup.poke(self.wake_fd)

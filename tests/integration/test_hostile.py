@@ -43,11 +43,11 @@ def test_spoofed_stray_late_and_duplicated_replies(
     unknown_ping = f"{prefix}.{int(seq, 16) + 7:x}.{slot}"
     uas.send_raw(reply_to(ping, callid=unknown_ping), target)
     uas.send_raw(reply_to(ping, callid="unrelated@elsewhere"), target)  # not ours
-    uas.send_raw(reply_to(ping, branch="z9hG4bKforged"), target)  # no such transaction
+    uas.send_raw(reply_to(ping, branch="z9hG4bKforged"), target)  # not our branch
     other.send_raw(reply_to(ping), target)  # right ids, wrong source address
     time.sleep(0.5)
     assert state_of(kam, uri) == 0, "no spoofed reply may change the state"
-    kam.wait_log(r"ignoring reply 200 with our Call-ID but no transaction", 2)
+    kam.wait_log(r"ignoring reply 200 with our Call-ID but not our branch", 2)
     wait_state(kam, uri, 2, timeout=4)  # the real outcome: timeout
     uas.send_raw(reply_to(ping), target)  # late, after the timeout
     uas.send_raw(reply_to(ping), target)  # and duplicated

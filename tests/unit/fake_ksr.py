@@ -4,10 +4,28 @@ Kamailio and answering with values the test sets."""
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 
 from ka_core.access import HttpRequest
 from kemi.ksr_port import MessageConnection
+
+LIST_SOCKETS = json.dumps(
+    {
+        "jsonrpc": "2.0",
+        "result": [
+            {"PROTO": proto, "NAME": name, "ADDRLIST": {"ADDR": addr}, "PORT": port,
+             "MCAST": "no", "MHOMED": "no", "VIRTUAL": "no", "SOCKNAME": "-", "ADVERTISE": "-"}
+            for proto, name, addr, port in (
+                ("udp", "127.0.0.1", "127.0.0.1", "5060"),
+                ("tcp", "127.0.0.1", "127.0.0.1", "5060"),
+                ("udp", "::1", "::1", "5060"),
+            )
+        ],
+        "id": 1,
+    }
+)  # fmt: skip
+"""Kamailio's ``corex.list_sockets`` for ``listen=`` udp/tcp 127.0.0.1:5060, udp [::1]:5060."""
 
 
 @dataclass
@@ -18,19 +36,27 @@ class FakeKsr:
     sent: list[tuple[str, str, str]] = field(default_factory=list)
     """(R-URI, From, Call-ID) of every OPTIONS sent."""
     sockets: list[str] = field(default_factory=list)
-    """The socket of every OPTIONS sent ("" = Kamailio's choice)."""
+    """The socket of every OPTIONS sent."""
+    requests: list[tuple[str, str]] = field(default_factory=list)
+    """(destination URI, request text) of every request sent."""
     local: tuple[str, int] = ("127.0.0.1", 5060)
     """Where the reply being processed arrived."""
     send_rc: int = 1
-    reply: tuple[str | None, int | None, str | None] = (None, None, None)
-    in_transaction: bool = True
+    reply: (
+        tuple[str | None, int | None, str | None]
+        | tuple[str | None, int | None, str | None, str | None]
+    ) = (None, None, None)
+    """($ci, $rs, $si[, $via0(branch)]) of the reply being processed; without a branch,
+    the one of the request sent with that Call-ID (a peer echoes the Via)."""
     request: HttpRequest = field(
         default_factory=lambda: HttpRequest("POST", "/RPC", "127.0.0.1", None)
     )
     body: bytes | None = b""
     http_replies: list[tuple[int, str, str, str]] = field(default_factory=list)
     dispatched: int = 0
-    rpc: dict[str, tuple[object, object]] = field(default_factory=dict)
+    rpc: dict[str, tuple[object, object]] = field(
+        default_factory=lambda: {"corex.list_sockets": (200, LIST_SOCKETS)}
+    )
     """jsonrpcs method -> ($jsonrpl(code), $jsonrpl(body))."""
     connection: MessageConnection = (None, None, None, None, None, None)
     tcpops: list[tuple[object, ...]] | None = field(default_factory=list)
@@ -52,19 +78,31 @@ class FakeKsr:
     def define(self, name: str) -> str | None:
         return self.defines.get(name)
 
-    def send_options(self, ruri: str, from_uri: str, callid: str, socket: str = "") -> int:
-        self.sent.append((ruri, from_uri, callid))
+    def send_request(self, uri: str, socket: str, data: str) -> int:
+        ruri = data.split(" ", 2)[1]
+        from_uri = re.search(r"(?m)^From: <([^>]*)>", data)
+        callid = re.search(r"(?m)^Call-ID: (\S+)", data)
+        assert from_uri and callid, data
+        self.sent.append((ruri, from_uri.group(1), callid.group(1)))
         self.sockets.append(socket)
+        self.requests.append((uri, data))  # uri: the next hop
         return self.send_rc
+
+    def version(self) -> str:
+        return "kamailio 5.6.3 (x86_64/linux)"
 
     def reply_local(self) -> tuple[str, int]:
         return self.local
 
-    def reply_fields(self) -> tuple[str | None, int | None, str | None]:
-        return self.reply
-
-    def reply_matches_transaction(self) -> bool:
-        return self.in_transaction
+    def reply_fields(self) -> tuple[str | None, int | None, str | None, str | None]:
+        if len(self.reply) == 4:
+            return self.reply
+        callid, code, source = self.reply
+        branch = None
+        for _, text in self.requests:
+            if re.search(rf"(?m)^Call-ID: {re.escape(str(callid))}\r$", text):
+                branch = re.search(r"branch=([^;\r]+)", text).group(1)  # type: ignore[union-attr]
+        return callid, code, source, branch
 
     def http_request(self) -> HttpRequest:
         return self.request

@@ -12,6 +12,7 @@ import pytest
 from ka_core import binrpc
 from ka_core.errors import InvalidArgument
 from ka_core.state import State
+from ka_core.wire import branch_for
 from kemi import api, handler, pinger, runtime
 from tests.unit.conftest import Glue
 from tests.unit.fake_ksr import FakeKsr
@@ -59,7 +60,7 @@ def test_ping_reply_state_change_and_callbacks(glue: Glue) -> None:
     ((ruri, from_uri, callid),) = glue.ksr.sent
     assert (ruri, from_uri) == (URI, "sip:keepalive@kamailio.org")
     assert callid.startswith(f"ka{glue.rt.token}.")
-    assert answer(glue, 200) == 1
+    assert answer(glue, 200) == 0, "ours: dropped before tm"
     tick(glue, p, 1000.41)
     assert "destination sip:10.0.0.1 owner dev: UNKNOWN -> UP" in glue.ksr.texts("info")
     assert CALLS == [("response", URI, 200, {"gw": 7}), ("state", URI, 1, {"gw": 7})]
@@ -133,14 +134,13 @@ def test_reply_route_ignores_what_is_not_ours(glue: Glue) -> None:
     tick(glue, p, 1000.0)
     tick(glue, p, 1000.4)
     callid = glue.ksr.sent[-1][2]
-    assert answer(glue, 200, callid="someone-else@host") == 1
-    assert answer(glue, 100) == 1, "provisional"
+    assert answer(glue, 200, callid="someone-else@host") == 1, "not ours: tm's business"
     assert answer(glue, 200, callid=callid[:-1] + "z") == 1
-    glue.ksr.in_transaction = False
-    assert answer(glue, 200) == 1
-    assert "with our Call-ID but no transaction, from 10.0.0.1" in glue.ksr.texts("warn")[-1]
-    glue.ksr.in_transaction = True
-    assert answer(glue, 200, source="10.9.9.9") == 1  # from another address
+    assert answer(glue, 100) == 0, "provisional: dropped, the timeout still runs"
+    glue.ksr.reply = (callid, 200, "10.0.0.1", "z9hG4bKforged")
+    assert handler.KeepaliveHandler().ksr_reply_route(None) == 0, "dropped before tm"
+    assert "with our Call-ID but not our branch, from 10.0.0.1" in glue.ksr.texts("warn")[-1]
+    assert answer(glue, 200, source="10.9.9.9") == 0  # from another address: ignored
     tick(glue, p, 1000.41)
     assert glue.rt.table.read(glue.rt.table.find("sip:10.0.0.1:5060")).state is State.UNKNOWN
     answer(glue, 503)
@@ -175,8 +175,9 @@ def test_setup_logs_ready_or_refuses_to_start() -> None:
 
 
 def test_reply_route_errors_are_logged_not_raised(glue: Glue) -> None:
-    glue.ksr.reply = ("ka" + glue.rt.token + ".1.ffffff", 200, "10.0.0.1")
-    assert handler.KeepaliveHandler().ksr_reply_route(None) == 1, "slot beyond the table"
+    callid = "ka" + glue.rt.token + ".1.ffffff"
+    glue.ksr.reply = (callid, 200, "10.0.0.1", branch_for(glue.rt.key, callid))
+    assert handler.KeepaliveHandler().ksr_reply_route(None) == 0, "slot beyond the table"
     glue.ksr.reply = (None, None, None)
     assert handler.KeepaliveHandler().ksr_reply_route(None) == 1
     assert not glue.ksr.texts("err")

@@ -1,0 +1,157 @@
+"""OPTIONS pings as bytes, and the Kamailio listener each one leaves from.
+
+Why not tm: a tm transaction per ping costs shared memory (about 10 KB while in flight or in
+the 5 s wait state), a retransmission timer, a final-response timer and, for every reply,
+a transaction lookup, all of it in C that the pinger cannot make cheaper.  A ping needs none
+of it: the pinger already matches replies by Call-ID and times them out itself.  So the
+pinger writes the request itself (the same header lines tm writes) and hands it to one of
+Kamailio's own sockets (``corex.sendx``); UDP retransmissions follow tm's timer E
+(``RETRANSMIT_S``); the SIP worker that receives the reply checks the Via branch (a keyed
+hash of the Call-ID, so nobody who has not seen the ping can forge one) and drops the reply
+before tm looks for a transaction that does not exist.
+
+The listeners come from Kamailio (``corex.list_sockets``); the Via names the one the ping
+leaves from, or its advertised address, as tm does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+from dataclasses import dataclass
+
+from ka_core.errors import InvalidArgument
+from ka_core.settings import parse_socket, socket_text
+from ka_core.uri import SipUri
+
+BRANCH_MAGIC = "z9hG4bK"
+T1_S, T2_S = 0.5, 4.0
+"""tm's default ``retr_timer1`` / ``retr_timer2``: a UDP ping is sent again 0.5 s after the
+first transmission, then 1 s, 2 s, 4 s, 4 s ... later, until its timeout."""
+DEFAULT_PORTS = {"udp": 5060, "tcp": 5060, "tls": 5061}
+
+
+def retransmit_offsets(timeout_s: float) -> tuple[float, ...]:
+    """Seconds after the first transmission at which a UDP ping is sent again."""
+    offsets, at, gap = [], T1_S, T1_S
+    while at < timeout_s - 1e-9:
+        offsets.append(round(at, 6))
+        gap = min(gap * 2, T2_S)
+        at += gap
+    return tuple(offsets)
+
+
+@dataclass(frozen=True, slots=True)
+class Listener:
+    """One of Kamailio's sockets."""
+
+    proto: str
+    """``udp``, ``tcp`` or ``tls``."""
+    address: str
+    """IP as Kamailio prints it (IPv6 in brackets)."""
+    port: int
+    via: str
+    """``host[:port]`` for the Via header: the advertised host when there is one (with the
+    listener's port: ``corex.list_sockets`` does not print an advertised port)."""
+
+    @property
+    def spec(self) -> str:
+        """``proto:address:port``, as ``corex.sendx`` and ``$uac_req(sock)`` take it."""
+        return f"{self.proto}:{self.address}:{self.port}"
+
+    @property
+    def ipv6(self) -> bool:
+        return self.address.startswith("[")
+
+
+def _hostport(host: str, port: int, proto: str) -> str:
+    return host if port == DEFAULT_PORTS[proto] else f"{host}:{port}"
+
+
+def parse_listeners(result: object) -> list[Listener]:
+    """The ``result`` of ``corex.list_sockets`` (JSON text or decoded) as listeners.
+
+    Kamailio prints one entry per socket: PROTO, ADDRLIST/ADDR, PORT and ADVERTISE
+    ("-" or "host:port").  Protocols a ping cannot use (SCTP, WS) are left out.
+    """
+    data = json.loads(result) if isinstance(result, str | bytes) else result
+    if isinstance(data, dict):
+        data = data.get("result", data)
+    if isinstance(data, dict):  # a single socket comes back as one struct
+        data = [data]
+    listeners = []
+    for entry in data if isinstance(data, list) else []:
+        proto = str(entry.get("PROTO", "")).lower()
+        if proto not in DEFAULT_PORTS:
+            continue
+        addrs = entry.get("ADDRLIST", {})
+        raw = str(addrs.get("ADDR", "")) if isinstance(addrs, dict) else ""
+        try:
+            ip = ipaddress.ip_address(raw.strip("[]"))
+        except ValueError:
+            continue  # a name, not an address: Kamailio prints the address
+        address = f"[{ip.compressed}]" if ip.version == 6 else ip.compressed
+        port = int(entry.get("PORT", 0))
+        advertise = str(entry.get("ADVERTISE", "-"))  # the advertised host (no port)
+        host = advertise if advertise not in ("", "-") else address
+        listeners.append(Listener(proto, address, port, _hostport(host, port, proto)))
+    return listeners
+
+
+def transport_of(uri: SipUri) -> str:
+    """The protocol a ping to ``uri`` uses: its ``transport`` parameter, TLS for sips."""
+    if uri.transport:
+        return uri.transport
+    return "tls" if uri.scheme == "sips" else "udp"
+
+
+class Listeners:
+    """Picks the socket of each ping the way Kamailio would when none is forced: the first
+    listener of the destination's protocol and address family."""
+
+    def __init__(self, listeners: list[Listener]) -> None:
+        self._all = listeners
+        self._by_spec = {lst.spec: lst for lst in listeners}
+        self._default: dict[tuple[str, bool], Listener] = {}
+        for lst in listeners:
+            self._default.setdefault((lst.proto, lst.ipv6), lst)
+
+    def __len__(self) -> int:
+        return len(self._all)
+
+    def pick(self, proto: str, ipv6: bool, forced: str = "") -> Listener | None:
+        """``forced``: a ``socket=`` setting (``proto:ip:port``); None when there is no
+        such listener."""
+        if forced:
+            try:
+                return self._by_spec.get(socket_text(*parse_socket(forced)))
+            except InvalidArgument:
+                return None
+        return self._default.get((proto, ipv6)) or self._default.get((proto, not ipv6))
+
+
+def branch_for(key: bytes, callid: str) -> str:
+    """The Via branch of a ping: a keyed hash of its Call-ID (workers check replies with it)."""
+    digest = hashlib.blake2s(callid.encode(), digest_size=8, key=key).hexdigest()
+    return BRANCH_MAGIC + digest
+
+
+def options_request(
+    ruri: str, from_uri: str, callid: str, branch: str, listener: Listener, user_agent: str
+) -> str:
+    """The OPTIONS tm's ``uac_req_send`` writes, header for header (the From tag is derived
+    from the branch: unique per ping, stable across its retransmissions)."""
+    tag = branch[len(BRANCH_MAGIC) :]
+    agent = f"User-Agent: {user_agent}\r\n" if user_agent else ""
+    return (
+        f"OPTIONS {ruri} SIP/2.0\r\n"
+        f"Via: SIP/2.0/{listener.proto.upper()} {listener.via};branch={branch}\r\n"
+        f"To: <{ruri}>\r\n"
+        f"From: <{from_uri}>;tag={tag}\r\n"
+        "CSeq: 10 OPTIONS\r\n"
+        f"Call-ID: {callid}\r\n"
+        "Max-Forwards: 70\r\n"
+        "Content-Length: 0\r\n"
+        f"{agent}\r\n"
+    )
