@@ -29,7 +29,15 @@ from ka_core.events import Event, ProbingStopped, ResponseReceived, StateChanged
 from ka_core.health import DEFAULT_POLICY, Outcome, Policy, advance, backoff_interval
 from ka_core.layout import FLAG_NAME, FLAG_PAUSED
 from ka_core.ring import KIND_ADDED, KIND_REPLY, RingEntry
-from ka_core.scheduler import FIRST_DELAY_S, TICK_S, Scheduler, first_due, next_due, on_grid
+from ka_core.scheduler import (
+    FIRST_DELAY_S,
+    TICK_S,
+    Scheduler,
+    first_due,
+    grid_for,
+    next_due,
+    on_grid,
+)
 from ka_core.settings import parse_settings, parse_socket, socket_tag
 from ka_core.state import State, stops
 from ka_core.table import SharedTable
@@ -135,8 +143,13 @@ class Prober:
         self._pending: dict[int, _Pending] = {}
         self._timeouts: list[tuple[float, int]] = []
         self._retransmit = retransmit
-        self._resends: list[tuple[float, int, int]] = []
-        """(when, seq, index into ``retransmit``) of UDP pings to send again."""
+        self._resends: list[tuple[float, int, int, float]] = []
+        """(when, seq, index into ``retransmit``, due time) of UDP pings to send again."""
+        self._grid = TICK_S
+        """``scheduler.grid_for`` the current rate of pings."""
+        self._rates: dict[int, tuple[int, float]] = {}
+        self._rate = 0.0
+        """Pings per second of the destinations scheduled: slot -> (gen, 1 / interval)."""
         self._seq = 0
         self._controls, self._epoch = -1, 0
         self._started = False
@@ -159,6 +172,7 @@ class Prober:
         is applied, so that work never delays a ping (interval accuracy at 5,000+
         destinations); the pings are also in the returned ``Step``.
         """
+        self._grid = grid_for(self._rate)
         pings = self._due(now, wall)
         if send is not None:
             for ping in pings:
@@ -176,15 +190,43 @@ class Prober:
     def _handle(self, entries: list[RingEntry], now: float, wall: float) -> list[Event]:
         """Apply ring entries: new destinations get scheduled, replies get applied."""
         events: list[Event] = []
-        added = [e for e in entries if e.kind == KIND_ADDED]
+        table = self._table
+        added = [
+            e for e in entries
+            if e.kind == KIND_ADDED and table.is_used(e.slot, e.gen)
+            and not table.flags(e.slot) & FLAG_NAME  # a name (KA_DNS) is never pinged
+        ]  # fmt: skip
         delay = FIRST_DELAY_S if self._started else 0.0  # the start-up list: at once
         self._started = True
+        for entry in added:
+            self._rate_of(entry.slot, entry.gen, table.interval_ms(entry.slot) / 1000.0)
+        self._grid = grid_for(self._rate)
         for index, entry in enumerate(added):
             self._adopt(entry.slot, entry.gen, now, index, len(added), delay)
         for entry in entries:
             if entry.kind == KIND_REPLY and self._from_destination(entry):
                 events.extend(self._finish(entry.seq, entry.code, entry.mono, entry.wall, True))
         return events
+
+    def _rate_of(self, slot: int, gen: int, interval_s: float | None) -> None:
+        """Count a destination's pings per second in the rate (None: no longer)."""
+        old = self._rates.pop(slot, None)
+        if old is not None:
+            self._rate -= old[1]
+        if interval_s is not None and interval_s > 0:
+            self._rates[slot] = (gen, 1.0 / interval_s)
+            self._rate += 1.0 / interval_s
+        if not self._rates:
+            self._rate = 0.0  # no drift left over
+
+    def _plan_resend(self, seq: int, index: int, due: float, deadline: float) -> None:
+        """The ``index``-th retransmission of ping ``seq``, on the grid, before its timeout."""
+        if index < len(self._retransmit):
+            at = due + self._retransmit[index]
+            if self._grid > TICK_S:  # offsets are >= 0.5 s apart: never two on one tick
+                at = on_grid(at, self._grid)
+            if at < deadline:
+                heapq.heappush(self._resends, (at, seq, index, due))
 
     def _due(self, now: float, wall: float) -> list[Ping]:
         pings = []
@@ -194,11 +236,14 @@ class Prober:
         for due, slot, gen in self._schedule.pop_due(now):
             dest = self._live(slot, gen)
             if dest is None or dest.stopped:
+                if self._rates.get(slot, (-1,))[0] == gen:
+                    self._rate_of(slot, gen, None)  # deleted, or probing stopped
                 continue
             if dest.epoch != self._epoch:  # keepalive.pause/interval since: read them again
                 dest.interval_s = self._table.interval_ms(slot) / 1000.0
                 dest.paused = bool(self._table.flags(slot) & FLAG_PAUSED)
                 dest.epoch = self._epoch
+                self._rate_of(slot, gen, dest.interval_s)
             gap = dest.interval_s  # a backoff stretches it while DOWN
             if dest.state is State.DOWN:
                 # this ping's own failure counts: 1st failure 1x, 2nd 2x, 3rd 4x ...
@@ -215,11 +260,13 @@ class Prober:
                 self._seq, slot, gen, dest.uri, dest.from_uri, dest.socket, dest.transport,
                 dest.ipv6,
             )  # fmt: skip
-            udp = dest.transport == "udp" and self._retransmit
+            # a DOWN destination's ping is not sent again: a loss only delays its recovery
+            # by one interval, and the dead half of a list would double the traffic
+            udp = dest.transport == "udp" and self._retransmit and dest.state is not State.DOWN
             self._pending[self._seq] = _Pending(slot, gen, now, deadline, ping if udp else None)
             heapq.heappush(self._timeouts, (deadline, self._seq))
-            if udp and start + self._retransmit[0] < deadline:
-                heapq.heappush(self._resends, (start + self._retransmit[0], self._seq, 0))
+            if udp:
+                self._plan_resend(self._seq, 0, start, deadline)
             self._table.record_ping(slot, gen, wall + (following - now))
             pings.append(ping)
         return pings
@@ -228,15 +275,12 @@ class Prober:
         """Unanswered UDP pings whose next retransmission is due (answered ones drop out)."""
         resent: list[Ping] = []
         while self._resends and self._resends[0][0] <= now:
-            when, seq, index = heapq.heappop(self._resends)
+            _, seq, index, due = heapq.heappop(self._resends)
             pending = self._pending.get(seq)
             if pending is None or pending.ping is None:
                 continue
             resent.append(pending.ping)
-            if index + 1 < len(self._retransmit):
-                at = when - self._retransmit[index] + self._retransmit[index + 1]
-                if at < pending.deadline:
-                    heapq.heappush(self._resends, (at, seq, index + 1))
+            self._plan_resend(seq, index + 1, due, pending.deadline)
         return resent
 
     def _expire(self, now: float, wall: float) -> list[Event]:
@@ -256,19 +300,18 @@ class Prober:
         if self._resends:
             candidates.append(self._resends[0][0])
         if self._pending:
-            candidates.append(on_grid(now + 0.005))
+            candidates.append(on_grid(now + 0.005, self._grid))
         present = [c for c in candidates if c is not None]
         return min(present) if present else None
 
     def _adopt(
         self, slot: int, gen: int, now: float, index: int, batch: int, delay_s: float
     ) -> None:
-        if not self._table.is_used(slot, gen) or self._table.flags(slot) & FLAG_NAME:
-            return  # a name (KA_DNS) is never pinged: its targets are
         self._dests.pop(slot, None)
         self._unread[slot] = gen
         interval_s = self._table.interval_ms(slot) / 1000.0
-        self._schedule.schedule(first_due(now, index, batch, interval_s, delay_s), slot, gen)
+        due = first_due(now, index, batch, interval_s, delay_s, self._grid)
+        self._schedule.schedule(due, slot, gen)
 
     def _load(self, slot: int, gen: int) -> _Dest:
         rec = self._table.read(slot)

@@ -11,6 +11,15 @@ at most once per tick and sends that tick's pings together: each wake-up costs t
 CPU on a virtual machine whatever it does, so one per ping made small lists expensive
 (measured: ~600 µs per ping at 100 destinations, against ~55 µs for a bare wake-up).
 
+Coarse grid at small rates: a wake-up costs about the same whatever it does, so when few pings
+are due per second the grid is coarser (``grid_for``: 1 s up to 50 pings/s, then 0.5 s and
+0.25 s), and a tick never holds more than ``BURST`` pings (the busiest 100 ms holds at most
+max(2x the mean, ``BURST``)).  Batches (the start-up list, bulk
+adds) are spread onto it, and retransmissions wait for its next tick, so pings,
+retransmissions and timeouts share these wake-ups.  A destination added on its own keeps its
+phase on the fine grid (first ping "about 0.5 s" after the add, as in C, then exactly every
+interval), at the cost of its own wake-ups.
+
 Spreading: destinations adopted together (the static list at start-up, a bulk RPC add) get
 first-ping times spread evenly over their interval, so a large list never pings in one burst;
 the start-up list starts at once, later additions ``FIRST_DELAY_S`` (rounded up to the grid,
@@ -28,6 +37,9 @@ MAX_PER_TICK = 100
 """A large batch is placed on a finer grid (a divisor of ``TICK_S``, down to 10 ms) so that no
 tick holds more than this many pings: sending 400 pings takes the pinger 10-15 ms, and any
 preemption in that loop became interval error (p99 22 ms at 20,000 destinations)."""
+BURST = 50
+COARSE = ((BURST / 1.0, 1.0), (BURST / 0.5, 0.5), (BURST / 0.25, 0.25))
+"""(pings per second at most, grid) from the coarsest; above them, ``TICK_S``."""
 FIRST_DELAY_S = 0.35
 SMALL_BATCH = 10
 """Up to this many destinations adopted together are all pinged after ``FIRST_DELAY_S``
@@ -39,6 +51,14 @@ def on_grid(t: float, tick: float = TICK_S) -> float:
     return round(math.ceil(t / tick - 1e-6) * tick, 9)
 
 
+def grid_for(rate: float) -> float:
+    """The grid for ``rate`` pings per second: the coarsest whose ticks hold <= ``BURST``."""
+    for limit, grid in COARSE:
+        if rate <= limit + 1e-6:  # a sum of 1 / interval: float error
+            return grid
+    return TICK_S
+
+
 def batch_tick(batch: int, interval_s: float) -> float:
     """The grid a spread batch is placed on: ``TICK_S`` unless that would put more than
     ``MAX_PER_TICK`` of its pings in one tick."""
@@ -46,11 +66,17 @@ def batch_tick(batch: int, interval_s: float) -> float:
     return TICK_S / min(10, max(1, split))
 
 
-def first_due(now: float, index: int, batch: int, interval_s: float, delay_s: float) -> float:
-    """First ping time of the ``index``-th of ``batch`` destinations adopted together."""
+def first_due(
+    now: float, index: int, batch: int, interval_s: float, delay_s: float, grid: float = TICK_S
+) -> float:
+    """First ping time of the ``index``-th of ``batch`` destinations adopted together
+    (``grid``: ``grid_for`` the rate with them)."""
     if batch <= SMALL_BATCH:
         return on_grid(now + delay_s)
-    return on_grid(now + delay_s + interval_s * index / batch, batch_tick(batch, interval_s))
+    at = now + delay_s + interval_s * index / batch
+    if grid > TICK_S:  # the same number on each coarse tick (the first may be a bit early)
+        return round(math.floor(at / grid + 1e-6) * grid, 9)
+    return on_grid(at, batch_tick(batch, interval_s))
 
 
 def next_due(previous_due: float, interval_s: float, now: float) -> float:

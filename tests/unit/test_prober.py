@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import itertools
 import threading
 
 from ka_core import registry
 from ka_core.events import Event, ProbingStopped, ResponseReceived, StateChanged
 from ka_core.prober import Ping, Prober
 from ka_core.ring import capacity_for as ring_capacity_for
-from ka_core.scheduler import MAX_PER_TICK, SMALL_BATCH, on_grid
+from ka_core.scheduler import BURST, MAX_PER_TICK, SMALL_BATCH, TICK_S, grid_for
 from ka_core.state import State
 from ka_core.table import SharedTable, buffer_size
 from ka_core.uri import address_tag
@@ -75,18 +74,39 @@ def test_a_few_adds_together_are_all_pinged_after_the_delay() -> None:
 
 
 def test_batch_is_spread_over_the_interval_on_the_grid() -> None:
-    table, prober = setup(n=20, interval=10)
+    table, prober = setup(n=20, interval=10)  # 2 pings/s: the 1 s grid
     sent = ping_times(table, prober, 100.0, 110)
-    assert len(sent) == 20
-    assert all(t == on_grid(t) for t in sent)
-    gaps = [b - a for a, b in itertools.pairwise(sent)]
-    assert all(abs(g - 0.5) < 1e-6 for g in gaps), gaps
+    assert sent == [100.0 + i // 2 for i in range(20)], "two on each tick, all in one interval"
+
+
+def test_the_grid_is_as_coarse_as_the_burst_bound_allows() -> None:
+    assert [grid_for(r) for r in (0, 20, 50, 51, 100, 150, 200, 201, 5000)] == [
+        1.0, 1.0, 1.0, 0.5, 0.5, 0.25, 0.25, TICK_S, TICK_S,
+    ]  # fmt: skip
+    for n, interval in ((100, 5), (250, 5), (400, 5), (1000, 5)):
+        buf = bytearray(buffer_size(n, 4 * n))
+        SharedTable.format_buffer(buf, n, 4 * n)
+        big = SharedTable(buf, threading.Lock())
+        prober = Prober(big, delete_counter=0, ping_timeout_s=2.0)
+        for i in range(n):
+            registry.add(big, f"10.2.{i // 250}.{i % 250 + 1}", "t", interval_s=interval, wall=0)
+        prober.step(100.0, 0, big.drain())
+        per_tick: dict[float, int] = {}
+        now = 100.0
+        while now < 100.0 + interval:
+            for _ in prober.step(now, 0, []).pings:
+                per_tick[now] = per_tick.get(now, 0) + 1
+            now = round(now + 0.05, 2)
+        assert sum(per_tick.values()) == n
+        mean_per_100ms = n / interval / 10
+        assert max(per_tick.values()) <= max(2 * mean_per_100ms, BURST), (n, per_tick)
+        assert len(per_tick) == interval / grid_for(n / interval), "one wake-up per tick"
 
 
 def test_timeout_of_an_on_time_ping_shares_the_grid() -> None:
     _table, prober = setup(timeout=2.0)
     assert len(poll(prober, 100.001, 0)[0]) == 1
-    assert prober.step(100.002, 0, []).deadline == 100.1  # draining replies on the next tick
+    assert prober.step(100.002, 0, []).deadline == 101.0  # draining replies on the next tick
     assert poll(prober, 101.999, 0)[1] == []
     _, events = poll(prober, 102.0, 0)
     assert any(isinstance(e, StateChanged) and e.new is State.DOWN for e in events)

@@ -111,11 +111,14 @@ def test_transport_of_a_destination() -> None:
     ]
 
 
-def _prober(uri: str, timeout: float = 2.0) -> tuple[SharedTable, Prober]:
-    buf = bytearray(buffer_size(8, 64))
-    SharedTable.format_buffer(buf, 8, 64)
+def _prober(uri: str, timeout: float = 2.0, others: int = 0) -> tuple[SharedTable, Prober]:
+    """``others``: destinations pinged with it every 5 s (many: the 100 ms grid)."""
+    buf = bytearray(buffer_size(others + 8, 4 * others + 64))
+    SharedTable.format_buffer(buf, others + 8, 4 * others + 64)
     table = SharedTable(buf, threading.Lock())
     registry.add(table, uri, "t", interval_s=10, wall=0)
+    for i in range(others):
+        registry.add(table, f"10.9.{i // 250}.{i % 250 + 1}", "t", interval_s=5, wall=0)
     prober = Prober(
         table, delete_counter=0, ping_timeout_s=timeout, retransmit=retransmit_offsets(timeout)
     )
@@ -129,14 +132,25 @@ def sent_at(
     out, now = [], start
     while now <= end:
         step = prober.step(now, 0, table.drain())
-        out += [(now, p.seq) for p in step.pings + step.resent]
+        out += [(now, p.seq) for p in step.pings + step.resent if p.uri.startswith("sip:10.0.0.1")]
         now = round(now + 0.1, 1)
     return out
 
 
 def test_an_unanswered_udp_ping_is_sent_again_at_half_a_second_and_one_and_a_half() -> None:
-    table, prober = _prober("sip:10.0.0.1")
-    assert sent_at(prober, table, 100.0, 102.5) == [(100.0, 1), (100.5, 1), (101.5, 1)]
+    table, prober = _prober("sip:10.0.0.1", others=1500)  # 300 pings/s: the 100 ms grid
+    assert [t for t, _ in sent_at(prober, table, 100.0, 102.5)] == [100.0, 100.5, 101.5]
+
+
+def test_on_a_coarse_grid_retransmissions_wait_for_the_next_tick() -> None:
+    table, prober = _prober("sip:10.0.0.1")  # alone: the 1 s grid
+    assert [t for t, _ in sent_at(prober, table, 100.0, 102.5)] == [100.0, 101.0]
+
+
+def test_a_down_destinations_ping_is_not_sent_again() -> None:
+    table, prober = _prober("sip:10.0.0.1", timeout=2.0)
+    sent = sent_at(prober, table, 100.0, 112.5)  # interval 10: DOWN after the first
+    assert [t for t, _ in sent] == [100.0, 101.0, 110.0], "the ping at 110 has no retransmission"
 
 
 def test_an_answered_ping_and_a_tcp_ping_are_not_sent_again() -> None:
@@ -145,4 +159,4 @@ def test_an_answered_ping_and_a_tcp_ping_are_not_sent_again() -> None:
     table.push_reply(ping.seq, 200, 100.2, 0)
     assert sent_at(prober, table, 100.4, 102.5) == []
     table, prober = _prober("sip:10.0.0.1;transport=tcp")
-    assert sent_at(prober, table, 100.0, 102.5) == [(100.0, 1)]
+    assert [t for t, _ in sent_at(prober, table, 100.0, 102.5)] == [100.0]
