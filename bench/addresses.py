@@ -22,6 +22,11 @@ def dest_addrs(n: int, first_octet3: int = 100) -> list[str]:
     return out
 
 
+def wide_addrs(n: int) -> list[str]:
+    """``127.X.Y.Z`` from 127.10.0.1, Z 1..254 (odd Z answer): room for 100,000 and more."""
+    return [f"127.{10 + i // (256 * 254)}.{(i // 254) % 256}.{i % 254 + 1}" for i in range(n)]
+
+
 def ip_u32(addr: str) -> int:
     return int.from_bytes(socket.inet_aton(addr), "big")
 

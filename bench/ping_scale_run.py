@@ -5,13 +5,14 @@ responder received (see ``bench.ping_scale``)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TypeAlias, TypedDict
+from typing import Any, TypeAlias, TypedDict
 
 import numpy as np
 import numpy.typing as npt
 
-from bench.addresses import dest_addrs, ip_u32, sip_uri
+from bench.addresses import dest_addrs, ip_u32, sip_uri, wide_addrs
 from bench.kamailio import (
     PING_INTERVAL_S,
     BenchKamailio,
@@ -69,7 +70,10 @@ class Run(TypedDict, total=False):
     ``analyse`` found in the responder's log), or why it failed or crashed."""
 
     side: str
+    """``ka``, ``c``, or ``none`` (the same Kamailio with neither module: the baseline)."""
     n: int
+    rep: int
+    interval_s: float
     failed: str
     crashed: CrashFacts
     ready_s: float
@@ -86,6 +90,10 @@ class Run(TypedDict, total=False):
     answering_dests_retransmitted_pct: float | None
     interval_err_ms: IntervalErr
     burst_factor_100ms: float | None
+    max_per_100ms: int
+    mean_per_100ms: float
+    after: dict[str, Any]
+    """What ``one_run``'s ``after`` measured before stopping Kamailio."""
     round_span_s: float | None
     cpu_pct: float
     cpu_pct_raw: float
@@ -103,19 +111,29 @@ class Run(TypedDict, total=False):
     add_to_first_ping_s: list[float | None]
 
 
-def make(side: str, n: int, wd: Path) -> BenchKamailio:
-    dests = [sip_uri(a) for a in dest_addrs(n)] if n else []
-    ip = f"127.99.{BENCH_ID}.{1 if side == 'c' else 2}"
-    common = InstanceArgs(workdir=wd, ip=ip, port=5060, children=2, shm_mb=SHM_MB)
-    if side == "c":
-        return CKeepalive(destinations=dests, defines={"BENCH_CHECK": "none"}, **common)
+def make(
+    side: str, n: int, wd: Path, interval_s: float = PING_INTERVAL_S, shm_mb: int = SHM_MB,
+    extra: dict[str, str | int] | None = None,
+) -> BenchKamailio:  # fmt: skip
+    """``side`` ``none``: the C configuration without keepalive.so (the baseline)."""
+    addrs = dest_addrs(n) if n <= 25_000 else wide_addrs(n)
+    dests = [sip_uri(a) for a in addrs] if n else []
+    ip = f"127.99.{BENCH_ID}.{ {'c': 1, 'ka': 2, 'none': 3}[side] }"
+    common = InstanceArgs(workdir=wd, ip=ip, port=5060, children=2, shm_mb=shm_mb)
+    defines: dict[str, str | int] = {"BENCH_CHECK": "none", "KA_PING_INTERVAL": int(interval_s)}
+    if side != "ka":
+        if side == "none":
+            defines["BENCH_NO_KEEPALIVE"] = 1
+        return CKeepalive(destinations=dests, defines=defines | (extra or {}), **common)
+    max_dests = max(n, 100) + 16
     return KaKemi(
-        defines=ka_defines(dests, max_destinations=max(n, 100) + 16, BENCH_CHECK="none"), **common
+        defines=ka_defines(dests, max_destinations=max_dests, **defines, **(extra or {})), **common
     )
 
 
-def idle_baseline(side: str, wd: Path, seconds: float) -> dict[str, float]:
-    kam = make(side, 0, wd / f"idle-{side}")
+def idle_baseline(side: str, wd: Path, seconds: float, rep: int = 0) -> dict[str, float]:
+    """CPU (every process) and shm of ``side`` with no destination."""
+    kam = make(side, 0, wd / f"idle-{side}-{rep}")
     kam.start()
     try:
         time.sleep(2)
@@ -149,11 +167,18 @@ def one_run(
     warmup: float,
     window: float,
     add_addrs: list[str] = ADD_ADDRS,
+    interval_s: float = PING_INTERVAL_S,
+    rep: int = 0,
+    shm_mb: int = SHM_MB,
+    extra: dict[str, str | int] | None = None,
+    after: Callable[[BenchKamailio], dict[str, object]] | None = None,
 ) -> Run:
-    run_dir = wd / f"{side}-{n}"
+    """``idle``: the baseline (``none``) measured in the same repetition; its CPU is
+    subtracted for ``us_per_ping`` only (``cpu_pct_raw`` is every Kamailio process)."""
+    run_dir = wd / f"{side}-{n}-{rep}"
     responder = Responder(run_dir.with_suffix(".bin"), ["--wild", "--answer", "odd"]).start()
-    kam = make(side, n, run_dir)
-    result: Run = {"side": side, "n": n}
+    kam = make(side, n, run_dir, interval_s, shm_mb, extra)
+    result: Run = {"side": side, "n": n, "rep": rep, "interval_s": interval_s}
     try:
         kam.start()
         result["ready_s"] = kam.ready_at - kam.started_at
@@ -166,6 +191,8 @@ def one_run(
                 raise
             result["crashed"] = crash_facts(kam, exc)
         result["alive_at_end"] = kam.proc is not None and kam.proc.poll() is None
+        if after is not None and result["alive_at_end"]:
+            result["after"] = after(kam)
         result["log_errors"] = kam.log_errors()
         result["shm_error_lines"] = sum(
             1 for ln in kam.log().splitlines() if "shm" in ln and "ERROR" in ln
@@ -179,7 +206,7 @@ def one_run(
     result["processes"] = len(pids)
     ev = responder.events()
     ev = ev[ev["src"] == ip_u32(kam.ip)]
-    result.update(analyse(ev, n, w0, w1, kam.started_at))
+    result.update(analyse(ev, n, w0, w1, kam.started_at, interval_s))
     cpu = c1 - c0 - idle["cpu_ns_per_s"] * (w1 - w0)
     pings = int(result["pings_in_window"])
     result["cpu_pct"] = cpu / (w1 - w0) / 1e9 * 100
@@ -187,6 +214,7 @@ def one_run(
     result["us_per_ping"] = cpu / 1000 / pings if pings else None
     steady = float(np.median(shm_samples)) - idle["real_used"]
     peak = shm_end["max_used"] - idle["max_used"]
+    n = max(n, 1)  # per destination (N = 0: the whole instance)
     max_dests = max(n, 100) + 16
     table = buffer_size(max_dests, ring_capacity_for(max_dests)) if side == "ka" else 0
     result.update(
@@ -255,7 +283,11 @@ def crash_facts(kam: BenchKamailio, exc: Exception) -> CrashFacts:
     }
 
 
-def analyse(ev: npt.NDArray[np.void], n: int, w0: float, w1: float, started: float) -> Run:
+def analyse(
+    ev: npt.NDArray[np.void], n: int, w0: float, w1: float, started: float,
+    interval_s: float = PING_INTERVAL_S,
+) -> Run:  # fmt: skip
+    interval_s = interval_s
     out: Run = {}
     if len(ev) == 0:
         return {"pings_in_window": 0, "pings_per_expected": 0.0}
@@ -269,7 +301,7 @@ def analyse(ev: npt.NDArray[np.void], n: int, w0: float, w1: float, started: flo
     t = first["ts"].astype(np.float64) / 1e9
     in_win = (t >= w0) & (t < w1)
     pings = int(in_win.sum())
-    expected = n * (w1 - w0) / PING_INTERVAL_S
+    expected = n * (w1 - w0) / interval_s
     out["pings_in_window"] = pings
     out["pings_per_expected"] = pings / expected if expected else None
     out["retransmissions_in_window"] = int((counts[in_win] - 1).sum())
@@ -288,10 +320,10 @@ def analyse(ev: npt.NDArray[np.void], n: int, w0: float, w1: float, started: flo
     o = np.lexsort((t, first["dst"]))
     td, dd = t[o], first["dst"][o]
     same = dd[1:] == dd[:-1]
-    start_ok = td[:-1] >= w0 - PING_INTERVAL_S
+    start_ok = td[:-1] >= w0 - interval_s
     end_ok = td[1:] < w1
     diffs = (td[1:] - td[:-1])[same & start_ok & end_ok]
-    err_ms = np.abs(diffs - PING_INTERVAL_S) * 1000
+    err_ms = np.abs(diffs - interval_s) * 1000
     if len(err_ms):
         out["interval_err_ms"] = {
             "p50": float(np.percentile(err_ms, 50)),
@@ -306,8 +338,9 @@ def analyse(ev: npt.NDArray[np.void], n: int, w0: float, w1: float, started: flo
         per_bin: list[int] = hist.tolist()
         mean = sum(per_bin) / len(per_bin)
         out["burst_factor_100ms"] = max(per_bin) / mean if mean else None
+        out["max_per_100ms"], out["mean_per_100ms"] = max(per_bin), mean
         # per round: time span holding the middle 98 % of pings of the busiest 5 s round
-        rounds = np.floor((tw - w0) / PING_INTERVAL_S)
+        rounds = np.floor((tw - w0) / interval_s)
         spans = []
         for r in np.unique(rounds):
             tr = np.sort(tw[rounds == r])

@@ -62,6 +62,8 @@ class Ping:
     transport: str = "udp"
     ipv6: bool = False
     """Of the destination's host: the listener a ping leaves from has the same family."""
+    hop: str = ""
+    """Where it goes, with the transport spelled out (``corex.sendx`` needs it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +102,7 @@ class _Dest:
     """``socket_tag`` replies must arrive on; 0 = any socket."""
     transport: str
     ipv6: bool
+    hop: str
     paused: bool = False
     epoch: int = -1
     """The prober's control epoch ``interval_s`` and ``paused`` were read in."""
@@ -258,7 +261,7 @@ class Prober:
             deadline = start + min(self._timeout_s, dest.interval_s)
             ping = Ping(
                 self._seq, slot, gen, dest.uri, dest.from_uri, dest.socket, dest.transport,
-                dest.ipv6,
+                dest.ipv6, dest.hop,
             )  # fmt: skip
             # a DOWN destination's ping is not sent again: a loss only delays its recovery
             # by one interval, and the dead half of a list would double the traffic
@@ -318,12 +321,13 @@ class Prober:
         settings = parse_settings(rec.settings, internal=True)  # canonical: the table's
         local = socket_tag(*parse_socket(settings.socket)[1:]) if settings.socket else 0
         uri = parse_uri(rec.key)
+        transport = transport_of(uri)
         dest = _Dest(
             gen, rec.uri, rec.owner, rec.interval_ms / 1000.0, rec.state, rec.failures,
             rec.successes, rec.stopped, rec.state_cb, rec.response_cb, rec.user,
             address_tag(uri.host), settings.policy(self._policy), settings.from_uri,
-            settings.socket, local, transport_of(uri), uri.host.startswith("["), rec.paused,
-            self._epoch,
+            settings.socket, local, transport, uri.host.startswith("["),
+            f"sip:{uri.host}:{uri.port};transport={transport}", rec.paused, self._epoch,
         )  # fmt: skip
         self._dests[slot] = dest
         return dest

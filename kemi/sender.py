@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import functools
 import json
 
 from ka_core.callid import make_callid
 from ka_core.prober import Ping
-from ka_core.uri import parse_uri
 from ka_core.wire import (
     BRANCH_MAGIC,
     Listener,
@@ -38,7 +36,7 @@ class Sender:
         self._from = ping_from
         self._listeners: Listeners | None = None
         self._agent = ""
-        self._head = functools.lru_cache(maxsize=65536)(self._head_uncached)
+        self._templates: dict[tuple[str, str, bool, str], tuple[str, str] | None] = {}
 
     def listeners(self) -> Listeners:
         """Kamailio's sockets, read once (``corex.list_sockets`` through jsonrpcs)."""
@@ -56,28 +54,27 @@ class Sender:
             self._agent = user_agent(self._ksr.version())
         return self._listeners
 
-    def _head_uncached(
-        self, uri: str, from_uri: str, transport: str, ipv6: bool, socket: str
-    ) -> tuple[str, str, str] | None:
-        """(next hop, socket, request with placeholders for the Call-ID and the branch
-        hash).  The next hop names the transport: ``corex.sendx`` takes it from the
-        ``transport`` parameter only (a ``sips:`` URI alone would go out over UDP)."""
-        listener = self.listeners().pick(transport, ipv6, socket)
-        if listener is None:
-            return None
-        text = options_request(uri, from_uri, "\0", BRANCH_MAGIC + "\1", listener, self._agent)
-        target = parse_uri(uri)
-        hop = f"sip:{target.host}:{target.port};transport={transport}"
-        return hop, listener.spec, text
+    def _template(
+        self, from_uri: str, transport: str, ipv6: bool, socket: str
+    ) -> tuple[str, str] | None:
+        """(socket, the request with placeholders for the R-URI, Call-ID and branch hash):
+        one per sender, protocol, family and socket, so a handful in all."""
+        key = (from_uri, transport, ipv6, socket)
+        if key not in self._templates:
+            listener = self.listeners().pick(transport, ipv6, socket)
+            self._templates[key] = None if listener is None else (
+                listener.spec,
+                options_request("\2", from_uri, "\0", BRANCH_MAGIC + "\1", listener, self._agent),
+            )  # fmt: skip
+        return self._templates[key]
 
     def send(self, ping: Ping) -> bool:
         """One ping (or its retransmission: the same bytes); False if Kamailio refused it."""
-        sender = ping.from_uri or self._from
-        head = self._head(ping.uri, sender, ping.transport, ping.ipv6, ping.socket)
-        if head is None:
+        found = self._template(ping.from_uri or self._from, ping.transport, ping.ipv6, ping.socket)
+        if found is None:
             return False
-        hop, socket, template = head
+        socket, template = found
         callid = make_callid(self._prefix, ping.seq, ping.slot)
         digest = branch_for(self._key, callid)[len(BRANCH_MAGIC) :]
-        text = template.replace("\1", digest).replace("\0", callid)
-        return self._ksr.send_request(hop, socket, text) >= 0
+        text = template.replace("\2", ping.uri).replace("\1", digest).replace("\0", callid)
+        return self._ksr.send_request(ping.hop, socket, text) >= 0
