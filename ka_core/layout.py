@@ -21,6 +21,7 @@ INTERVAL_AT = 60  # u32: the current ping_interval in seconds (keepalive.interva
 PINGER = struct.Struct("<ddI")
 """The pinger's own health, written by it each step: loop lag, max lag (10 s), in flight."""
 PINGER_AT = 64
+MEMBERSHIP_AT = 88  # u32: bumped by every add and delete (cached list orders check it)
 
 SLOT_SIZE = 1552
 FIXED = struct.Struct("<IBBBxHHHHHHHHIIIIIIIxxxxddddddddd")
@@ -130,7 +131,8 @@ if len(Fixed._fields) != len(FIXED.unpack(bytes(FIXED.size))):
 if (
     HEADER.size + 16 > PAUSED_AT
     or INTERVAL_AT + 4 > PINGER_AT
-    or PINGER_AT + PINGER.size > HEADER_SIZE
+    or PINGER_AT + PINGER.size > MEMBERSHIP_AT
+    or MEMBERSHIP_AT + 4 > HEADER_SIZE
     or FIXED.size > min(off for off, _ in STRINGS.values())
     or max(off + size for off, size in STRINGS.values()) > METRICS_AT
     or METRICS_AT + METRICS.size > SLOT_SIZE

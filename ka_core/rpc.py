@@ -122,6 +122,7 @@ class RpcCommands:
         self._clock = clock
         self._add_rate = add_rate
         self._on_added = on_added
+        self._listed: tuple[int, list[int]] | None = None
         self._handlers: dict[str, Callable[[Sequence[object]], list[RpcValue]]] = {
             "keepalive.list": self._list,
             "keepalive.add": self._add,
@@ -146,13 +147,22 @@ class RpcCommands:
     def list_rows(self, params: Sequence[object]) -> list[Summary]:
         """What ``keepalive.list`` shows, newest first, paged by ints ``[offset [count]]``
         (C ignores parameters)."""
-        records = newest_first(self._table.summaries())
         ints = [p for p in params[:2] if isinstance(p, int) and not isinstance(p, bool)]
-        if len(ints) == len(params[:2]) and ints:
-            offset = max(ints[0], 0)
-            count = ints[1] if len(ints) > 1 else len(records)
-            records = records[offset : offset + max(count, 0)]
-        return records
+        if not (len(ints) == len(params[:2]) and ints):
+            return newest_first(self._table.summaries())
+        offset = max(ints[0], 0)
+        order = self._order()
+        count = ints[1] if len(ints) > 1 else len(order)
+        return self._table.summaries(order[offset : offset + max(count, 0)])
+
+    def _order(self) -> list[int]:
+        """The slots newest first, kept until a destination is added or deleted: a page
+        then reads only its own records (100 of 100,000: milliseconds, not a full scan)."""
+        membership = self._table.membership
+        if self._listed is None or self._listed[0] != membership:
+            slots = [r.slot for r in newest_first(self._table.summaries())]
+            self._listed = (membership, slots)
+        return self._listed[1]
 
     def _list(self, params: Sequence[object]) -> list[RpcValue]:
         return [list_struct(r) for r in self.list_rows(params)]

@@ -24,7 +24,7 @@ from __future__ import annotations
 import functools
 import struct
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 
 from ka_core import ratelimit
@@ -41,6 +41,7 @@ from ka_core.layout import (
     HOT,
     INTERVAL_AT,
     MAGIC,
+    MEMBERSHIP_AT,
     METRICS,
     METRICS_AT,
     SLOT_SIZE,
@@ -70,6 +71,15 @@ _I_STATE, _I_CHECKED, _I_UP, _I_DOWN, _I_ADDED, _I_URI_LEN, _I_OWNER_LEN = (
     index(n)
     for n in ("state", "last_checked", "last_up", "last_down", "added", "uri_len", "owner_len")
 )
+_U16 = struct.Struct("<H")
+_LEN_AT = {name: offset(f"{name}_len") for name in STRINGS}
+_I_LEN = {name: length_field(name) for name in STRINGS}
+_I_GEN, _I_USED, _I_FLAGS, _I_CRC, _I_INTERVAL = (
+    index(n) for n in ("gen", "used", "flags", "crc", "interval_ms")
+)
+_NEW_FIXED = tuple(FIXED.unpack(bytes(FIXED.size)))
+"""A fresh record's fixed fields: zeros, state UNKNOWN (0)."""
+_ZERO_SLOT = bytes(SLOT_SIZE)
 MAX_OWNER_BYTES = STRINGS["owner"][1] - 1
 MAX_USER_BYTES = STRINGS["user"][1]
 MAX_CALLBACK_BYTES = STRINGS["state_cb"][1]
@@ -209,13 +219,14 @@ class SharedTable(PingerWrites):
             if self._buf[self._off(slot) + _USED_AT] == USED:
                 yield self.read(slot)
 
-    def summaries(self) -> list[Summary]:
-        """What ``keepalive.list`` shows of every used record: only the fields it prints,
-        so listing 10,000 destinations does not decode every string of every slot."""
+    def summaries(self, slots: Iterable[int] | None = None) -> list[Summary]:
+        """What ``keepalive.list`` shows of every used record (or of those in ``slots``):
+        only the fields it prints, so listing 10,000 destinations does not decode every
+        string of every slot."""
         out = []
         buf, unpack, at = self._buf, FIXED.unpack_from, self._slots_at
         uri_at, owner_at = STRINGS["uri"][0], STRINGS["owner"][0]
-        for slot in range(self.capacity):
+        for slot in range(self.capacity) if slots is None else slots:
             off = at + slot * SLOT_SIZE
             if buf[off + _USED_AT] != USED:
                 continue
@@ -309,18 +320,13 @@ class SharedTable(PingerWrites):
                 raise TableFull("pinger queue full, try again")
             off = self._off(free)
             gen = (HOT.unpack_from(self._buf, off)[0] + 1) & 0xFFFFFFFF
-            self._buf[off : off + SLOT_SIZE] = bytes(SLOT_SIZE)
-            fixed = Fixed(
-                gen=gen, used=USED, state=State.UNKNOWN, flags=flags,
-                uri_len=len(encoded["uri"]), key_len=len(key_b), owner_len=len(owner_b),
-                state_cb_len=len(encoded["state_cb"]),
-                response_cb_len=len(encoded["response_cb"]),
-                settings_len=len(encoded["settings"]), user_len=len(encoded["user"]),
-                last_code=0, crc=zlib.crc32(key_b), failures=0, successes=0, timeouts=0,
-                interval_ms=interval_ms, pings=0, replies=0, last_checked=0.0, last_up=0.0,
-                last_down=0.0, rtt_ms=0.0, next_ping=0.0, added=wall, rtt_sum=0.0,
-                rtt_ewma=0.0, rtt_max=0.0,
-            )  # fmt: skip
+            self._buf[off : off + SLOT_SIZE] = _ZERO_SLOT
+            fixed = list(_NEW_FIXED)  # by index: 100,000 static destinations at start-up
+            fixed[_I_GEN], fixed[_I_USED], fixed[_I_FLAGS] = gen, USED, flags
+            for name, data in encoded.items():
+                fixed[_I_LEN[name]] = len(data)
+            fixed[_I_CRC], fixed[_I_INTERVAL] = zlib.crc32(key_b), interval_ms
+            fixed[_I_ADDED] = wall
             FIXED.pack_into(self._buf, off, *fixed)
             for name, data in encoded.items():
                 at = off + STRINGS[name][0]
@@ -392,7 +398,7 @@ class SharedTable(PingerWrites):
 
     def _str(self, off: int, name: str) -> bytes:
         at, _ = STRINGS[name]
-        length = FIXED.unpack_from(self._buf, off)[length_field(name)]
+        (length,) = _U16.unpack_from(self._buf, off + _LEN_AT[name])  # not all of FIXED
         return bytes(self._buf[off + at : off + at + length])
 
     def _free(self, slot: int, to: int = TOMB) -> None:
@@ -430,4 +436,12 @@ class SharedTable(PingerWrites):
                 buf[off + at] = EMPTY  # its generation was bumped when it was freed
 
     def _set_count(self, count: int) -> None:
+        """Every add and delete passes here: it also bumps ``membership``."""
         _U32.pack_into(self._buf, COUNT_AT, count)
+        (seen,) = _U32.unpack_from(self._buf, MEMBERSHIP_AT)
+        _U32.pack_into(self._buf, MEMBERSHIP_AT, (seen + 1) & 0xFFFFFFFF)
+
+    @property
+    def membership(self) -> int:
+        """Changes whenever a destination is added or deleted (any process)."""
+        return int(_U32.unpack_from(self._buf, MEMBERSHIP_AT)[0])

@@ -100,6 +100,20 @@ def test_list_paging(commands: RpcCommands) -> None:
     assert len(commands.call("keepalive.list", [])) == 5
 
 
+def test_pages_follow_adds_and_deletes_and_match_the_full_list(commands: RpcCommands) -> None:
+    def uris(params: list[object]) -> list[str]:
+        return [str(row["uri"]) for row in commands.call("keepalive.list", params)]  # type: ignore[index]
+
+    for i in range(6):
+        commands.call("keepalive.add", [f"10.0.1.{i}", "o"])
+    full = uris([])
+    assert uris([0, 3]) + uris([3, 3]) == full
+    commands.call("keepalive.del", ["10.0.1.4", "o"])
+    commands.call("keepalive.add", ["10.0.1.9", "o"])
+    assert uris([0, 2]) + uris([2, 9]) == uris([]) and "sip:10.0.1.9" in uris([0, 9])
+    assert "sip:10.0.1.4" not in uris([0, 10])
+
+
 def test_jsonrpc_answers_ours_and_passes_the_rest(commands: RpcCommands) -> None:
     def ask(obj: object) -> dict | None:
         out = jsonrpc.answer(json.dumps(obj).encode(), commands)

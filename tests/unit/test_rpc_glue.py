@@ -205,3 +205,17 @@ def test_every_add_path_wakes_the_pinger(glue: Glue) -> None:
     assert woken()
     assert serve(glue, rpc("keepalive.add", "sip:10.0.0.1", "h"))[1]["error"]  # type: ignore[index]
     assert not woken(), "a refused add wakes nothing"
+
+
+def test_a_listing_too_big_for_an_http_reply_is_a_clear_413(
+    glue: Glue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kemi import http_rpc
+
+    for i in range(20):
+        glue.rt.add(f"sip:10.0.3.{i + 1}", "big")
+    monkeypatch.setattr(http_rpc, "MAX_REPLY_BYTES", 2000)
+    status, body = serve(glue, rpc("keepalive.list"))  # type: ignore[misc]
+    assert status == 413 and "ask for pages" in body["error"]["message"]
+    status, body = serve(glue, rpc("keepalive.list", 0, 3))  # type: ignore[misc]
+    assert status == 200 and len(body["result"]) == 3

@@ -84,3 +84,30 @@ def test_generated_valid_uris_round_trip(scheme: str, host: str, port: int | Non
     again = parse_uri(uri.key)
     assert (again.key, again.host, again.port) == (uri.key, uri.host, uri.port)
     assert lookup_key(uri.display) == uri.key
+
+
+def test_the_fast_path_for_sip_ipv4_port_gives_what_the_full_parser_gives() -> None:
+    from ka_core import uri as uri_mod
+
+    for text in ("sip:10.0.0.1:5060", "sip:255.255.255.255:65535", "sip:0.0.0.0:1",
+                 "sip:1.2.3.4:65536", "sip:01.2.3.4:5060", "sip:1.2.3.4:05060",
+                 "sip:256.1.1.1:5060", "sip:1.2.3.4:5060;transport=tcp"):  # fmt: skip
+        fast = uri_mod._PLAIN.fullmatch(text)
+        try:
+            full = parse_uri(" " + text)  # the leading blank bypasses the fast path
+        except InvalidUri:
+            full = None
+        try:
+            got = parse_uri(text)
+        except InvalidUri:
+            got = None
+        if full is None:
+            assert got is None, text
+        else:
+            assert got is not None and got.key == full.key and got.host == full.host, text
+            assert (got.port, got.transport, got.display) == (
+                full.port,
+                full.transport,
+                full.display,
+            )
+        assert fast is None or int(fast[2]) >= 65536 or got is not None
