@@ -15,6 +15,7 @@ the GIL), but they do in a process whose Python code blocks in Python.  So:
 
 from __future__ import annotations
 
+import gc
 import importlib
 import select
 import threading
@@ -43,6 +44,9 @@ MAX_SLEEP_S = 5.0
 VM); everything that needs it sooner writes the wake pipe."""
 LAG_WINDOW_S = 10.0
 JOIN_WAIT_S = 3600.0
+FREEZE_EVERY_S = 30.0
+"""How often the pinger moves what it holds (destinations, the schedule) out of the garbage
+collector's reach: with 100,000 destinations a full collection paused pings by tens of ms."""
 """The main thread only waits for the core thread (which never ends): wake it rarely."""
 
 
@@ -76,6 +80,7 @@ class Pinger:
         self._writer = persistence.writer(rt.table, rt.config, rt.wall)  # KA_STATE_FILE
         self._deadline: float | None = None
         self._lag_since, self._lag_max = 0.0, 0.0
+        self._frozen_at = 0.0
         self._sender = Sender(rt.ksr, rt.key, callid_prefix(rt.token), rt.config.ping_from)
         self._servers: list[RpcServer | JsonrpcSocket] = []
         if rt.config.rpc_socket:
@@ -140,6 +145,9 @@ class Pinger:
         if self._writer is not None:
             self._writer.report(rt.ksr)  # its thread never calls KSR
         later = rt.monotonic()
+        if later - self._frozen_at >= FREEZE_EVERY_S:
+            gc.freeze()  # long-lived: never scanned again (freed by reference counts)
+            self._frozen_at = later
         deadline = step.deadline
         self._deadline = deadline
         sleep = MAX_SLEEP_S if deadline is None else max(0.0, min(MAX_SLEEP_S, deadline - later))
