@@ -78,7 +78,8 @@ def tables(runs: list[Run], idle: dict[str, float]) -> dict[str, str]:
             str(r.get("kamailio_socket_drops")), fmt(r.get("answering_pings_retransmitted_pct")),
             fmt(r.get("startup_to_first_ping_s")), spread(pages),
             f"{fmt(full.get('ms'))} ({full.get('entries')} entries, "
-            f"{full.get('bytes', 0) // 1024} KiB)",
+            f"{full.get('bytes', 0) // 1024} KiB)" if full.get("entries")
+            else f"refused (413: over 4 MiB, pages only) in {fmt(full.get('ms'))} ms",
             fmt(r.get("shm_peak_mb")) + f" of {SHM_MB} MB; table {fmt(r.get('table_mb'))} MB",
         ])  # fmt: skip
         if n == 100_000:
