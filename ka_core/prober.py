@@ -122,10 +122,21 @@ class Prober:
         self._seq = 0
         self._controls, self._epoch = -1, 0
         self._started = False
+        self.skip: Callable[[int, int], bool] | None = None
+        """Cluster mode (``kemi.cluster``): True for a (slot, gen) another node probes.  It
+        stays scheduled, unpinged, so a takeover needs no rescheduling."""
 
     @property
     def outstanding(self) -> int:
         return len(self._pending)
+
+    def refresh(self, slot: int, gen: int) -> None:
+        """Another node wrote this destination's state (cluster mode): read the record
+        again at its next ping instead of going on from the copy held here."""
+        dest = self._dests.get(slot)
+        if dest is not None and dest.gen == gen:
+            del self._dests[slot]
+            self._unread[slot] = gen
 
     def step(
         self,
@@ -170,6 +181,12 @@ class Prober:
         if (controls := self._table.controls) != self._controls:
             self._controls, self._epoch = controls, self._epoch + 1
         for due, slot, gen in self._schedule.pop_due(now):
+            if (
+                self.skip is not None
+                and self.skip(slot, gen)
+                and self._skipped(due, slot, gen, now)
+            ):
+                continue
             dest = self._live(slot, gen)
             if dest is None or dest.stopped:
                 continue
@@ -194,6 +211,16 @@ class Prober:
             self._table.record_ping(slot, gen, wall + (following - now))
             pings.append(Ping(self._seq, slot, gen, dest.uri, dest.from_uri, dest.socket))
         return pings
+
+    def _skipped(self, due: float, slot: int, gen: int, now: float) -> bool:
+        """Keep a destination another node probes on its schedule, unpinged; its copy is
+        dropped so that a takeover starts from the state that node wrote."""
+        if not self._table.is_used(slot, gen):
+            return False  # deleted: the normal path forgets it
+        self.refresh(slot, gen)
+        gap = self._table.interval_ms(slot) / 1000.0
+        self._schedule.schedule(next_due(due, gap, now), slot, gen)
+        return True
 
     def _expire(self, now: float, wall: float) -> list[Event]:
         events: list[Event] = []

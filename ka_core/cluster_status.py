@@ -1,0 +1,69 @@
+"""``keepalive.cluster``: what the pinger publishes about the cluster, and the RPC reply.
+
+The cluster view lives in the pinger process, but RPC is also served by SIP workers (JSON-RPC
+over HTTP), so the pinger publishes a JSON status into the shared inbox buffer about once a
+second (``ka_core.cluster_inbox``) and any process turns it into the reply here.
+
+Reply: one struct for this node (mode, live nodes, destinations, how many it probes, digest)
+then one per other node (status: ``live``, ``silent``, ``syncing`` or ``dmq-<status>``; when
+last heard; its digest and counts).  With a URI: which node probes it now.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+from ka_core.cluster_hash import owner
+from ka_core.errors import InvalidUri, RpcFault
+from ka_core.uri import parse_uri
+
+RpcValue = int | str | float | dict[str, object] | list[object]
+
+
+def rpc_view(status: bytes, params: Sequence[object]) -> list[RpcValue]:
+    if not status:
+        raise RpcFault(500, "cluster status not published yet, try again")
+    doc = json.loads(status)
+    if params:
+        return [_who_probes(doc, params[0])]
+    me: dict[str, object] = {
+        "node": doc["node"],
+        "this node": 1,
+        "mode": doc["mode"],
+        "channel": doc["channel"],
+        "live nodes": " ".join(doc["live"]),
+        "destinations": doc["destinations"],
+        "probing": doc["probing"],
+        "digest": doc["digest"],
+        "heartbeat ms": doc["heartbeat_ms"],
+        "messages sent": doc["sent"],
+        "messages received": doc["received"],
+        "messages bad": doc["bad"],
+    }
+    rows: list[RpcValue] = [me]
+    for peer in doc["peers"]:
+        rows.append(
+            {
+                "node": peer["node"],
+                "this node": 0,
+                "status": peer["status"],
+                "dmq": peer["dmq"],
+                "last heard s": peer["heard_s"],
+                "destinations": peer["count"],
+                "probing": peer["probing"],
+                "digest": peer["digest"],
+                "mode": peer["mode"],
+            }
+        )
+    return rows
+
+
+def _who_probes(doc: dict[str, object], uri: object) -> dict[str, object]:
+    try:
+        key = parse_uri(uri).key
+    except InvalidUri as exc:
+        raise RpcFault(500, f"invalid destination: {exc}") from None
+    live = [str(n) for n in doc["live"]]  # type: ignore[attr-defined]
+    who = "every node" if doc["mode"] == "all" else owner(key, live)
+    return {"uri": str(uri), "key": key, "probed by": who, "live nodes": " ".join(live)}
