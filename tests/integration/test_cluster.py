@@ -5,10 +5,12 @@ real SIP peers that count the OPTIONS they receive."""
 from __future__ import annotations
 
 import collections
+import itertools
 import os
 import re
 import signal
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 
@@ -126,3 +128,251 @@ def test_one_prober_per_destination_and_every_node_sees_the_state(
     probers = {prober_of(nodes[0], uri) for uri in uris}
     assert len(probers) >= 2, probers
     assert result_of(nodes[2], "ka_is_alive", uris[0]) == "1"
+
+
+def test_adds_and_deletes_from_script_rpc_and_api_reach_every_node(
+    kamailio_factory: KamailioFactory, peers: list[ScriptedUAS], tmp_path
+) -> None:
+    nodes = start_cluster(kamailio_factory)
+    a, b, c, d = uris_of(peers)[:4]
+    assert result_of(nodes[0], "ka_add_destination", a, "t") == "1"
+    assert "added" in nodes[1].kamcmd("keepalive.add", b, "t", "interval=2;alive=2xx,404")
+    out = str(tmp_path / "cb.jsonl")
+    assert result_of(nodes[2], "api_add_destination", c, "t", 1, out) == "0"
+    assert result_of(nodes[2], "ka_add_destination", d, "t") == "1"
+    wait_until(lambda: all(listed(k) == {a, b, c, d} for k in nodes), 3, "adds replicated")
+    info = nodes[0].kamcmd("keepalive.info", b, "t")
+    assert "settings: interval=2;alive=2xx,404" in info, info
+    assert "ping interval ms: 2000" in info
+    assert "Destination removed" in nodes[0].kamcmd("keepalive.del", a, "t")
+    assert result_of(nodes[1], "api_del_destination", c, "t") == "0"
+    assert result_of(nodes[2], "ka_del_destination", d, "t") == "1"
+    wait_until(lambda: all(listed(k) == {b} for k in nodes), 3, "deletes replicated")
+    nodes[1].kamcmd("keepalive.flush")
+    wait_until(lambda: all(listed(k) == set() for k in nodes), 3, "flush replicated")
+
+
+def test_a_state_change_reaches_every_node_within_a_second(
+    kamailio_factory: KamailioFactory, peers: list[ScriptedUAS]
+) -> None:
+    nodes = start_cluster(kamailio_factory, defines={"KA_PING_TIMEOUT_MS": 500})
+    uris = uris_of(peers)
+    for uri in uris:
+        assert result_of(nodes[0], "ka_add_destination", uri, "t") == "1"
+    wait_until(lambda: all(states(k, uris) == [1] * 6 for k in nodes), 6, "UP everywhere")
+    lags = []
+    for uri, uas in zip(uris, peers, strict=True):
+        uas.answer(503)
+        prober = next(k for k in nodes if node_id(k) == prober_of(nodes[0], uri))
+        wait_until(lambda u=uri, p=prober: state_of(p, u) == 2, 3, f"{uri} DOWN on its prober")
+        seen = time.monotonic()
+        others = [k for k in nodes if k is not prober]
+        lags.append(
+            wait_until(lambda u=uri, o=others: all(state_of(k, u) == 2 for k in o), 2, "DOWN")
+        )
+        for kam in nodes:
+            assert result_of(kam, "ka_is_alive", uri) == "2"
+        assert time.monotonic() - seen < 2
+    assert max(lags) < 1.0, lags
+
+
+def busiest(candidates: Cluster, asked: Kamailio, uris: list[str]) -> Kamailio:
+    """The candidate that probes the most of ``uris`` (at least one)."""
+    counts = collections.Counter(prober_of(asked, u) for u in uris)
+    best = max(candidates, key=lambda k: counts[node_id(k)])
+    assert counts[node_id(best)], counts
+    return best
+
+
+def _pids(kam: Kamailio) -> list[int]:
+    pids = kam.pids()
+    assert pids, kam.log()
+    return pids
+
+
+def _first_options_after(uas: ScriptedUAS, when: float, source: str) -> float | None:
+    times = [r.mono for r in uas.received("OPTIONS") if r.mono > when and r.source[0] == source]
+    return min(times) if times else None
+
+
+def _max_gap(uas: ScriptedUAS, start: float, end: float) -> float:
+    times = sorted({round(r.mono, 2) for r in uas.received("OPTIONS") if start <= r.mono <= end})
+    edges = [start, *times, end]
+    return max(b - a for a, b in itertools.pairwise(edges))
+
+
+def test_a_killed_node_is_taken_over_then_restarts_and_syncs(
+    kamailio_factory: KamailioFactory, peers: list[ScriptedUAS]
+) -> None:
+    nodes = start_cluster(kamailio_factory)
+    uris = uris_of(peers)
+    for uri in uris:
+        assert result_of(nodes[0], "ka_add_destination", uri, "t") == "1"
+    wait_until(lambda: all(states(k, uris) == [1] * 6 for k in nodes), 5, "UP everywhere")
+    victim = busiest(nodes[1:], nodes[0], uris)
+    survivors = [k for k in nodes if k is not victim]
+    theirs = [i for i, u in enumerate(uris) if prober_of(nodes[0], u) == node_id(victim)]
+    pids = _pids(victim)
+    killed = time.monotonic()
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    assert victim.proc is not None
+    victim.proc.wait(timeout=5)
+    excluded = killed + wait_live(survivors, survivors, timeout=10)
+    time.sleep(2.5)
+    for i in theirs:
+        first = min(
+            t
+            for k in survivors
+            if (t := _first_options_after(peers[i], excluded - 0.05, k.ip)) is not None
+        )
+        assert first - excluded <= 1.2, f"{uris[i]} taken over {first - excluded:.2f} s late"
+        assert _max_gap(peers[i], killed, time.monotonic()) <= 1.0 + (excluded - killed) + 0.4
+    print(f"excluded {excluded - killed:.2f} s after kill -9")
+    # new destinations and a delete while it is down, then it comes back
+    extra = uris[0].replace(str(peers[0].port), str(peers[0].port + 1))
+    assert result_of(nodes[0], "ka_add_destination", extra, "t") == "1"
+    assert result_of(nodes[1], "ka_del_destination", uris[1], "t") == "1"
+    want = (set(uris) - {uris[1]}) | {extra}
+    victim.start(wait=False)
+    victim.wait_ready()
+    ready = time.monotonic()
+    synced = wait_until(lambda: listed(victim) == want, 5, "restarted node synced")
+    assert synced <= 2.0, f"sync took {synced:.2f} s after start"
+    wait_live(nodes, nodes)
+    back = time.monotonic()
+    time.sleep(2.2)
+    mine = [i for i, u in enumerate(uris) if prober_of(victim, u) == node_id(victim)]
+    mine = [i for i in mine if i != 1]
+    for i in mine:
+        got = senders(peers[i], since=back + 1.1)
+        assert set(got) == {victim.ip}, f"{uris[i]}: {dict(got)}"
+    print(f"synced {synced:.2f} s after ready at {ready - killed:.1f}")
+
+
+def test_a_frozen_node_is_taken_over_and_rejoins_after_sigcont(
+    kamailio_factory: KamailioFactory, peers: list[ScriptedUAS]
+) -> None:
+    nodes = start_cluster(kamailio_factory)
+    uris = uris_of(peers)
+    for uri in uris:
+        assert result_of(nodes[1], "ka_add_destination", uri, "t") == "1"
+    wait_until(lambda: all(states(k, uris) == [1] * 6 for k in nodes), 5, "UP everywhere")
+    frozen = busiest(nodes, nodes[1], uris)
+    others = [k for k in nodes if k is not frozen]
+    theirs = [i for i, u in enumerate(uris) if prober_of(nodes[1], u) == node_id(frozen)]
+    target = uris[theirs[0]]
+    pids = _pids(frozen)
+    stopped = time.monotonic()
+    try:
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        excluded = stopped + wait_live(others, others, timeout=10)
+        time.sleep(2.2)
+        for i in theirs:
+            got = senders(peers[i], since=excluded + 1.05)
+            assert got and set(got) <= {k.ip for k in others}, f"{uris[i]}: {dict(got)}"
+        peers[theirs[0]].answer(503)
+        wait_until(lambda: all(state_of(k, target) == 2 for k in others), 3, "DOWN on the others")
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+    print(f"frozen node excluded {excluded - stopped:.2f} s after SIGSTOP")
+    wait_live(nodes, nodes, timeout=20)
+    wait_until(lambda: state_of(frozen, target) == 2, 6, "the thawed node learns the state")
+
+
+def _kdmq(
+    kam: Kamailio, body: bytes, source_ip: str, channel: str = "keepalive"
+) -> tuple[int, str]:
+    """A KDMQ request from ``source_ip``; (status code, reason)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(3)
+        sock.bind((source_ip, 0))
+        port = sock.getsockname()[1]
+        head = (
+            f"KDMQ sip:{channel}@{kam.ip}:{kam.port} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP {source_ip}:{port};branch=z9hG4bK{os.urandom(6).hex()};rport\r\n"
+            f"From: <sip:{channel}@{source_ip}:{port}>;tag=1\r\n"
+            f"To: <sip:{channel}@{kam.ip}:{kam.port}>\r\n"
+            f"Call-ID: {os.urandom(8).hex()}@test\r\nCSeq: 1 KDMQ\r\nMax-Forwards: 1\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
+        sock.sendto(head.encode() + body, (kam.ip, kam.port))
+        data = sock.recv(65535).decode(errors="replace")
+    first = data.split("\r\n", 1)[0].split(" ", 2)
+    return int(first[1]), first[2] if len(first) > 2 else ""
+
+
+def test_kdmq_from_a_non_node_or_with_a_bad_body_is_refused(
+    kamailio_factory: KamailioFactory, peers: list[ScriptedUAS]
+) -> None:
+    nodes = start_cluster(kamailio_factory)
+    uri = uris_of(peers)[0]
+    assert result_of(nodes[0], "ka_add_destination", uri, "t") == "1"
+    wait_until(lambda: all(listed(k) == {uri} for k in nodes), 3, "replicated")
+    victim, node = nodes[1], nodes[0]
+    me = node_id(node)
+    delete = f'{{"v":1,"t":"set","n":"{me}","e":[["{uri}","t",0,4000000000.0,"{me}","",0]]}}'
+    stranger = "127.0.21.99"
+    assert _kdmq(victim, delete.encode(), stranger)[0] == 403  # a valid delete, from no node
+    hostile = [
+        b"not json",
+        f'{{"v":1,"t":"set","n":"{me}","e":[["sip:x;evil=1","t",0,1.0,"{me}","",0]]}}'.encode(),
+        f'{{"v":1,"t":"set","n":"{me}","e":[["{uri}","t",1,1.0,"{me}","socket=x",0]]}}'.encode(),
+        f'{{"v":1,"t":"st","n":"{me}","s":[["{uri}","t",7,1.0]]}}'.encode(),
+        f'{{"v":1,"t":"hb","n":"{me}","q":1,"h":"zz","c":0,"p":0,"m":"all"}}'.encode(),
+        f'{{"v":1,"t":"set","n":"{me}","e":['.encode() + b"[" * 5000 + b"]" * 5000,
+        b'{"v":2,"t":"hb"}',
+        b"\xff\xfe",
+    ]
+    for body in hostile:
+        assert _kdmq(victim, body, node.ip)[0] in (400, 413), body[:60]
+    # a node's address, but claiming to be another node
+    spoof = delete.replace(me, node_id(nodes[2])).encode()
+    assert _kdmq(victim, spoof, node.ip)[0] == 403
+    # another channel is dmq's business (an unknown one: 404 from dmq)
+    assert _kdmq(victim, b"x", node.ip, channel="nochannel")[0] in (404, 202, 200)
+    time.sleep(0.5)
+    assert all(listed(k) == {uri} for k in nodes)
+    assert "KDMQ refused with 403 from 127.0.21.99: not a dmq node" in victim.log()
+    wait_live(nodes, nodes)
+
+
+def test_adds_and_deletes_racing_on_two_nodes_converge(
+    kamailio_factory: KamailioFactory, uas_factory
+) -> None:
+    nodes = start_cluster(kamailio_factory)
+    host = uas_factory().host
+    uris = [f"sip:{host}:{40000 + i}" for i in range(30)]
+
+    # node 0 adds each destination while node 1 deletes it and adds it back with settings
+    def adder() -> None:
+        for uri in uris:
+            nodes[0].kamcmd("keepalive.add", uri, "t")
+
+    def fighter() -> None:
+        for uri in uris:
+            nodes[1].kamcmd("keepalive.del", uri, "t")
+            nodes[1].kamcmd("keepalive.add", uri, "t", "alive=2xx,404")
+
+    threads = [threading.Thread(target=adder), threading.Thread(target=fighter)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    def view(kam: Kamailio) -> dict[str, str]:
+        out = kam.kamcmd("keepalive.info")
+        rows = re.findall(r"uri: (\S+)\n.*?settings: ([^\n]*)", out, re.S)
+        return dict(rows)
+
+    def converged() -> bool:
+        views = [view(k) for k in nodes]
+        return views[0] == views[1] == views[2]
+
+    took = wait_until(converged, 8, "the same destinations and settings on every node")
+    digests = {re.search(r"digest: (\w+)", cluster_info(k)).group(1) for k in nodes}  # type: ignore[union-attr]
+    assert len(digests) == 1, digests
+    assert set(view(nodes[0])) == set(uris), "every destination was re-added last by node 1"
+    print(f"converged {took:.2f} s after the race")
