@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from tests.conftest import KamailioFactory, result_of
-from tests.harness.kamailio import Kamailio
+from tests.harness.kamailio import Kamailio, free_udp_tcp_port
 from tests.integration.test_keepalive import state_of
 from tests.peers.uas import ScriptedUAS
 
@@ -376,3 +376,65 @@ def test_adds_and_deletes_racing_on_two_nodes_converge(
     assert len(digests) == 1, digests
     assert set(view(nodes[0])) == set(uris), "every destination was re-added last by node 1"
     print(f"converged {took:.2f} s after the race")
+
+
+@pytest.mark.netns
+def test_link_cut_partition_each_side_probes_and_converges_on_heal(
+    kamailio_factory: KamailioFactory, uas_factory, netns_host_factory, monkeypatch
+) -> None:
+    """Node C runs in a network namespace; cutting its link splits {A, B} from {C}."""
+    from tests.harness import kamailio as harness
+
+    host = netns_host_factory()
+    a = kamailio_factory(start=False, ip=host.gateway, port=free_udp_tcp_port(host.gateway))
+    b = kamailio_factory(start=False, ip=host.gateway, port=free_udp_tcp_port(host.gateway))
+    c = kamailio_factory(start=False, ip=host.address, port=5060)
+    nodes = [a, b, c]
+    for kam in nodes:
+        kam.defines.update(cluster_defines(kam, a))
+    a.start(wait=False)
+    b.start(wait=False)
+    with monkeypatch.context() as patch:
+        patch.setattr(
+            harness,
+            "kamailio_command",
+            lambda: ["ip", "netns", "exec", host.name, harness.KAMAILIO],
+        )
+        c.start(wait=False)
+    for kam in nodes:
+        kam.wait_ready()
+    wait_live(nodes, nodes)
+    peers = [uas_factory(host=host.gateway) for _ in range(6)]
+    uris = uris_of(peers)
+    for uri in uris[:5]:
+        assert result_of(a, "ka_add_destination", uri, "t") == "1"
+    wait_until(lambda: all(states(k, uris[:5]) == [1] * 5 for k in nodes), 6, "UP everywhere")
+    cut = time.monotonic()
+    host.link_down()
+    try:
+        split = wait_live([a, b], [a, b], timeout=10)
+        wait_live([c], [c], timeout=10)
+        time.sleep(2.2)
+        for uas in peers[:5]:  # the majority side probes everything it can reach
+            got = senders(uas, since=cut + split + 1.1)
+            assert got and set(got) == {host.gateway}, dict(got)
+        # C still probes (it sees nobody else), but its pings cannot leave: DOWN there
+        wait_until(lambda: states(c, uris[:5]) == [2] * 5, 4, "C sees its destinations DOWN")
+        assert states(a, uris[:5]) == [1] * 5
+        # each side changes the set meanwhile
+        assert result_of(a, "ka_add_destination", uris[5], "t") == "1"
+        assert "Destination removed" in c.kamcmd("keepalive.del", uris[0], "t")
+    finally:
+        host.link_up()
+    healed = time.monotonic()
+    joined = wait_live(nodes, nodes, timeout=20)
+    want = set(uris[1:])
+    took = wait_until(lambda: all(listed(k) == want for k in nodes), 5, "the same set after heal")
+    conv = wait_until(
+        lambda: all(states(k, uris[1:]) == [1] * 5 for k in nodes), 10, "UP everywhere again"
+    )
+    print(
+        f"partition seen after {split:.2f} s; rejoined {joined:.2f} s after heal; "
+        f"set converged +{took:.2f} s, states +{conv:.2f} s"
+    )
+    assert time.monotonic() - healed < 30
