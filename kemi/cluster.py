@@ -88,6 +88,7 @@ class Cluster:
         self.sent = self.received = self.bad = 0
         self._probing = 0
         self._probing_epoch = -1
+        self._shown: tuple[tuple[str, ...], str, int] = ((), "", -1)
 
     def attach(self, prober: Prober) -> None:
         self._prober = prober
@@ -266,14 +267,16 @@ class Cluster:
             self._rt.ksr.info(f"cluster: live nodes {' '.join(live)} (were {' '.join(self.live)})")
             self.live, self._epoch = live, self._epoch + 1
             self._owned.clear()
+            due["status"] = now  # keepalive.cluster shows it at once
         if now >= due["hb"]:
             due["hb"] = now + self._c.heartbeat_s
             self._send_heartbeat()
         if now >= due["digest"]:
             due["digest"] = now + DIGEST_S
             self._bcast(encode_states(self.me, list(self._my_states())))
-        if now >= due["status"]:
-            due["status"] = now + STATUS_S
+        shown = (self.live, self.replica.digest, self.sent)
+        if now >= due["status"] or shown != self._shown:
+            due["status"], self._shown = now + STATUS_S, shown
             self._publish(now)
         if now >= due["gc"]:
             due["gc"] = now + GC_S
