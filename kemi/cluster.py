@@ -25,6 +25,7 @@ KSR caller there, around each prober step:
 from __future__ import annotations
 
 import json
+import traceback
 from collections.abc import Iterator
 
 from ka_core import registry
@@ -32,6 +33,7 @@ from ka_core.cluster_codec import (
     BadMessage,
     Entry,
     Heartbeat,
+    Message,
     SetMessage,
     StateItem,
     decode,
@@ -87,7 +89,9 @@ class Cluster:
         self._seq = 0
         self.sent = self.received = self.bad = 0
         self._probing = 0
-        self._probing_epoch = -1
+        self._changes = 0
+        """Bumped when ``_slots`` changes: ``probing`` recounts only then."""
+        self._probing_version = (-1, -1)
         self._shown: tuple[tuple[str, ...], str, int] = ((), "", -1)
 
     def attach(self, prober: Prober) -> None:
@@ -129,14 +133,23 @@ class Cluster:
                 self._rt.ksr.warn(f"cluster: dropping a bad queued message: {exc}")
                 continue
             self.received += 1
-            if isinstance(message, Heartbeat):
-                self._heartbeat(message, now)
-            elif isinstance(message, SetMessage):
-                for item in message.entries:
-                    events.extend(self._apply_entry(item, wall))
-            else:
-                for state in message.states:
-                    events.extend(self._apply_state(state.key, state.owner, state.state, state.ts))
+            try:
+                events.extend(self._apply(message, now, wall))
+            except Exception:  # a bug must cost one message, not the pinger's loop
+                self.bad += 1
+                self._rt.ksr.err(f"cluster: applying a message failed: {traceback.format_exc()}")
+        return events
+
+    def _apply(self, message: Message, now: float, wall: float) -> list[Event]:
+        events: list[Event] = []
+        if isinstance(message, Heartbeat):
+            self._heartbeat(message, now)
+        elif isinstance(message, SetMessage):
+            for item in message.entries:
+                events.extend(self._apply_entry(item, wall))
+        else:
+            for state in message.states:
+                events.extend(self._apply_state(state.key, state.owner, state.state, state.ts))
         return events
 
     def _local_added(self, slot: int, gen: int) -> None:
@@ -148,6 +161,7 @@ class Cluster:
             return
         rec = table.read(slot)
         self._slots[slot] = (gen, rec.key, rec.owner)
+        self._changes += 1
         own = table.flags(slot) & FLAG_OWN_INTERVAL
         entry = Entry(
             rec.key, rec.uri, rec.owner, True, rec.added, self.me, rec.settings,
@@ -163,10 +177,12 @@ class Cluster:
         if known is None or known[0] != gen:
             return
         del self._slots[slot]
+        self._changes += 1
         self._local(Entry(known[1], known[1], known[2], False, wall, self.me))
 
     def _local_flushed(self, wall: float) -> None:
         self._slots.clear()
+        self._changes += 1
         for entry in self.replica.entries():
             if entry.present:
                 self._local(Entry(entry.key, entry.key, entry.owner, False, wall, self.me))
@@ -184,7 +200,9 @@ class Cluster:
                 f"mode-{hb.node}",
                 f"cluster: node {hb.node} runs KA_CLUSTER_MODE {hb.mode}, this one {self._c.mode}",
             )
-        differs = hb.digest != self.replica.digest
+        peer = self.members.peers[hb.node]
+        # a mismatch that outlives two heartbeats is not a message still in flight
+        differs = now - peer.agreed > 2 * self._c.heartbeat_s
         last = self._dumped.get(hb.node, float("-inf"))
         if fresh or (differs and now - last >= DUMP_EVERY_S):
             self._dumped[hb.node] = now
@@ -217,6 +235,7 @@ class Cluster:
             table.remove(e.key, e.owner)
             self._ours.add((slot, rec.gen))
             self._slots.pop(slot, None)
+            self._changes += 1
         if not e.present:
             return
         rec = registry.add(
@@ -225,6 +244,7 @@ class Cluster:
         )  # fmt: skip
         self._ours.add((rec.slot, rec.gen))
         self._slots[rec.slot] = (rec.gen, rec.key, rec.owner)
+        self._changes += 1
         self._rt.wake()  # the prober schedules it at its next step, not after a long sleep
 
     def _apply_state(self, key: str, owner_name: str, state: int, ts: float) -> list[Event]:
@@ -298,9 +318,10 @@ class Cluster:
         """How many destinations this node probes (recounted when the live set changes)."""
         if self._c.mode == "all" or len(self.live) == 1:
             return len(self._slots)
-        if self._probing_epoch != self._epoch or len(self._slots) != self._probing:
-            self._probing = sum(owner(k, self.live) == self.me for _, k, _ in self._slots.values())
-            self._probing_epoch = self._epoch
+        version = (self._epoch, self._changes)
+        if self._probing_version != version:
+            self._probing = sum(not self.skips(slot, g) for slot, (g, _, _) in self._slots.items())
+            self._probing_version = version
         return self._probing
 
     def _my_states(self) -> Iterator[StateItem]:
@@ -309,7 +330,7 @@ class Cluster:
             known = self._slots.get(row.slot)
             if known is None or row.state == State.UNKNOWN:
                 continue
-            if self._c.mode == "all" or owner(known[1], self.live) == self.me:
+            if not self.skips(row.slot, known[0]):
                 yield StateItem(known[1], row.uri, row.owner, row.state, row.last_checked)
 
     def _dump(self, node: str) -> None:

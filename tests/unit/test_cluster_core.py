@@ -302,3 +302,29 @@ def test_rpc_view_lists_nodes_and_who_probes_a_uri() -> None:
         rpc_view(status_doc(), ["http://x"])
     with pytest.raises(RpcFault, match="not published"):
         rpc_view(b"", [])
+
+
+# -- configuration -----------------------------------------------------------------------------
+
+
+def test_cluster_parameters_are_checked() -> None:
+    from ka_core.config import load_config
+    from ka_core.errors import InvalidArgument
+
+    on = load_config({"CLUSTER": "1", "DMQ_SERVER": '"sip:10.0.0.1:5070"'})
+    assert (on.cluster, on.dmq_server, on.cluster_mode, on.cluster_channel) == (
+        1, "10.0.0.1:5070", "distributed", "keepalive",
+    )  # fmt: skip
+    assert load_config({}).cluster == 0
+    bad = [
+        ({"CLUSTER": "1"}, "dmq_server: needed"),
+        ({"CLUSTER": "1", "DMQ_SERVER": "sip:h", "DNS": "1"}, "not supported together"),
+        ({"CLUSTER": "2", "DMQ_SERVER": "sip:h"}, "cluster"),
+        ({"DMQ_SERVER": "sips:h"}, "dmq_server"),
+        ({"CLUSTER_MODE": "some"}, "cluster_mode"),
+        ({"CLUSTER_CHANNEL": "a b"}, "cluster_channel"),
+        ({"CLUSTER_HEARTBEAT_MS": "50"}, "cluster_heartbeat_ms"),
+    ]
+    for defines, message in bad:
+        with pytest.raises(InvalidArgument, match=message):
+            load_config(defines)
