@@ -67,3 +67,38 @@ def _who_probes(doc: dict[str, object], uri: object) -> dict[str, object]:
     live = [str(n) for n in doc["live"]]  # type: ignore[attr-defined]
     who = "every node" if doc["mode"] == "all" else owner(key, live)
     return {"uri": str(uri), "key": key, "probed by": who, "live nodes": " ".join(live)}
+
+
+def metrics_text(status: bytes, prefix: str) -> str:
+    """The cluster's families for /metrics, per node (``node`` label); empty before the
+    pinger's first publication."""
+    if not status:
+        return ""
+    doc = json.loads(status)
+    out: list[str] = []
+
+    def family(name: str, kind: str, text: str, rows: Sequence[tuple[str, object]]) -> None:
+        out.extend([f"# HELP {prefix}{name} {text}", f"# TYPE {prefix}{name} {kind}"])
+        out.extend(f"{prefix}{name}{labels} {value}" for labels, value in rows)
+
+    me = doc["node"]
+    peers = doc["peers"]
+    family("cluster_live_nodes", "gauge", "Nodes this node counts live, itself included.",
+           [("", len(doc["live"]))])  # fmt: skip
+    family("cluster_node_live", "gauge", "1 if this node counts the node live.",
+           [(f'{{node="{me}"}}', 1)]
+           + [(f'{{node="{p["node"]}",status="{p["status"]}"}}', int(p["status"] == "live"))
+              for p in peers])  # fmt: skip
+    family("cluster_probing", "gauge", "Destinations each node probes (as it last reported).",
+           [(f'{{node="{me}"}}', doc["probing"])]
+           + [(f'{{node="{p["node"]}"}}', p["probing"]) for p in peers])  # fmt: skip
+    family("cluster_destinations", "gauge", "Destinations in the replicated set, per node.",
+           [(f'{{node="{me}"}}', doc["destinations"])]
+           + [(f'{{node="{p["node"]}"}}', p["count"]) for p in peers])  # fmt: skip
+    for name, field, text in (
+        ("cluster_messages_sent_total", "sent", "KDMQ messages this node sent."),
+        ("cluster_messages_received_total", "received", "KDMQ messages this node applied."),
+        ("cluster_messages_bad_total", "bad", "Queued messages that could not be applied."),
+    ):
+        family(name, "counter", text, [("", doc[field])])
+    return "\n".join(out) + "\n"

@@ -12,6 +12,7 @@ import signal
 import socket
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -128,6 +129,14 @@ def test_one_prober_per_destination_and_every_node_sees_the_state(
     probers = {prober_of(nodes[0], uri) for uri in uris}
     assert len(probers) >= 2, probers
     assert result_of(nodes[2], "ka_is_alive", uris[0]) == "1"
+    url = f"http://{nodes[1].ip}:{nodes[1].port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        text = resp.read().decode()
+    assert "kamailio_keepalive_cluster_live_nodes 3\n" in text
+    probing = re.findall(r'^kamailio_keepalive_cluster_probing\{node="[^"]+"\} (\d+)$', text, re.M)
+    assert sorted(map(int, probing)) == sorted(
+        sum(prober_of(nodes[1], u) == node_id(k) for u in uris) for k in nodes
+    )
 
 
 def test_adds_and_deletes_from_script_rpc_and_api_reach_every_node(

@@ -233,3 +233,20 @@ def test_mode_all_pings_everything_on_every_node(glue_factory: GlueFactory) -> N
     assert isinstance(peer, dict) and peer["mode"] == "all"
     (who,) = nodes[0].rt.commands.call("keepalive.cluster", ["sip:10.9.6.1"])
     assert isinstance(who, dict) and who["probed by"] == "every node"
+
+
+def test_metrics_show_per_node_figures(pair: list[Node]) -> None:
+    from kemi.metrics_http import exposition
+
+    a, _ = pair
+    registry.add(a.rt.table, "sip:10.9.7.1", "t", interval_s=None, wall=a.rt.wall())
+    run(pair, 1000.6, 1001.6)
+    text = exposition(a.rt)
+    assert "kamailio_keepalive_cluster_live_nodes 2\n" in text
+    assert f'kamailio_keepalive_cluster_node_live{{node="{B}",status="live"}} 1' in text
+    assert f'kamailio_keepalive_cluster_destinations{{node="{B}"}} 1' in text
+    probing = [
+        ln for ln in text.splitlines() if ln.startswith("kamailio_keepalive_cluster_probing{")
+    ]
+    assert sorted(int(ln.split()[-1]) for ln in probing) == [0, 1]
+    assert "# TYPE kamailio_keepalive_cluster_messages_sent_total counter" in text
