@@ -138,6 +138,16 @@ class Prober:
             del self._dests[slot]
             self._unread[slot] = gen
 
+    def _skipped(self, due: float, slot: int, gen: int, now: float) -> bool:
+        """Keep a destination another node probes on its schedule, unpinged; its copy is
+        dropped so that a takeover starts from the state that node wrote."""
+        if not self._table.is_used(slot, gen):
+            return False  # deleted: the normal path forgets it
+        self.refresh(slot, gen)
+        gap = self._table.interval_ms(slot) / 1000.0
+        self._schedule.schedule(next_due(due, gap, now), slot, gen)
+        return True
+
     def step(
         self,
         now: float,
@@ -211,16 +221,6 @@ class Prober:
             self._table.record_ping(slot, gen, wall + (following - now))
             pings.append(Ping(self._seq, slot, gen, dest.uri, dest.from_uri, dest.socket))
         return pings
-
-    def _skipped(self, due: float, slot: int, gen: int, now: float) -> bool:
-        """Keep a destination another node probes on its schedule, unpinged; its copy is
-        dropped so that a takeover starts from the state that node wrote."""
-        if not self._table.is_used(slot, gen):
-            return False  # deleted: the normal path forgets it
-        self.refresh(slot, gen)
-        gap = self._table.interval_ms(slot) / 1000.0
-        self._schedule.schedule(next_due(due, gap, now), slot, gen)
-        return True
 
     def _expire(self, now: float, wall: float) -> list[Event]:
         events: list[Event] = []
