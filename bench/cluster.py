@@ -36,6 +36,8 @@ PORT = 15321
 """Not the other benchmarks' 15300: a run of both cannot mix their peers' logs."""
 SAMPLE = 50
 HEARTBEAT_MS = 1000
+PAGE = 500
+"""keepalive.list pages (kamcmd's replies stop near 700 destinations)."""
 
 
 def uri(addr: str) -> str:
@@ -64,7 +66,7 @@ def start_nodes(wd: Path, addrs: list[str], n_nodes: int) -> list[BenchKamailio]
     return nodes
 
 
-def rpc(kam: BenchKamailio, method: str, *params: str) -> list[object]:
+def rpc(kam: BenchKamailio, method: str, *params: str | int) -> list[object]:
     with BinrpcClient(kam.rpc_socket) as client:
         fault, values, _ = client.call(method, *params)
     if fault:
@@ -111,10 +113,15 @@ def cpu_percent(nodes: list[BenchKamailio], seconds: float) -> list[float]:
 def states(kam: BenchKamailio) -> dict[str, int]:
     """uri -> state of every destination (one ``keepalive.list``)."""
     out: dict[str, int] = {}
-    for item in rpc(kam, "keepalive.list"):
-        members = dict(cast(binrpc.Struct, item).members)
-        out[str(members["uri"])] = int(cast(int, members["state"]))
-    return out
+    offset = 0
+    while True:
+        page = rpc(kam, "keepalive.list", offset, PAGE)
+        for item in page:
+            members = dict(cast(binrpc.Struct, item).members)
+            out[str(members["uri"])] = int(cast(int, members["state"]))
+        if len(page) < PAGE:
+            return out
+        offset += PAGE
 
 
 def convergence(
