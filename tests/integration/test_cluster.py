@@ -240,8 +240,8 @@ def test_a_killed_node_is_taken_over_then_restarts_and_syncs(
     print(f"excluded {excluded - killed:.2f} s after kill -9")
     # new destinations and a delete while it is down, then it comes back
     extra = uris[0].replace(str(peers[0].port), str(peers[0].port + 1))
-    assert result_of(nodes[0], "ka_add_destination", extra, "t") == "1"
-    assert result_of(nodes[1], "ka_del_destination", uris[1], "t") == "1"
+    assert result_of(survivors[0], "ka_add_destination", extra, "t") == "1"
+    assert result_of(survivors[1], "ka_del_destination", uris[1], "t") == "1"
     want = (set(uris) - {uris[1]}) | {extra}
     victim.start(wait=False)
     victim.wait_ready()
