@@ -1,0 +1,47 @@
+"""The prober's cluster hook (``Prober.skip`` and ``refresh``): a destination another node
+probes stays scheduled but unpinged, and a takeover starts from the state in the table."""
+
+from __future__ import annotations
+
+from ka_core.state import State
+from tests.unit.test_prober import poll, reply, setup
+
+
+def test_skipped_destinations_stay_scheduled_and_unpinged() -> None:
+    _, prober = setup(n=2, interval=1)
+    others: set[int] = set()
+    prober.skip = lambda slot, gen: slot in others
+    pings, _ = poll(prober, 100.0)
+    assert len(pings) == 2
+    others.add(pings[0].slot)
+    sent = [p.slot for t in range(1, 4) for p in poll(prober, 100.0 + t)[0]]
+    assert sent == [pings[1].slot] * 3
+    others.clear()  # taken over: pinged at its very next due time
+    assert [p.slot for p in poll(prober, 104.0)[0]] == [pings[0].slot, pings[1].slot]
+
+
+def test_a_takeover_starts_from_the_state_another_node_wrote() -> None:
+    table, prober = setup(n=1, interval=1)
+    (ping,), _ = poll(prober, 100.0)
+    reply(table, prober, ping.seq, 200, 100.1)
+    assert table.state_at(ping.slot) is State.UP
+    skipping = True
+    prober.skip = lambda slot, gen: skipping
+    assert poll(prober, 101.0)[0] == []
+    table.set_state(ping.slot, ping.gen, State.DOWN, 5000.0)  # another node measured DOWN
+    skipping = False
+    (again,), _ = poll(prober, 102.0)
+    events = reply(table, prober, again.seq, 200, 102.1)
+    changes = [(e.old, e.new) for e in events if hasattr(e, "old")]
+    assert changes == [(State.DOWN, State.UP)], "the prober went on from DOWN, not its old UP"
+
+
+def test_refresh_of_a_loaded_destination_reads_it_again() -> None:
+    table, prober = setup(n=1, interval=1)
+    (ping,), _ = poll(prober, 100.0)
+    table.set_state(ping.slot, ping.gen, State.DOWN, 5000.0)
+    prober.refresh(ping.slot, ping.gen)
+    prober.refresh(ping.slot, ping.gen + 1)  # another generation: nothing to do
+    (again,), _ = poll(prober, 101.0)
+    events = reply(table, prober, again.seq, 200, 101.1)
+    assert [(e.old, e.new) for e in events if hasattr(e, "old")] == [(State.DOWN, State.UP)]
