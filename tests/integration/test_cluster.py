@@ -447,3 +447,20 @@ def test_link_cut_partition_each_side_probes_and_converges_on_heal(
         f"set converged +{took:.2f} s, states +{conv:.2f} s"
     )
     assert time.monotonic() - healed < 30
+
+
+def test_mode_all_every_node_probes_and_destinations_are_still_shared(
+    kamailio_factory: KamailioFactory, peers: list[ScriptedUAS]
+) -> None:
+    nodes = start_cluster(kamailio_factory, defines={"KA_CLUSTER_MODE": "all"})
+    uris = uris_of(peers)[:2]
+    for uri in uris:
+        assert result_of(nodes[2], "ka_add_destination", uri, "t") == "1"
+    wait_until(lambda: all(states(k, uris) == [1, 1] for k in nodes), 5, "UP everywhere")
+    start = time.monotonic()
+    time.sleep(2.2)
+    for uas in peers[:2]:
+        assert set(senders(uas, since=start)) == {k.ip for k in nodes}
+    assert "probed by: every node" in nodes[0].kamcmd("keepalive.cluster", uris[0])
+    peers[0].answer(503)
+    wait_until(lambda: all(state_of(k, uris[0]) == 2 for k in nodes), 3, "DOWN everywhere")
