@@ -15,10 +15,28 @@ import json
 from collections.abc import Sequence
 
 from ka_core.cluster_hash import owner
+from ka_core.cluster_members import Membership
 from ka_core.errors import InvalidUri, RpcFault
 from ka_core.uri import parse_uri
 
 RpcValue = int | str | float | dict[str, object] | list[object]
+
+
+def status_json(members: Membership, now: float, mine: dict[str, object]) -> bytes:
+    """What the pinger publishes: ``mine`` (this node's figures) and a row per other node."""
+    peers = []
+    for node in members.known()[1:]:
+        peer = members.peers.get(node)
+        dmq = "unknown" if members.dmq is None else members.dmq.get(node, "absent")
+        peers.append(
+            {
+                "node": node, "status": members.status(node, now), "dmq": dmq,
+                "heard_s": round(now - peer.last_heard, 2) if peer else -1,
+                "digest": peer.digest if peer else "", "count": peer.count if peer else 0,
+                "probing": peer.probing if peer else 0, "mode": peer.mode if peer else "",
+            }
+        )  # fmt: skip
+    return json.dumps({"node": members.me, **mine, "peers": peers}).encode()
 
 
 def rpc_view(status: bytes, params: Sequence[object]) -> list[RpcValue]:

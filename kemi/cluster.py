@@ -24,7 +24,6 @@ KSR caller there, around each prober step:
 
 from __future__ import annotations
 
-import json
 import traceback
 from collections.abc import Iterator
 
@@ -43,12 +42,14 @@ from ka_core.cluster_codec import (
 )
 from ka_core.cluster_hash import owner
 from ka_core.cluster_members import Membership, parse_dmq_nodes
+from ka_core.cluster_status import status_json
 from ka_core.cluster_store import Replica
 from ka_core.errors import KaError
 from ka_core.events import Event, StateChanged
 from ka_core.layout import FLAG_OWN_INTERVAL, FLAG_TARGET
 from ka_core.prober import Prober
 from ka_core.ring import KIND_ADDED, KIND_FLUSHED, KIND_REMOVED, RingEntry
+from ka_core.scheduler import on_grid
 from ka_core.state import State
 from ka_core.uri import parse_uri
 from kemi.cluster_port import ClusterRuntime
@@ -59,6 +60,10 @@ DIGEST_S = 5.0
 DUMP_EVERY_S = 2.0
 STATUS_S = 1.0
 GC_S = 60.0
+TAKEOVER_S = 0.5
+TAKEOVER_RATE = 2000
+"""Destinations taken over from a node that left are pinged within ``TAKEOVER_S``, or at
+this many per second for a large share (half an interval at most)."""
 MISSED_HEARTBEATS = 3
 LIST_NODES = '{"jsonrpc":"2.0","method":"dmq.list_nodes","id":1}'
 
@@ -285,6 +290,8 @@ class Cluster:
         live = self.members.live(now)
         if live != self.live:
             self._rt.ksr.info(f"cluster: live nodes {' '.join(live)} (were {' '.join(self.live)})")
+            if set(self.live) - set(live):
+                self._take_over(self.live, live, now)
             self.live, self._epoch = live, self._epoch + 1
             self._owned.clear()
             due["status"] = now  # keepalive.cluster shows it at once
@@ -302,6 +309,21 @@ class Cluster:
             due["gc"] = now + GC_S
             self.replica.forget_tombstones(wall)
             self.members.forget(now, GC_S * 10)
+
+    def _take_over(self, before: tuple[str, ...], after: tuple[str, ...], now: float) -> None:
+        """A node left: ping what this node now owns soon (``TAKEOVER_S``) instead of at
+        each destination's own phase (up to an interval later), so no destination waits an
+        interval more than the time it took to count the node out."""
+        if self._prober is None or self._c.mode == "all":
+            return
+        mine = [
+            (slot, gen)
+            for slot, (gen, key, _) in self._slots.items()
+            if owner(key, after) == self.me and owner(key, before) != self.me
+        ]
+        spread = min(max(TAKEOVER_S, len(mine) / TAKEOVER_RATE), self._rt.table.ping_interval / 2)
+        for i, (slot, gen) in enumerate(mine):
+            self._prober.expedite(slot, gen, on_grid(now + spread * (i + 1) / len(mine)))
 
     def next_deadline(self) -> float:
         return min(self._next["hb"], self._next["dmq"])
@@ -364,23 +386,10 @@ class Cluster:
         self.sent += 1
 
     def _publish(self, now: float) -> None:
-        peers = []
-        for node in self.members.known()[1:]:
-            peer = self.members.peers.get(node)
-            dmq = "unknown" if self.members.dmq is None else self.members.dmq.get(node, "absent")
-            peers.append(
-                {
-                    "node": node, "status": self.members.status(node, now), "dmq": dmq,
-                    "heard_s": round(now - peer.last_heard, 2) if peer else -1,
-                    "digest": peer.digest if peer else "", "count": peer.count if peer else 0,
-                    "probing": peer.probing if peer else 0, "mode": peer.mode if peer else "",
-                }
-            )  # fmt: skip
-        status = {
-            "node": self.me, "mode": self._c.mode, "channel": self._c.channel,
-            "live": list(self.live), "digest": self.replica.digest,
-            "destinations": self.replica.present, "probing": self.probing(),
-            "heartbeat_ms": round(self._c.heartbeat_s * 1000), "sent": self.sent,
-            "received": self.received, "bad": self.bad, "peers": peers,
+        mine = {
+            "mode": self._c.mode, "channel": self._c.channel, "live": list(self.live),
+            "digest": self.replica.digest, "destinations": self.replica.present,
+            "probing": self.probing(), "heartbeat_ms": round(self._c.heartbeat_s * 1000),
+            "sent": self.sent, "received": self.received, "bad": self.bad,
         }  # fmt: skip
-        self._c.inbox.publish(json.dumps(status).encode())
+        self._c.inbox.publish(status_json(self.members, now, mine))

@@ -152,8 +152,16 @@ def test_a_silent_peer_is_out_after_three_heartbeats_and_its_share_is_taken_over
         registry.add(a.rt.table, uri, "t", interval_s=None, wall=a.rt.wall())
     run(pair, 1000.6, 1001.5)
     a.glue.ksr.sent.clear()
-    run([a], 1001.6, 1003.0)  # b says nothing any more
-    assert live(a) == [A]
+    b_owned = {u for u in uris if owner(f"{u}:5060", [A, B]) == B}
+    t = 1001.6
+    while live(a) != [A]:  # b says nothing any more
+        run([a], t, t)
+        t = round(t + 0.1, 1)
+    out = t
+    a.glue.ksr.sent.clear()
+    run([a], out, out + 0.5)  # taken over within TAKEOVER_S, not at their own phase
+    assert b_owned and {r for r, _, _ in a.glue.ksr.sent} >= b_owned
+    run([a], out + 0.6, out + 1.5)
     assert {r for r, _, _ in a.glue.ksr.sent} == set(uris)
     assert any("cluster: live nodes 10.0.0.1:5060 (were" in t for t in a.glue.ksr.texts())
 
