@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from ka_core.access import LOOPBACK, HttpGuard, Network, parse_allow, parse_path, parse_token
+from ka_core.cluster_codec import BadMessage, node_id
 from ka_core.errors import InvalidArgument, InvalidUri
 from ka_core.health import DEFAULT_ALIVE, CodeSet, Policy
 from ka_core.resolve import parse_dns_server, server_text
@@ -96,6 +97,16 @@ class KaConfig:
     state_file: str = ""
     """Absolute path where runtime destinations and every last state are kept across
     restarts (``kemi.persistence``); empty = off."""
+    cluster: int = 0
+    """1: cluster mode over dmq (``kemi.cluster``, docs/cluster.md)."""
+    dmq_server: str = ""
+    """This node's dmq ``server_address`` as ``host:port``: its name in the cluster."""
+    cluster_mode: str = "distributed"
+    """``distributed``: each destination probed by one live node; ``all``: by every node."""
+    cluster_channel: str = "keepalive"
+    """The DMQ channel (the KDMQ R-URI user) of ka-kemi's messages."""
+    cluster_heartbeat_ms: int = 1000
+    """Heartbeat period; a node silent for three of them is out."""
 
     @property
     def policy(self) -> Policy:
@@ -181,6 +192,27 @@ def _method_name(text: str) -> str:
     return value
 
 
+def _switch(text: str) -> int:
+    """``#!define KA_CLUSTER`` without a value turns it on too."""
+    value = text.strip().strip('"')
+    return _int("cluster", 0, 1)(value or "1")
+
+
+def _node(text: str) -> str:
+    value = text.strip().strip('"')
+    try:
+        return node_id(value) if value else ""
+    except BadMessage as exc:
+        raise InvalidArgument(f"parameter dmq_server: {exc}") from None
+
+
+def _channel(text: str) -> str:
+    value = text.strip().strip('"')
+    if not value or len(value) > 64 or not all(c.isalnum() or c in "-_." for c in value):
+        raise InvalidArgument(f"parameter cluster_channel: not a SIP user token: {text!r}")
+    return value
+
+
 _SCALARS: Mapping[str, Callable[[str], object]] = {
     "ping_interval": _int("ping_interval", 1, 86400),
     "delete_counter": _int("delete_counter", 0, 1_000_000),
@@ -212,6 +244,11 @@ _SCALARS: Mapping[str, Callable[[str], object]] = {
     "dns_server": _dns_server,
     "dns_refresh": _int("dns_refresh", 5, 86400),
     "dns_state": _choice("dns_state", ("any", "all")),
+    "cluster": _switch,
+    "dmq_server": _node,
+    "cluster_mode": _choice("cluster_mode", ("distributed", "all")),
+    "cluster_channel": _channel,
+    "cluster_heartbeat_ms": _int("cluster_heartbeat_ms", 200, 60_000),
 }
 
 
@@ -257,6 +294,10 @@ def load_config(defines: Mapping[str, str]) -> KaConfig:
             f"parameter destination: {len(destinations)} destinations exceed "
             f"max_destinations {config.max_destinations}"
         )
+    if config.cluster and not config.dmq_server:
+        raise InvalidArgument("parameter dmq_server: needed with cluster 1 (sip:ip:port)")
+    if config.cluster and config.dns:
+        raise InvalidArgument("parameter cluster: not supported together with dns 1 yet")
     return config
 
 

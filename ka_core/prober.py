@@ -156,10 +156,62 @@ class Prober:
         self._seq = 0
         self._controls, self._epoch = -1, 0
         self._started = False
+        self._moved: dict[int, tuple[int, float, bool, bool]] = {}
+        """slot -> (gen, due of the expedited entry, it came up, the old entry came up)."""
+        self.skip: Callable[[int, int], bool] | None = None
+        """Cluster mode (``kemi.cluster``): True for a (slot, gen) another node probes.  It
+        stays scheduled, unpinged, so a takeover needs no rescheduling."""
 
     @property
     def outstanding(self) -> int:
         return len(self._pending)
+
+    def refresh(self, slot: int, gen: int) -> None:
+        """Another node wrote this destination's state (cluster mode): read the record
+        again at its next ping instead of going on from the copy held here."""
+        dest = self._dests.get(slot)
+        if dest is not None and dest.gen == gen:
+            del self._dests[slot]
+            self._unread[slot] = gen
+
+    def expedite(self, slot: int, gen: int, due: float) -> None:
+        """Cluster takeover (a node left): ping this destination at ``due`` rather than at
+        its next due time, which may be an interval away; its schedule goes on from there
+        (the entry it had is dropped when it comes up, so there is still one per slot)."""
+        if slot not in self._moved and self._table.is_used(slot, gen):
+            self._moved[slot] = (gen, due, False, False)
+            self._schedule.schedule(due, slot, gen)
+
+    def _superseded(self, due: float, slot: int, gen: int) -> bool:
+        """True for the entry an ``expedite`` replaced: dropped, not rescheduled."""
+        m_gen, m_due, new_seen, old_seen = self._moved[slot]
+        if m_gen != gen or not self._table.is_used(slot, gen):
+            del self._moved[slot]  # deleted since: nothing to drop
+            return False
+        if not new_seen and due == m_due:  # the expedited entry
+            if old_seen:
+                del self._moved[slot]
+            else:
+                self._moved[slot] = (gen, m_due, True, False)
+            return False
+        if old_seen:  # (cannot happen: only the expedited entry was left)
+            del self._moved[slot]
+            return False
+        if new_seen:
+            del self._moved[slot]
+        else:
+            self._moved[slot] = (gen, m_due, False, True)
+        return True
+
+    def _skipped(self, due: float, slot: int, gen: int, now: float) -> bool:
+        """Keep a destination another node probes on its schedule, unpinged; its copy is
+        dropped so that a takeover starts from the state that node wrote."""
+        if not self._table.is_used(slot, gen):
+            return False  # deleted: the normal path forgets it
+        self.refresh(slot, gen)
+        gap = self._table.interval_ms(slot) / 1000.0
+        self._schedule.schedule(next_due(due, gap, now), slot, gen)
+        return True
 
     def step(
         self,
@@ -237,6 +289,14 @@ class Prober:
         if (controls := self._table.controls) != self._controls:
             self._controls, self._epoch = controls, self._epoch + 1
         for due, slot, gen in self._schedule.pop_due(now):
+            if slot in self._moved and self._superseded(due, slot, gen):
+                continue
+            if (
+                self.skip is not None
+                and self.skip(slot, gen)
+                and self._skipped(due, slot, gen, now)
+            ):
+                continue
             dest = self._live(slot, gen)
             if dest is None or dest.stopped:
                 if self._rates.get(slot, (-1,))[0] == gen:

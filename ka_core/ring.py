@@ -1,9 +1,11 @@
 """The ring of 32-byte entries that tells the pinger what other processes saw.
 
 ``ADDED`` entries name slots any process filled; ``REPLY`` entries carry replies SIP workers
-matched to a ping.  The ring sits in the shared table's buffer; its head and tail are in the
-table header, and the table's lock covers every call.  It is bounded: a full ring makes an
-add fail cleanly and a reply be dropped (counted as a timeout).
+matched to a ping; ``REMOVED`` and ``FLUSHED`` tell cluster mode (``kemi.cluster``) what to
+replicate (the prober ignores them: it checks generations).  The ring sits in the shared
+table's buffer; its head and tail are in the table header, and the table's lock covers every
+call.  It is bounded: a full ring makes an add fail cleanly and a reply be dropped (counted
+as a timeout).
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ ENTRY = struct.Struct("<BxHIIIdd")  # kind, code, slot, gen, seq, mono, wall
 _POS = struct.Struct("<QQ")  # head, tail
 KIND_ADDED = 1
 KIND_REPLY = 2
+KIND_REMOVED = 3
+"""A slot freed by a delete (``gen``: the generation deleted); only cluster mode reads it."""
+KIND_FLUSHED = 4
 
 
 @dataclass(frozen=True, slots=True)

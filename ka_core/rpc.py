@@ -46,6 +46,7 @@ METHODS = (
     "keepalive.pause",
     "keepalive.resume",
     "keepalive.interval",
+    "keepalive.cluster",
 )
 
 
@@ -114,6 +115,7 @@ class RpcCommands:
         add_rate: int = 0,
         on_added: Callable[[], None] = lambda: None,
         resolve_names: bool = False,
+        cluster_status: Callable[[Sequence[object]], list[RpcValue]] | None = None,
     ):
         """``on_added`` runs after each successful add (the glue wakes the pinger there);
         ``resolve_names``: ``KA_DNS`` is on (``registry.add``)."""
@@ -133,6 +135,7 @@ class RpcCommands:
             "keepalive.pause": functools.partial(self._pause, True),
             "keepalive.resume": functools.partial(self._pause, False),
             "keepalive.interval": self._interval,
+            "keepalive.cluster": cluster_status or _cluster_off,
         }
 
     def handles(self, method: str) -> bool:
@@ -242,6 +245,10 @@ class RpcCommands:
             return registry.get(self._table, uri, owner)
         except (UnknownDestination, InvalidUri, InvalidArgument):
             raise RpcFault(500, fault) from None
+
+
+def _cluster_off(params: Sequence[object]) -> list[RpcValue]:
+    raise RpcFault(500, "cluster mode is off (KA_CLUSTER)")
 
 
 def _two_strings(params: Sequence[object]) -> tuple[str, str]:

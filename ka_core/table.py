@@ -56,7 +56,7 @@ from ka_core.layout import (
 )
 from ka_core.metrics import CODE_CLASSES, DestinationMetrics
 from ka_core.records import Record, Summary
-from ka_core.ring import ENTRY, KIND_ADDED, KIND_REPLY, Ring, RingEntry
+from ka_core.ring import ENTRY, KIND_ADDED, KIND_FLUSHED, KIND_REMOVED, KIND_REPLY, Ring, RingEntry
 from ka_core.state import State
 from ka_core.table_pinger import PingerWrites
 from ka_core.uri import SipUri
@@ -106,6 +106,8 @@ class SharedTable(PingerWrites):
             self._buf[BUCKET_AT : BUCKET_AT + ratelimit.SIZE], lock
         )
         self._ring = Ring(self._buf, HEADER_SIZE, self.ring_capacity)
+        self.notes_deletes = False
+        """Cluster mode: deletes and flushes also go through the ring (set before fork)."""
         self._slots_at = HEADER_SIZE + self.ring_capacity * ENTRY.size
 
     @staticmethod
@@ -343,6 +345,7 @@ class SharedTable(PingerWrites):
                 raise UnknownDestination(f"no destination {key} owned by {owner}")
             record = self.read(slot)
             self._free(slot)
+            self._note(KIND_REMOVED, slot, record.gen)
             return record
 
     def remove_slot(self, slot: int, gen: int) -> bool:
@@ -365,6 +368,7 @@ class SharedTable(PingerWrites):
                 if used != EMPTY:
                     self._free(slot, to=EMPTY)
             self._set_count(0)
+            self._note(KIND_FLUSHED, 0, 0)
             return removed
 
     def push_reply(
@@ -387,6 +391,12 @@ class SharedTable(PingerWrites):
             return self._ring.drain()
 
     # -- internals -------------------------------------------------------------------------
+
+    def _note(self, kind: int, slot: int, gen: int) -> None:
+        """Tell the pinger about a delete (cluster mode replicates it); skipped, never an
+        error, when the ring is full (the cluster's digests repair it)."""
+        if self.notes_deletes and self._ring.free() > 0:
+            self._ring.push(RingEntry(kind, 0, slot, gen, 0, 0.0, 0.0))
 
     def _off(self, slot: int) -> int:
         return int(self._slots_at + slot * SLOT_SIZE)

@@ -20,7 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import KSR  # type: ignore[import-not-found]
 
 from ka_core.tcpka import keepalive_values
-from kemi.functions import ka_is_alive
+from kemi.functions import ka_cluster_request, ka_is_alive
 from kemi.handler import KeepaliveHandler, setup
 from kemi.tcp_keepalive import tcp_keepalive_enable
 
@@ -46,6 +46,8 @@ class Handler(KeepaliveHandler):
         self.register_keepalive = register_keepalive  # (idle, count, interval)
 
     def ksr_request_route(self, msg: object) -> int:
+        if ka_cluster_request() == 1:  # KA_CLUSTER: a KDMQ between the nodes, answered
+            return 1
         if KSR.is_OPTIONS() and KSR.pv.get("$rU") is None:
             KSR.sl.sl_send_reply(200, "OK")  # answers pings, including our own
             return 1

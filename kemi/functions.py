@@ -1,5 +1,5 @@
 """Script functions for KEMI Python routes: ``ka_is_alive``, ``ka_add_destination``,
-``ka_del_destination``.
+``ka_del_destination``, and ``ka_cluster_request`` (cluster mode's KDMQ requests).
 
 Return codes follow the C module: 1 success/up, 2 down, -1 error or unknown destination;
 never 0, which would stop the route.  Nothing raises into Kamailio: every error is logged once
@@ -20,7 +20,7 @@ from ka_core.layout import USED
 from ka_core.state import SCRIPT_VALUES
 from ka_core.table import HotRead
 from ka_core.uri import parse_uri
-from kemi import runtime
+from kemi import cluster_receive, runtime
 from kemi.ksr_port import KsrPort
 
 P = ParamSpec("P")
@@ -110,3 +110,10 @@ def ka_del_destination(uri: str, owner: str) -> int:
     rec = registry.remove(rt.table, uri, owner)
     rt.ksr.info(f"ka_del_destination: removed {rec.uri} owner {rec.owner}")
     return 1
+
+
+@script_function("ka_cluster_request")
+def ka_cluster_request() -> int:
+    """Cluster mode: 1 when the request was a KDMQ and is answered (return from the route),
+    -1 otherwise (not a KDMQ, or ``KA_CLUSTER`` off).  Call it first in the request route."""
+    return cluster_receive.handle(runtime.get())

@@ -8,7 +8,7 @@ behind, never a torn one).  Behind its own access check (``KA_METRICS_ALLOW``,
 
 from __future__ import annotations
 
-from ka_core import metrics
+from ka_core import cluster_status, metrics
 from kemi.runtime import Runtime
 
 
@@ -24,4 +24,7 @@ def exposition(rt: Runtime) -> str:
         paused=table.paused,
         ping_interval_s=table.ping_interval,
     )
-    return metrics.render(pinger, table.metrics_rows())
+    text = metrics.render(pinger, table.metrics_rows())
+    if rt.cluster is not None:  # KA_CLUSTER: per-node figures the pinger last published
+        text += cluster_status.metrics_text(rt.cluster.inbox.status(), metrics.PREFIX)
+    return text

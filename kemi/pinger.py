@@ -33,6 +33,7 @@ from ka_core.wire import branch_for, retransmit_offsets
 from kemi import events as ka_events
 from kemi import persistence, wakeup
 from kemi.api import decode_user
+from kemi.cluster import Cluster
 from kemi.dns_resolver import DnsNames
 from kemi.jsonrpc_socket import JsonrpcSocket
 from kemi.rpc_server import RpcServer
@@ -74,6 +75,9 @@ class Pinger:
             down_backoff_max_s=rt.config.down_backoff_max,
             retransmit=retransmit_offsets(rt.config.ping_timeout_ms / 1000.0),
         )
+        self._cluster = None if rt.cluster is None else Cluster(rt, rt.cluster)  # KA_CLUSTER
+        if self._cluster is not None:
+            self._cluster.attach(self._prober)
         self._events = ka_events.EventSink(rt, handler)
         self._dns = DnsNames(rt) if rt.config.dns else None  # KA_DNS: names resolved here
         self._unsent: list[int] = []
@@ -132,11 +136,16 @@ class Pinger:
         entries = rt.table.drain()
         if self._dns is not None:
             self._dns.notice(entries)
+        cluster = self._cluster
+        remote = [] if cluster is None else cluster.before_step(entries, rt.monotonic(), rt.wall())
         step = self._prober.step(rt.monotonic(), rt.wall(), entries, unsent, self._send)
         rt.table.write_pinger_stats(lag, self._lag_max, self._prober.outstanding)
         events: list[Event] = step.events
         if self._dns is not None:  # targets in and out; the names' derived state changes
             events = events + list(self._dns.apply(step.events, rt.wall()))
+        if cluster is not None:  # this node's changes out, the other nodes' ones logged here
+            cluster.after_step(step.events, rt.monotonic(), rt.wall())
+            events = events + remote
         for event in events:
             try:
                 self._act(event)
@@ -151,6 +160,8 @@ class Pinger:
         deadline = step.deadline
         self._deadline = deadline
         sleep = MAX_SLEEP_S if deadline is None else max(0.0, min(MAX_SLEEP_S, deadline - later))
+        if cluster is not None:
+            sleep = max(0.0, min(sleep, cluster.next_deadline() - later))
         readers: list[int] = [self._rt.wake_read_fd]
         writers: list[int] = []
         for server in self._servers:

@@ -19,16 +19,18 @@ import multiprocessing
 import os
 import secrets
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from ka_core import registry
+from ka_core import cluster_status, registry
 from ka_core.access import HttpGuard
 from ka_core.config import PARAMS_OWNER, KaConfig, define_names, load_config
 from ka_core.records import Record
 from ka_core.ring import capacity_for
-from ka_core.rpc import RpcCommands
+from ka_core.rpc import RpcCommands, RpcValue
 from ka_core.table import SharedTable, buffer_size
-from kemi import persistence, wakeup
+from kemi import cluster_port, persistence, wakeup
+from kemi.cluster_port import ClusterRuntime
 from kemi.ksr_port import Clock, KsrPort
 
 
@@ -44,6 +46,8 @@ class Runtime:
     """Random per start: Call-IDs of this run's pings start with it."""
     http_guard: HttpGuard
     metrics_guard: HttpGuard
+    cluster: ClusterRuntime | None = None
+    """Cluster mode (``KA_CLUSTER``): the inbox from SIP workers to the pinger, dmq's port."""
     monotonic: Clock = time.monotonic
     wall: Clock = time.time
     wakes_on_change: bool = True
@@ -116,6 +120,8 @@ def build(
     )  # fmt: skip
     persistence.restore(table, config, ksr, wall())  # KA_STATE_FILE; never fails start-up
     read_fd, write_fd = wakeup.pipe()
+    cluster = cluster_port.build(config) if config.cluster else None
+    table.notes_deletes = cluster is not None
     _runtime = Runtime(
         config=config,
         table=table,
@@ -125,6 +131,7 @@ def build(
             add_rate=config.rpc_add_rate,
             on_added=functools.partial(wakeup.poke, write_fd),
             resolve_names=bool(config.dns),
+            cluster_status=None if cluster is None else cluster_view(cluster),
         ),
         ksr=ksr,
         wake_fd=write_fd,
@@ -132,11 +139,17 @@ def build(
         token=secrets.token_hex(4),
         http_guard=config.http_guard,
         metrics_guard=config.metrics_guard,
+        cluster=cluster,
         monotonic=monotonic,
         wall=wall,
         wakes_on_change=config.policy.is_default,
     )
     return _runtime
+
+
+def cluster_view(cluster: ClusterRuntime) -> Callable[[Sequence[object]], list[RpcValue]]:
+    """``keepalive.cluster`` in any process: the status the pinger last published."""
+    return lambda params: cluster_status.rpc_view(cluster.inbox.status(), params)
 
 
 def setup(ksr: KsrPort) -> Runtime:

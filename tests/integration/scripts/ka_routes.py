@@ -45,6 +45,7 @@ CALLS = {
     "ka_is_alive": functions.ka_is_alive,
     "ka_add_destination": functions.ka_add_destination,
     "ka_del_destination": functions.ka_del_destination,
+    "ka_cluster_request": functions.ka_cluster_request,
     "tcp_keepalive_enable": tcp_keepalive.tcp_keepalive_enable,
     "tcp_keepalive_disable": tcp_keepalive.tcp_keepalive_disable,
     "tcp_keepalive_enable_uri": tcp_keepalive.tcp_keepalive_enable_uri,
@@ -89,6 +90,8 @@ class Handler(KeepaliveHandler):
                 out.write(json.dumps([*row, os.getpid()]) + "\n")
 
     def ksr_request_route(self, msg):
+        if functions.ka_cluster_request() == 1:  # KA_CLUSTER: KDMQ between the nodes
+            return 1
         if KSR.pv.get("$rU") == "call":
             fn = CALLS.get(KSR.pv.get("$hdr(X-Fn)"))
             if fn is None:
