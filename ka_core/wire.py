@@ -52,8 +52,8 @@ class Listener:
     """IP as Kamailio prints it (IPv6 in brackets)."""
     port: int
     via: str
-    """``host[:port]`` for the Via header: the advertised host when there is one (with the
-    listener's port: ``corex.list_sockets`` does not print an advertised port)."""
+    """``host[:port]`` for the Via header: the advertised address when there is one (on
+    5.6 ``corex.list_sockets`` prints no advertised port: the listener's is used)."""
 
     @property
     def spec(self) -> str:
@@ -69,11 +69,25 @@ def _hostport(host: str, port: int, proto: str) -> str:
     return host if port == DEFAULT_PORTS[proto] else f"{host}:{port}"
 
 
+def _advertised(text: str, port: int) -> tuple[str, int]:
+    """An ``advertise`` of ``corex.list_sockets``: a host on 5.6, ``proto:host:port`` on 6.x."""
+    head, sep, rest = text.partition(":")
+    if sep and head.lower() in DEFAULT_PORTS:
+        host, sep2, port_text = rest.rpartition(":")
+        if sep2 and port_text.isdigit():
+            return host, int(port_text)
+        return rest, port
+    if ":" in text and not text.startswith("["):
+        return f"[{text}]", port  # a bare IPv6 address
+    return text, port
+
+
 def parse_listeners(result: object) -> list[Listener]:
     """The ``result`` of ``corex.list_sockets`` (JSON text or decoded) as listeners.
 
-    Kamailio prints one entry per socket: PROTO, ADDRLIST/ADDR, PORT and ADVERTISE
-    ("-" or "host:port").  Protocols a ping cannot use (SCTP, WS) are left out.
+    Kamailio prints one entry per socket: PROTO, ADDRLIST/ADDR, PORT and ADVERTISE on 5.6;
+    the same names in lower case on 6.x, where ``advertise`` is ``proto:host:port``.
+    Protocols a ping cannot use (SCTP, WS) are left out.
     """
     data = json.loads(result) if isinstance(result, str | bytes) else result
     if isinstance(data, dict):
@@ -81,21 +95,26 @@ def parse_listeners(result: object) -> list[Listener]:
     if isinstance(data, dict):  # a single socket comes back as one struct
         data = [data]
     listeners = []
-    for entry in data if isinstance(data, list) else []:
-        proto = str(entry.get("PROTO", "")).lower()
+    for raw_entry in data if isinstance(data, list) else []:
+        if not isinstance(raw_entry, dict):
+            continue
+        entry = {str(k).lower(): v for k, v in raw_entry.items()}
+        proto = str(entry.get("proto", "")).lower()
         if proto not in DEFAULT_PORTS:
             continue
-        addrs = entry.get("ADDRLIST", {})
-        raw = str(addrs.get("ADDR", "")) if isinstance(addrs, dict) else ""
+        addrs = entry.get("addrlist", {})
+        addr = {str(k).lower(): v for k, v in addrs.items()} if isinstance(addrs, dict) else {}
+        first = addr.get("addr", "")
+        raw = str(first[0] if isinstance(first, list) and first else first)
         try:
             ip = ipaddress.ip_address(raw.strip("[]"))
         except ValueError:
             continue  # a name, not an address: Kamailio prints the address
         address = f"[{ip.compressed}]" if ip.version == 6 else ip.compressed
-        port = int(entry.get("PORT", 0))
-        advertise = str(entry.get("ADVERTISE", "-"))  # the advertised host (no port)
-        host = advertise if advertise not in ("", "-") else address
-        listeners.append(Listener(proto, address, port, _hostport(host, port, proto)))
+        port = int(entry.get("port", 0))
+        advertise = str(entry.get("advertise", "-"))
+        host, via_port = (address, port) if advertise in ("", "-") else _advertised(advertise, port)
+        listeners.append(Listener(proto, address, port, _hostport(host, via_port, proto)))
     return listeners
 
 

@@ -10,6 +10,7 @@ import os
 import re
 import signal
 import socket
+import subprocess
 import threading
 import time
 import urllib.request
@@ -394,6 +395,15 @@ def test_link_cut_partition_each_side_probes_and_converges_on_heal(
     """Node C runs in a network namespace; cutting its link splits {A, B} from {C}."""
     from tests.harness import kamailio as harness
 
+    version = subprocess.run(
+        [*harness.kamailio_command(), "-v"], capture_output=True, text=True, check=False
+    ).stdout
+    if re.search(r"kamailio [6-9]\.", version):
+        pytest.skip(
+            "A and B share the veth's one root-side address (a /30): on Kamailio 6.x dmq then "
+            "never lists one of them (observed on 6.0.1; 5.6.3 tells them apart by port)"
+        )
+
     host = netns_host_factory()
     a = kamailio_factory(start=False, ip=host.gateway, port=free_udp_tcp_port(host.gateway))
     b = kamailio_factory(start=False, ip=host.gateway, port=free_udp_tcp_port(host.gateway))
@@ -403,11 +413,10 @@ def test_link_cut_partition_each_side_probes_and_converges_on_heal(
         kam.defines.update(cluster_defines(kam, a))
     a.start(wait=False)
     b.start(wait=False)
+    command = harness.kamailio_command()  # the version matrix's chroot too: same Kamailio
     with monkeypatch.context() as patch:
         patch.setattr(
-            harness,
-            "kamailio_command",
-            lambda: ["ip", "netns", "exec", host.name, harness.KAMAILIO],
+            harness, "kamailio_command", lambda: ["ip", "netns", "exec", host.name, *command]
         )
         c.start(wait=False)
     for kam in nodes:

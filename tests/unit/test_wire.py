@@ -160,3 +160,21 @@ def test_an_answered_ping_and_a_tcp_ping_are_not_sent_again() -> None:
     assert sent_at(prober, table, 100.4, 102.5) == []
     table, prober = _prober("sip:10.0.0.1;transport=tcp")
     assert [t for t, _ in sent_at(prober, table, 100.0, 102.5)] == [100.0]
+
+
+def test_listeners_as_kamailio_6_prints_them() -> None:
+    """6.x: lower-case names, ``advertise`` as ``proto:host:port``."""
+    result = [
+        {"af": "inet", "proto": "udp", "name": "10.0.0.1", "addrlist": {"addr": "10.0.0.1"},
+         "port": "5060", "sockstr": "udp:10.0.0.1:5060", "advertise": "-"},
+        {"af": "inet", "proto": "tcp", "name": "10.0.0.1", "addrlist": {"addr": "10.0.0.1"},
+         "port": "5060", "advertise": "tcp:198.51.100.7:5080"},
+        {"af": "inet6", "proto": "tls", "name": "::1", "addrlist": {"addr": "::1"},
+         "port": "5061", "advertise": "tls:[2001:db8::1]:5061"},
+    ]  # fmt: skip
+    found = parse_listeners(json.dumps({"jsonrpc": "2.0", "result": result, "id": 1}))
+    assert [(x.spec, x.via) for x in found] == [
+        ("udp:10.0.0.1:5060", "10.0.0.1"),
+        ("tcp:10.0.0.1:5060", "198.51.100.7:5080"),
+        ("tls:[::1]:5061", "[2001:db8::1]"),
+    ]
