@@ -84,8 +84,7 @@ def _burst_bound(r: Run) -> float:
 def make_tables(runs: list[Run], ns: list[int]) -> dict[str, str]:
     base = [float(r["cpu_pct_raw"]) for r in _by(runs, "none", 0)]
     idle_ka = [float(r["cpu_pct_raw"]) for r in _by(runs, "ka", 0)]
-    idle_c = [float(r["cpu_pct_raw"]) for r in _by(runs, "c", 0)]
-    ratio_rows = [["0", spread(idle_ka), spread(idle_c), spread(base), "–", "–", "–"]]
+    ratio_rows = [["0", spread(idle_ka), "– (not run: the baseline)", spread(base), "–", "–", "–"]]
     for n in ns:
         ka = [r for r in _by(runs, "ka", n) if _ok(r)]
         c = [r for r in _by(runs, "c", n) if _ok(r)]

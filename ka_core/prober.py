@@ -28,10 +28,12 @@ from dataclasses import dataclass
 from ka_core.events import Event, ProbingStopped, ResponseReceived, StateChanged
 from ka_core.health import DEFAULT_POLICY, Outcome, Policy, advance, backoff_interval
 from ka_core.layout import FLAG_NAME, FLAG_PAUSED
+from ka_core.prober_cluster import ClusterHooks
 from ka_core.ring import KIND_ADDED, KIND_REPLY, RingEntry
 from ka_core.scheduler import (
     FIRST_DELAY_S,
     TICK_S,
+    RateMeter,
     Scheduler,
     first_due,
     grid_for,
@@ -42,7 +44,7 @@ from ka_core.settings import parse_settings, parse_socket, socket_tag
 from ka_core.state import State, stops
 from ka_core.table import SharedTable
 from ka_core.uri import address_tag, parse_uri
-from ka_core.wire import transport_of
+from ka_core.wire import Resends, transport_of
 
 TIMEOUT_CODE = 408
 
@@ -118,7 +120,7 @@ class _Pending:
     """Kept for UDP pings, which are sent again until answered."""
 
 
-class Prober:
+class Prober(ClusterHooks):
     def __init__(
         self,
         table: SharedTable,
@@ -145,14 +147,10 @@ class Prober:
         adopting 10,000 destinations at start-up only schedules them."""
         self._pending: dict[int, _Pending] = {}
         self._timeouts: list[tuple[float, int]] = []
-        self._retransmit = retransmit
-        self._resends: list[tuple[float, int, int, float]] = []
-        """(when, seq, index into ``retransmit``, due time) of UDP pings to send again."""
+        self._resends = Resends(retransmit)
         self._grid = TICK_S
         """``scheduler.grid_for`` the current rate of pings."""
-        self._rates: dict[int, tuple[int, float]] = {}
-        self._rate = 0.0
-        """Pings per second of the destinations scheduled: slot -> (gen, 1 / interval)."""
+        self._rates = RateMeter()
         self._seq = 0
         self._controls, self._epoch = -1, 0
         self._started = False
@@ -165,53 +163,6 @@ class Prober:
     @property
     def outstanding(self) -> int:
         return len(self._pending)
-
-    def refresh(self, slot: int, gen: int) -> None:
-        """Another node wrote this destination's state (cluster mode): read the record
-        again at its next ping instead of going on from the copy held here."""
-        dest = self._dests.get(slot)
-        if dest is not None and dest.gen == gen:
-            del self._dests[slot]
-            self._unread[slot] = gen
-
-    def expedite(self, slot: int, gen: int, due: float) -> None:
-        """Cluster takeover (a node left): ping this destination at ``due`` rather than at
-        its next due time, which may be an interval away; its schedule goes on from there
-        (the entry it had is dropped when it comes up, so there is still one per slot)."""
-        if slot not in self._moved and self._table.is_used(slot, gen):
-            self._moved[slot] = (gen, due, False, False)
-            self._schedule.schedule(due, slot, gen)
-
-    def _superseded(self, due: float, slot: int, gen: int) -> bool:
-        """True for the entry an ``expedite`` replaced: dropped, not rescheduled."""
-        m_gen, m_due, new_seen, old_seen = self._moved[slot]
-        if m_gen != gen or not self._table.is_used(slot, gen):
-            del self._moved[slot]  # deleted since: nothing to drop
-            return False
-        if not new_seen and due == m_due:  # the expedited entry
-            if old_seen:
-                del self._moved[slot]
-            else:
-                self._moved[slot] = (gen, m_due, True, False)
-            return False
-        if old_seen:  # (cannot happen: only the expedited entry was left)
-            del self._moved[slot]
-            return False
-        if new_seen:
-            del self._moved[slot]
-        else:
-            self._moved[slot] = (gen, m_due, False, True)
-        return True
-
-    def _skipped(self, due: float, slot: int, gen: int, now: float) -> bool:
-        """Keep a destination another node probes on its schedule, unpinged; its copy is
-        dropped so that a takeover starts from the state that node wrote."""
-        if not self._table.is_used(slot, gen):
-            return False  # deleted: the normal path forgets it
-        self.refresh(slot, gen)
-        gap = self._table.interval_ms(slot) / 1000.0
-        self._schedule.schedule(next_due(due, gap, now), slot, gen)
-        return True
 
     def step(
         self,
@@ -227,7 +178,7 @@ class Prober:
         is applied, so that work never delays a ping (interval accuracy at 5,000+
         destinations); the pings are also in the returned ``Step``.
         """
-        self._grid = grid_for(self._rate)
+        self._grid = grid_for(self._rates.rate)
         pings = self._due(now, wall)
         if send is not None:
             for ping in pings:
@@ -254,34 +205,14 @@ class Prober:
         delay = FIRST_DELAY_S if self._started else 0.0  # the start-up list: at once
         self._started = True
         for entry in added:
-            self._rate_of(entry.slot, entry.gen, table.interval_ms(entry.slot) / 1000.0)
-        self._grid = grid_for(self._rate)
+            self._rates.count(entry.slot, entry.gen, table.interval_ms(entry.slot) / 1000.0)
+        self._grid = grid_for(self._rates.rate)
         for index, entry in enumerate(added):
             self._adopt(entry.slot, entry.gen, now, index, len(added), delay)
         for entry in entries:
             if entry.kind == KIND_REPLY and self._from_destination(entry):
                 events.extend(self._finish(entry.seq, entry.code, entry.mono, entry.wall, True))
         return events
-
-    def _rate_of(self, slot: int, gen: int, interval_s: float | None) -> None:
-        """Count a destination's pings per second in the rate (None: no longer)."""
-        old = self._rates.pop(slot, None)
-        if old is not None:
-            self._rate -= old[1]
-        if interval_s is not None and interval_s > 0:
-            self._rates[slot] = (gen, 1.0 / interval_s)
-            self._rate += 1.0 / interval_s
-        if not self._rates:
-            self._rate = 0.0  # no drift left over
-
-    def _plan_resend(self, seq: int, index: int, due: float, deadline: float) -> None:
-        """The ``index``-th retransmission of ping ``seq``, on the grid, before its timeout."""
-        if index < len(self._retransmit):
-            at = due + self._retransmit[index]
-            if self._grid > TICK_S:  # offsets are >= 0.5 s apart: never two on one tick
-                at = on_grid(at, self._grid)
-            if at < deadline:
-                heapq.heappush(self._resends, (at, seq, index, due))
 
     def _due(self, now: float, wall: float) -> list[Ping]:
         pings = []
@@ -299,14 +230,13 @@ class Prober:
                 continue
             dest = self._live(slot, gen)
             if dest is None or dest.stopped:
-                if self._rates.get(slot, (-1,))[0] == gen:
-                    self._rate_of(slot, gen, None)  # deleted, or probing stopped
+                self._rates.forget(slot, gen)  # deleted, or probing stopped
                 continue
             if dest.epoch != self._epoch:  # keepalive.pause/interval since: read them again
                 dest.interval_s = self._table.interval_ms(slot) / 1000.0
                 dest.paused = bool(self._table.flags(slot) & FLAG_PAUSED)
                 dest.epoch = self._epoch
-                self._rate_of(slot, gen, dest.interval_s)
+                self._rates.count(slot, gen, dest.interval_s)
             gap = dest.interval_s  # a backoff stretches it while DOWN
             if dest.state is State.DOWN:
                 # this ping's own failure counts: 1st failure 1x, 2nd 2x, 3rd 4x ...
@@ -325,11 +255,11 @@ class Prober:
             )  # fmt: skip
             # a DOWN destination's ping is not sent again: a loss only delays its recovery
             # by one interval, and the dead half of a list would double the traffic
-            udp = dest.transport == "udp" and self._retransmit and dest.state is not State.DOWN
+            udp = dest.transport == "udp" and self._resends.offsets and dest.state is not State.DOWN
             self._pending[self._seq] = _Pending(slot, gen, now, deadline, ping if udp else None)
             heapq.heappush(self._timeouts, (deadline, self._seq))
             if udp:
-                self._plan_resend(self._seq, 0, start, deadline)
+                self._resends.plan(self._seq, 0, start, deadline, self._grid)
             self._table.record_ping(slot, gen, wall + (following - now))
             pings.append(ping)
         return pings
@@ -337,13 +267,12 @@ class Prober:
     def _resend(self, now: float) -> list[Ping]:
         """Unanswered UDP pings whose next retransmission is due (answered ones drop out)."""
         resent: list[Ping] = []
-        while self._resends and self._resends[0][0] <= now:
-            _, seq, index, due = heapq.heappop(self._resends)
+        for seq, index, due in self._resends.pop_due(now):
             pending = self._pending.get(seq)
             if pending is None or pending.ping is None:
                 continue
             resent.append(pending.ping)
-            self._plan_resend(seq, index + 1, due, pending.deadline)
+            self._resends.plan(seq, index + 1, due, pending.deadline, self._grid)
         return resent
 
     def _expire(self, now: float, wall: float) -> list[Event]:
@@ -360,8 +289,7 @@ class Prober:
         candidates = [self._schedule.next_deadline()]
         if self._timeouts:
             candidates.append(self._timeouts[0][0])
-        if self._resends:
-            candidates.append(self._resends[0][0])
+        candidates.append(self._resends.next_time())
         if self._pending:
             candidates.append(on_grid(now + 0.005, self._grid))
         present = [c for c in candidates if c is not None]

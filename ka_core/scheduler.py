@@ -114,3 +114,28 @@ class Scheduler:
 
     def clear(self) -> None:
         self._heap.clear()
+
+
+class RateMeter:
+    """Pings per second of the destinations scheduled (what ``grid_for`` is given)."""
+
+    def __init__(self) -> None:
+        self._by_slot: dict[int, tuple[int, float]] = {}
+        """slot -> (gen, 1 / interval)."""
+        self.rate = 0.0
+
+    def count(self, slot: int, gen: int, interval_s: float | None) -> None:
+        """Count a destination's pings (None: no longer)."""
+        old = self._by_slot.pop(slot, None)
+        if old is not None:
+            self.rate -= old[1]
+        if interval_s is not None and interval_s > 0:
+            self._by_slot[slot] = (gen, 1.0 / interval_s)
+            self.rate += 1.0 / interval_s
+        if not self._by_slot:
+            self.rate = 0.0  # no drift left over
+
+    def forget(self, slot: int, gen: int) -> None:
+        """Stop counting ``slot`` if it is still this generation's."""
+        if self._by_slot.get(slot, (-1,))[0] == gen:
+            self.count(slot, gen, None)

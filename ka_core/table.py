@@ -58,6 +58,7 @@ from ka_core.metrics import CODE_CLASSES, DestinationMetrics
 from ka_core.records import Record, Summary
 from ka_core.ring import ENTRY, KIND_ADDED, KIND_FLUSHED, KIND_REMOVED, KIND_REPLY, Ring, RingEntry
 from ka_core.state import State
+from ka_core.table_chains import ProbeChains
 from ka_core.table_pinger import PingerWrites
 from ka_core.uri import SipUri
 
@@ -71,8 +72,6 @@ _I_STATE, _I_CHECKED, _I_UP, _I_DOWN, _I_ADDED, _I_URI_LEN, _I_OWNER_LEN = (
     index(n)
     for n in ("state", "last_checked", "last_up", "last_down", "added", "uri_len", "owner_len")
 )
-_U16 = struct.Struct("<H")
-_LEN_AT = {name: offset(f"{name}_len") for name in STRINGS}
 _I_LEN = {name: length_field(name) for name in STRINGS}
 _I_GEN, _I_USED, _I_FLAGS, _I_CRC, _I_INTERVAL = (
     index(n) for n in ("gen", "used", "flags", "crc", "interval_ms")
@@ -90,7 +89,7 @@ def buffer_size(max_destinations: int, ring_capacity: int) -> int:
     return HEADER_SIZE + ring_capacity * ENTRY.size + 2 * max_destinations * SLOT_SIZE
 
 
-class SharedTable(PingerWrites):
+class SharedTable(ProbeChains, PingerWrites):
     """Destination records in a shared buffer; see the module docstring.  What only the
     pinger writes (results, pause, the current interval) is in ``ka_core.table_pinger``."""
 
@@ -132,38 +131,6 @@ class SharedTable(PingerWrites):
     @property
     def count(self) -> int:
         return int(HEADER.unpack_from(self._buf, 0)[3])
-
-    def find(self, key: str, owner: str | None = None) -> int:
-        """Slot of the first record with this key (and owner), or -1."""
-        key_b = key.encode()
-        owner_b = None if owner is None else owner.encode()
-        for slot in self._chain(key_b):
-            off = self._off(slot)
-            used = self._buf[off + _USED_AT]
-            if used == EMPTY:
-                return -1
-            if (
-                used == USED
-                and self._str(off, "key") == key_b
-                and (owner_b is None or self._str(off, "owner") == owner_b)
-            ):
-                return slot
-        return -1
-
-    def slot_usage(self) -> tuple[int, int, int]:
-        """(used, tombstones, empty) slots: how long probe chains can get (benchmarks)."""
-        marks = [self._buf[self._off(slot) + _USED_AT] for slot in range(self.capacity)]
-        return marks.count(USED), marks.count(TOMB), marks.count(EMPTY)
-
-    def probe_length(self, key: str) -> int:
-        """Slots a lookup of ``key`` visits (benchmarks: a miss stops at an empty slot)."""
-        key_b = key.encode()
-        for visited, slot in enumerate(self._chain(key_b), 1):
-            off = self._off(slot)
-            used = self._buf[off + _USED_AT]
-            if used == EMPTY or (used == USED and self._str(off, "key") == key_b):
-                return visited
-        return self.capacity
 
     def hot(self, slot: int) -> HotRead:
         """(gen, used, state) of a slot without locking: the ``ka_is_alive`` fast path."""
@@ -398,19 +365,6 @@ class SharedTable(PingerWrites):
         if self.notes_deletes and self._ring.free() > 0:
             self._ring.push(RingEntry(kind, 0, slot, gen, 0, 0.0, 0.0))
 
-    def _off(self, slot: int) -> int:
-        return int(self._slots_at + slot * SLOT_SIZE)
-
-    def _chain(self, key_b: bytes) -> Iterator[int]:
-        start = zlib.crc32(key_b) % self.capacity
-        for i in range(self.capacity):
-            yield (start + i) % self.capacity
-
-    def _str(self, off: int, name: str) -> bytes:
-        at, _ = STRINGS[name]
-        (length,) = _U16.unpack_from(self._buf, off + _LEN_AT[name])  # not all of FIXED
-        return bytes(self._buf[off + at : off + at + length])
-
     def _free(self, slot: int, to: int = TOMB) -> None:
         off = self._off(slot)
         gen = (HOT.unpack_from(self._buf, off)[0] + 1) & 0xFFFFFFFF
@@ -418,32 +372,6 @@ class SharedTable(PingerWrites):
         if to == TOMB:
             self._set_count(self.count - 1)
             self._sweep(slot)
-
-    def _sweep(self, slot: int) -> None:
-        """Empty the tombstones of ``slot``'s run that no probe chain needs (lock held).
-
-        A tombstone is needed only while a live record after it in the run has its home
-        slot at or before it.  Emptying the others keeps chains as short as on day one
-        after any churn (a million adds and deletes), and no record moves: slots and
-        generations that readers cached stay valid.  Cost: the length of one run."""
-        cap, buf, at = self.capacity, self._buf, _USED_AT
-        start = slot
-        while buf[self._off((start - 1) % cap) + at] != EMPTY and (start - 1) % cap != slot:
-            start = (start - 1) % cap
-        run: list[int] = []
-        pos = start
-        while buf[self._off(pos) + at] != EMPTY and len(run) < cap:
-            run.append(pos)
-            pos = (pos + 1) % cap
-        lowest_home = cap  # run-relative home of the live records seen after this point
-        for i in range(len(run) - 1, -1, -1):
-            off = self._off(run[i])
-            mark = buf[off + at]
-            if mark == USED:
-                home = zlib.crc32(self._str(off, "key")) % cap
-                lowest_home = min(lowest_home, (home - start) % cap)
-            elif mark == TOMB and i < lowest_home:
-                buf[off + at] = EMPTY  # its generation was bumped when it was freed
 
     def _set_count(self, count: int) -> None:
         """Every add and delete passes here: it also bumps ``membership``."""

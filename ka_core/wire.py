@@ -17,11 +17,13 @@ leaves from, or its advertised address, as tm does.
 from __future__ import annotations
 
 import hashlib
+import heapq
 import ipaddress
 import json
 from dataclasses import dataclass
 
 from ka_core.errors import InvalidArgument
+from ka_core.scheduler import TICK_S, on_grid
 from ka_core.settings import parse_socket, socket_text
 from ka_core.uri import SipUri
 
@@ -40,6 +42,34 @@ def retransmit_offsets(timeout_s: float) -> tuple[float, ...]:
         gap = min(gap * 2, T2_S)
         at += gap
     return tuple(offsets)
+
+
+class Resends:
+    """UDP pings to send again: (when, seq, index into ``offsets``, due time) on a heap."""
+
+    def __init__(self, offsets: tuple[float, ...]) -> None:
+        self.offsets = offsets
+        self._heap: list[tuple[float, int, int, float]] = []
+
+    def plan(self, seq: int, index: int, due: float, deadline: float, grid: float) -> None:
+        """The ``index``-th retransmission of ping ``seq``, on the grid, before its timeout."""
+        if index < len(self.offsets):
+            at = due + self.offsets[index]
+            if grid > TICK_S:  # offsets are >= 0.5 s apart: never two on one tick
+                at = on_grid(at, grid)
+            if at < deadline:
+                heapq.heappush(self._heap, (at, seq, index, due))
+
+    def pop_due(self, now: float) -> list[tuple[int, int, float]]:
+        """(seq, index, due time) of every retransmission due at ``now``."""
+        out = []
+        while self._heap and self._heap[0][0] <= now:
+            _, seq, index, due = heapq.heappop(self._heap)
+            out.append((seq, index, due))
+        return out
+
+    def next_time(self) -> float | None:
+        return self._heap[0][0] if self._heap else None
 
 
 @dataclass(frozen=True, slots=True)
