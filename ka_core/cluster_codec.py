@@ -3,7 +3,8 @@
 Three kinds, each a JSON object ``{"v": 1, "t": kind, "n": sender, ...}``:
 
 * ``hb`` (heartbeat, broadcast every ``heartbeat_ms``): the sender's set digest, how many
-  destinations it has and probes, its probing mode;
+  destinations it has and probes, its probing mode, and the nodes it counts live (``l``: a
+  node learns from it whether the others count it in, ``ka_core.cluster_trust``);
 * ``set``: destination entries (adds and deletes, each with its time and origin node, for
   the last-writer-wins merge of ``ka_core.cluster_store``), optionally with the state the
   sender holds; a full dump to one node is a series of these;
@@ -31,6 +32,7 @@ from ka_core.uri import parse_uri
 VERSION = 1
 MAX_BODY_BYTES = 65536
 MAX_ITEMS = 2000
+MAX_LIVE_NODES = 256
 CHUNK_BYTES = 16000
 """Messages are cut near this size: well under a UDP datagram, and cheap to parse."""
 MAX_TS = 2.0**33
@@ -79,6 +81,8 @@ class Heartbeat:
     count: int
     probing: int
     mode: str
+    live: tuple[str, ...] | None = None
+    """The nodes the sender counts live (None: a node too old to say)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,8 +125,9 @@ def _dump(kind: str, node: str, **fields: object) -> bytes:
 
 
 def encode_heartbeat(hb: Heartbeat) -> bytes:
+    live = {} if hb.live is None else {"l": list(hb.live)}
     return _dump(
-        "hb", hb.node, q=hb.seq, h=hb.digest, c=hb.count, p=hb.probing, m=hb.mode
+        "hb", hb.node, q=hb.seq, h=hb.digest, c=hb.count, p=hb.probing, m=hb.mode, **live
     )  # fmt: skip
 
 
@@ -173,7 +178,7 @@ def decode(body: bytes) -> Message:
         raise BadMessage(f"unknown version {doc.get('v')!r}")
     kind, node = doc.get("t"), node_id(doc.get("n"))
     if kind == "hb":
-        _only(doc, {"v", "t", "n", "q", "h", "c", "p", "m"})
+        _only(doc, {"v", "t", "n", "q", "h", "c", "p", "m", "l"})
         digest = doc.get("h")
         if not isinstance(digest, str) or len(digest) != 16 or not _is_hex(digest):
             raise BadMessage("bad digest")
@@ -182,7 +187,7 @@ def decode(body: bytes) -> Message:
             raise BadMessage(f"bad mode {mode!r}")
         return Heartbeat(
             node, _count(doc.get("q"), "seq"), digest, _count(doc.get("c"), "count"),
-            _count(doc.get("p"), "probing"), str(mode),
+            _count(doc.get("p"), "probing"), str(mode), _live(doc.get("l")),
         )  # fmt: skip
     if kind == "set":
         _only(doc, {"v", "t", "n", "e"})
@@ -191,6 +196,14 @@ def decode(body: bytes) -> Message:
         _only(doc, {"v", "t", "n", "s"})
         return StateMessage(node, tuple(_state_item(row) for row in _rows(doc.get("s"))))
     raise BadMessage(f"unknown message type {kind!r}")
+
+
+def _live(value: object) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or len(value) > MAX_LIVE_NODES:
+        raise BadMessage(f"live nodes must be a list of at most {MAX_LIVE_NODES}")
+    return tuple(node_id(n) for n in value)
 
 
 def _only(doc: dict[str, object], allowed: set[str]) -> None:

@@ -39,6 +39,18 @@ def owner(key: str, nodes: Sequence[str]) -> str:
     return max(nodes, key=lambda n: (weight(n, key), n))
 
 
+def gained(
+    slots: dict[int, tuple[int, str, str]], before: Sequence[str], after: Sequence[str], me: str
+) -> list[tuple[int, int]]:
+    """(slot, gen) of the destinations (``slot -> (gen, key, owner)``) that ``me`` probes
+    with the live set ``after`` but did not with ``before``: what a node takes over."""
+    return [
+        (slot, gen)
+        for slot, (gen, key, _) in slots.items()
+        if owner(key, after) == me and owner(key, before) != me
+    ]
+
+
 def entry_hash(key: str, owner_name: str, ts: float) -> int:
     """One present destination's share of the set digest (``repr`` keeps ``ts`` exact)."""
     return _h64(f"{key}\0{owner_name}\0{ts!r}")

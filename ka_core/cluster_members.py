@@ -42,6 +42,8 @@ class Peer:
     probing: int = 0
     mode: str = ""
     seq: int = 0
+    live: tuple[str, ...] | None = None
+    """The nodes it counts live, as its last heartbeat said (None: it does not say)."""
 
 
 def parse_dmq_nodes(body: object) -> list[DmqNode] | None:
@@ -77,8 +79,8 @@ class Membership:
             peer = Peer(hb.node, now, now, float("-inf"))
             self.peers[hb.node] = peer
         peer.last_heard = now
-        peer.digest, peer.count, peer.probing, peer.mode, peer.seq = (
-            hb.digest, hb.count, hb.probing, hb.mode, hb.seq,
+        peer.digest, peer.count, peer.probing, peer.mode, peer.seq, peer.live = (
+            hb.digest, hb.count, hb.probing, hb.mode, hb.seq, hb.live,
         )  # fmt: skip
         if hb.digest == my_digest:
             peer.agreed = now

@@ -58,6 +58,7 @@ def rpc_view(status: bytes, params: Sequence[object]) -> list[RpcValue]:
         "messages sent": doc["sent"],
         "messages received": doc["received"],
         "messages bad": doc["bad"],
+        "publishing": doc.get("publishing", 1),
     }
     rows: list[RpcValue] = [me]
     for peer in doc["peers"]:

@@ -45,6 +45,15 @@ class Replica:
     def entries(self) -> Iterator[Entry]:
         return iter(list(self._entries.values()))
 
+    def dump(self, states: dict[tuple[str, str], tuple[int, float]]) -> list[Entry]:
+        """Every entry, tombstones too, each present one with the state held for it
+        (``(key, owner) -> (state, measured at)``): a full dump for one node."""
+        return [
+            dataclasses.replace(e, state=st, state_ts=at) if e.present else e
+            for e in self._entries.values()
+            for st, at in [states.get((e.key, e.owner), (-1, 0.0))]
+        ]
+
     def wins(self, entry: Entry) -> bool:
         return newer(entry, self._entries.get((entry.key, entry.owner)))
 

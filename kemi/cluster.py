@@ -14,12 +14,11 @@ KSR caller there, around each prober step:
   Writes made here are remembered so their own ring entries are not broadcast back.
 * ``skips`` (called by the prober for each due ping): True when, by rendezvous hashing over
   the live nodes, another node probes the destination (``KA_CLUSTER_MODE all``: never).
-* ``after_step``: the step's state changes are broadcast (``st``); then the timers: a
-  heartbeat every ``heartbeat_ms`` (with the set digest), dmq's node list twice a second, the
-  states this node probes every ``DIGEST_S`` (repairs lost messages), the status for
-  ``keepalive.cluster`` every second.  A peer that is new, or whose digest differs from ours,
-  gets a full dump (every entry, tombstones and states) sent to it alone, at most once per
-  ``DUMP_EVERY_S``.
+* ``after_step``: ``Trust`` (``ka_core.cluster_trust``) decides whether this node may
+  publish; the step's state changes are broadcast (``st``); then the timers: a heartbeat
+  every ``heartbeat_ms`` (digest, live set), dmq's node list twice a second, the states this
+  node probes every ``DIGEST_S``, the status for ``keepalive.cluster`` every second.  A peer
+  that is new, or whose digest differs, gets a full dump, at most once per ``DUMP_EVERY_S``.
 """
 
 from __future__ import annotations
@@ -40,10 +39,11 @@ from ka_core.cluster_codec import (
     encode_heartbeat,
     encode_states,
 )
-from ka_core.cluster_hash import owner
+from ka_core.cluster_hash import gained, owner
 from ka_core.cluster_members import Membership, parse_dmq_nodes
 from ka_core.cluster_status import status_json
 from ka_core.cluster_store import Replica
+from ka_core.cluster_trust import Trust
 from ka_core.errors import KaError
 from ka_core.events import Event, StateChanged
 from ka_core.layout import FLAG_OWN_INTERVAL, FLAG_TARGET
@@ -70,14 +70,14 @@ LIST_NODES = '{"jsonrpc":"2.0","method":"dmq.list_nodes","id":1}'
 
 class Cluster:
     def __init__(self, rt: Runtime, cluster: ClusterRuntime) -> None:
-        self._rt, self._c = rt, cluster
-        self.me = cluster.node
+        self._rt, self._c, self.me = rt, cluster, cluster.node
         self.members = Membership(
             self.me,
             timeout_s=MISSED_HEARTBEATS * cluster.heartbeat_s,
             grace_s=MISSED_HEARTBEATS * cluster.heartbeat_s,
         )
         self.replica = Replica()
+        self.trust = Trust(self.me, settle_s=rt.config.ping_timeout_ms / 1000.0)
         self.live: tuple[str, ...] = (self.me,)
         self._epoch = 0
         self._prober: Prober | None = None
@@ -151,10 +151,12 @@ class Cluster:
             self._heartbeat(message, now)
         elif isinstance(message, SetMessage):
             for item in message.entries:
-                events.extend(self._apply_entry(item, wall))
+                events.extend(self._apply_entry(item, wall, message.node))
         else:
             for state in message.states:
-                events.extend(self._apply_state(state.key, state.owner, state.state, state.ts))
+                events.extend(
+                    self._apply_state(state.key, state.owner, state.state, state.ts, message.node)
+                )
         return events
 
     def _local_added(self, slot: int, gen: int) -> None:
@@ -213,7 +215,7 @@ class Cluster:
             self._dumped[hb.node] = now
             self._dump(hb.node)
 
-    def _apply_entry(self, e: Entry, wall: float) -> list[Event]:
+    def _apply_entry(self, e: Entry, wall: float, sender: str) -> list[Event]:
         events: list[Event] = []
         if not self.replica.is_stale_tombstone(e, wall) and self.replica.wins(e):
             try:
@@ -224,7 +226,7 @@ class Cluster:
             self.replica.put(e)
             self.members.recheck(now=self._rt.monotonic(), my_digest=self.replica.digest)
         if e.present and e.state >= 0:
-            events.extend(self._apply_state(e.key, e.owner, e.state, e.state_ts))
+            events.extend(self._apply_state(e.key, e.owner, e.state, e.state_ts, sender))
         return events
 
     def _write(self, e: Entry) -> None:
@@ -252,8 +254,11 @@ class Cluster:
         self._changes += 1
         self._rt.wake()  # the prober schedules it at its next step, not after a long sleep
 
-    def _apply_state(self, key: str, owner_name: str, state: int, ts: float) -> list[Event]:
-        """Write another node's newer measurement; the change is an event here too."""
+    def _apply_state(
+        self, key: str, owner_name: str, state: int, ts: float, sender: str
+    ) -> list[Event]:
+        """Write another node's measurement when ``Trust`` accepts it; the change is an
+        event here too."""
         table = self._rt.table
         slot = table.find(key, owner_name)
         if slot < 0:
@@ -262,7 +267,11 @@ class Cluster:
         if current == state:
             return []
         rec = table.read(slot)
-        if ts <= rec.last_checked or not table.set_state(slot, gen, State(state), ts):
+        accepted = self.trust.accepts(
+            sender=sender, sender_live=sender in self.live, ts=ts,
+            local_state_known=rec.state != State.UNKNOWN, local_checked=rec.last_checked,
+        )  # fmt: skip
+        if not accepted or not table.set_state(slot, gen, State(state), ts):
             return []
         if self._prober is not None:
             self._prober.refresh(slot, gen)
@@ -271,8 +280,12 @@ class Cluster:
     # -- after the prober's step ----------------------------------------------------------
 
     def after_step(self, events: list[Event], now: float, wall: float) -> None:
+        news = self.trust.observe_members(self.members, self.live, now=now, wall=wall)
+        if news:
+            self._rt.ksr.warn(news)
+        publish = self.trust.publishable(wall)
         for event in events:
-            if isinstance(event, StateChanged):
+            if publish and isinstance(event, StateChanged):
                 key = parse_uri(event.uri).key
                 self._out_states.append(
                     StateItem(key, event.uri, event.owner, int(event.new), wall)
@@ -316,11 +329,7 @@ class Cluster:
         interval more than the time it took to count the node out."""
         if self._prober is None or self._c.mode == "all":
             return
-        mine = [
-            (slot, gen)
-            for slot, (gen, key, _) in self._slots.items()
-            if owner(key, after) == self.me and owner(key, before) != self.me
-        ]
+        mine = gained(self._slots, before, after, self.me)
         spread = min(max(TAKEOVER_S, len(mine) / TAKEOVER_RATE), self._rt.table.ping_interval / 2)
         for i, (slot, gen) in enumerate(mine):
             self._prober.expedite(slot, gen, on_grid(now + spread * (i + 1) / len(mine)))
@@ -332,7 +341,7 @@ class Cluster:
         self._seq += 1
         hb = Heartbeat(
             self.me, self._seq, self.replica.digest, self.replica.present, self.probing(),
-            self._c.mode,
+            self._c.mode, self.live,
         )  # fmt: skip
         self._bcast([encode_heartbeat(hb)])
 
@@ -352,7 +361,7 @@ class Cluster:
             known = self._slots.get(row.slot)
             if known is None or row.state == State.UNKNOWN:
                 continue
-            if not self.skips(row.slot, known[0]):
+            if not self.skips(row.slot, known[0]) and self.trust.publishable(row.last_checked):
                 yield StateItem(known[1], row.uri, row.owner, row.state, row.last_checked)
 
     def _dump(self, node: str) -> None:
@@ -361,14 +370,9 @@ class Cluster:
             (known[1], row.owner): (row.state, row.last_checked)
             for row in self._rt.table.summaries()
             if (known := self._slots.get(row.slot)) is not None
+            and self.trust.publishable(row.last_checked)
         }
-        rows = []
-        for e in self.replica.entries():
-            state, at = states.get((e.key, e.owner), (-1, 0.0))
-            rows.append(
-                Entry(e.key, e.uri, e.owner, e.present, e.ts, e.origin, e.settings,
-                      e.interval_ms, state if e.present else -1, at)
-            )  # fmt: skip
+        rows = self.replica.dump(states)
         if not rows:
             return
         for body in encode_entries(self.me, rows):
@@ -391,5 +395,6 @@ class Cluster:
             "digest": self.replica.digest, "destinations": self.replica.present,
             "probing": self.probing(), "heartbeat_ms": round(self._c.heartbeat_s * 1000),
             "sent": self.sent, "received": self.received, "bad": self.bad,
+            "publishing": int(self.trust.trusted),
         }  # fmt: skip
         self._c.inbox.publish(status_json(self.members, now, mine))

@@ -70,23 +70,29 @@ def _quiet_fork() -> Iterator[None]:
         yield
 
 
-def _pick_subnet(ipr: Any) -> ipaddress.IPv4Network:
-    """A random 10.a.b.c/30 (a in 200-254) not used in the root namespace or by us."""
+def _pick_subnet(ipr: Any, prefixlen: int = 30) -> ipaddress.IPv4Network:
+    """A random 10.a.b.c/prefixlen (a in 200-254) not used in the root namespace or by us."""
     used = [
         ipaddress.ip_interface(f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}").network
         for a in ipr.get_addr(family=socket.AF_INET)
     ]
+    size = 2 ** (32 - prefixlen)
     for _ in range(1000):
         net = ipaddress.IPv4Network(
             f"10.{random.randint(200, 254)}.{random.randint(0, 255)}."
-            f"{random.randrange(0, 256, 4)}/30"
+            f"{random.randrange(0, 256, size)}/{prefixlen}"
         )
         with _taken_lock:
-            if net in _taken or any(net.overlaps(u) for u in used):
+            if any(net.overlaps(u) for u in [*_taken, *used]):
                 continue
             _taken.add(net)
             return net
-    raise RuntimeError("no free 10.200-10.254 /30 subnet")
+    raise RuntimeError(f"no free 10.200-10.254 /{prefixlen} subnet")
+
+
+def release_subnet(net: ipaddress.IPv4Network) -> None:
+    with _taken_lock:
+        _taken.discard(net)
 
 
 class Host:
@@ -100,6 +106,7 @@ class Host:
         *,
         prefixlen: int = 30,
         ipv6: bool = False,
+        bridge: str | None = None,
     ) -> None:
         if (address is None) != (gateway is None):
             raise ValueError("give both address and gateway, or neither")
@@ -110,6 +117,8 @@ class Host:
         self.name = name or f"kak-{os.getpid()}-{suffix}"
         self.veth_root, self.veth_host = f"kak{suffix}r", f"kak{suffix}h"
         self.prefixlen = prefixlen
+        self.bridge = bridge
+        """A root-namespace bridge to plug the veth into (``Lan``): the gateway is its address."""
         self.procs: list[subprocess.Popen[Any]] = []
         self._subnet: ipaddress.IPv4Network | None = None
         self._created = False
@@ -153,8 +162,12 @@ class Host:
             (inner,) = ipr.link_lookup(ifname=self.veth_host)
             ipr.link("set", index=inner, net_ns_fd=self.name)
             (outer,) = ipr.link_lookup(ifname=self.veth_root)
-            ipr.addr("add", index=outer, address=self.gateway, prefixlen=self.prefixlen)
-            if self.gateway6:
+            if self.bridge is not None:
+                (master,) = ipr.link_lookup(ifname=self.bridge)
+                ipr.link("set", index=outer, master=master)
+            else:
+                ipr.addr("add", index=outer, address=self.gateway, prefixlen=self.prefixlen)
+            if self.gateway6 and self.bridge is None:
                 # keep the address across link_down(): IPv6 flushes it on admin down
                 keep = f"/proc/sys/net/ipv6/conf/{self.veth_root}/keep_addr_on_down"
                 with open(keep, "w") as f:
