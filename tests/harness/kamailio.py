@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -107,6 +108,8 @@ class Kamailio:
     proc: subprocess.Popen[bytes] | None = None
     tls: bool = False
     tls_port: int = 0
+    cfg_edit: Callable[[str], str] | None = None
+    """Changes to the repository's kamailio.cfg text (a misconfiguration under test)."""
 
     def __post_init__(self) -> None:
         if not self.ip:
@@ -158,6 +161,8 @@ class Kamailio:
         values.update(self.defines)
         header = "".join(f"#!define {k} {v}\n" for k, v in values.items())
         body = (REPO / "kamailio.cfg").read_text()
+        if self.cfg_edit is not None:
+            body = self.cfg_edit(body)
         body = body.replace("children=2\n", f"children={self.children}\n", 1)
         return "#!KAMAILIO\n" + header + body
 

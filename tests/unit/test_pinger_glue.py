@@ -10,7 +10,6 @@ import socket
 import pytest
 
 from ka_core import binrpc
-from ka_core.errors import InvalidArgument
 from ka_core.state import State
 from ka_core.wire import branch_for
 from kemi import api, handler, pinger, runtime
