@@ -40,7 +40,8 @@ from kemi import pinger, runtime
 from kemi.ksr_port import KsrPort
 
 PROC_MAIN = 0
-POLL_S = 0.05
+POLL_S = 0.01
+"""The main process polls the pinger's status this often (Kamailio's start-up waits)."""
 PARK_S = 3600.0
 MOD_INIT = "mod_init"
 """app_python3's ``mod_init_function`` default: the frame whose return value is checked."""

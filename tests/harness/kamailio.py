@@ -201,10 +201,16 @@ class Kamailio:
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
                 raise RuntimeError(f"kamailio exited at start:\n{self.log()}")
-            if "pinger started" in self.log() and self.ctl_socket.exists():
+            if "pinger started" in self.log() and self.ctl_socket.exists() and self._all_forked():
                 return
             time.sleep(0.05)
         raise TimeoutError(f"kamailio not ready after {READY_TIMEOUT_S} s:\n{self.log()}")
+
+    def _all_forked(self) -> bool:
+        """The main process forks the TCP processes after ``child_init(0)``, where it waits
+        for the pinger: only once the TCP main process exists is the start-up over (a
+        SIGTERM during those forks leaves a TCP worker behind, a Kamailio race)."""
+        return "tcp main process" in self.ctl("core.psx")
 
     def log(self) -> str:
         try:
