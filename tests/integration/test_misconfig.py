@@ -12,6 +12,7 @@ import os
 import pwd
 import re
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -71,6 +72,16 @@ def refused(kam: Kamailio, message: str) -> str:
     return ours[0]
 
 
+def check_says(kam: Kamailio, expected: str) -> None:
+    """``python3 -m kemi.check`` (Kamailio's own Python) on the cfg Kamailio just refused
+    names the same problem."""
+    out = subprocess.run(
+        ["/usr/bin/python3", "-m", "kemi.check", str(kam.workdir / "kamailio.cfg")],
+        cwd=REPO, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert out.returncode == 1 and expected in out.stdout, (out.stdout, out.stderr)
+
+
 def test_without_the_rtimer_pinger_kamailio_refuses_to_start(
     kamailio_factory: KamailioFactory, tmp_path: Path
 ) -> None:
@@ -81,6 +92,7 @@ def test_without_the_rtimer_pinger_kamailio_refuses_to_start(
     )
     line = refused(kam, "config error: the pinger did not start within 5 s")
     assert "route=ksr_ka_pinger" in line and "python3 -m kemi.check" in line
+    check_says(kam, "ka-kemi check: no rtimer exec runs the pinger")
 
 
 def test_a_handler_that_is_no_keepalive_handler_is_refused(
@@ -93,6 +105,7 @@ def test_a_handler_that_is_no_keepalive_handler_is_refused(
     )
     kam = kamailio_factory(start=False, script=script)
     refused(kam, "config error: mod_init returned a Handler, which is not a KeepaliveHandler")
+    check_says(kam, "Handler does not subclass KeepaliveHandler")
 
 
 def test_without_setup_in_mod_init_kamailio_refuses_to_start(
@@ -101,6 +114,7 @@ def test_without_setup_in_mod_init_kamailio_refuses_to_start(
     script = example_copy(tmp_path, "    setup()\n", "")
     kam = kamailio_factory(start=False, script=script)
     refused(kam, "config error: setup() was not called in mod_init")
+    check_says(kam, "mod_init() does not call setup()")
 
 
 @pytest.mark.parametrize("module", ["jsonrpcs", "corex"])
@@ -113,6 +127,7 @@ def test_without_a_needed_module_kamailio_refuses_to_start(
     kam = kamailio_factory(start=False, script=example_copy(tmp_path), cfg_edit=without(*lines))
     line = refused(kam, f"config error: module {module} is not loaded")
     assert f'add loadmodule "{module}.so"' in line
+    check_says(kam, f"ka-kemi check: {module} is not loaded")
 
 
 def test_a_socket_the_kamailio_user_cannot_write_is_refused(
@@ -157,6 +172,7 @@ def test_a_reply_route_that_keeps_the_replies_warns_once(
     kam = kamailio_factory(script=script, defines={"KA_DESTINATION": f'"{uri}"'})
     wait_state(kam, uri, 2, owner="_params")
     assert uas.wait_requests(1, timeout=3), "the peer is pinged and answers"
+    check_says(kam, "Handler.ksr_reply_route does not hand replies to ka-kemi")
     line = kam.wait_log("reply hook", timeout=10)
     assert "WARNING" in line and "no reply to any of the" in line
     assert "super().ksr_reply_route(msg)" in line
