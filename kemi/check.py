@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from ka_core import cfg_text
@@ -19,7 +20,7 @@ from ka_core.cfg_check import check_cfg, check_script, define_arguments, script_
 PREFIX = "ka-kemi check: "
 
 
-def _reader(bases: list[Path]):  # type: ignore[no-untyped-def]
+def _reader(bases: list[Path]) -> Callable[[str], str | None]:
     def read(name: str) -> str | None:
         path = find(name, bases)
         return None if path is None else path.read_text(errors="replace")

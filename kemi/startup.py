@@ -31,6 +31,7 @@ from typing import NoReturn
 from ka_core.liveness import (
     NOT_SET_UP,
     PINGER_MISSING,
+    READY_WAIT_S,
     START_WAIT_S,
     PingerStatus,
     Verdict,
@@ -106,7 +107,11 @@ def child_init(rank: int) -> int:
         if verdict is Verdict.FAILED:
             return -1  # the pinger logged why
         if verdict is Verdict.MISSING:
-            rt.ksr.err("cannot start: config error: " + PINGER_MISSING.format(wait=START_WAIT_S))
+            if status == PingerStatus.STARTING:
+                rt.ksr.err(f"cannot start: the pinger did not get ready in {READY_WAIT_S:.0f} s")
+            else:
+                missing = PINGER_MISSING.format(wait=START_WAIT_S)
+                rt.ksr.err(f"cannot start: config error: {missing}")
             return -1
         time.sleep(POLL_S)
 

@@ -133,6 +133,9 @@ def test_child_init_of_the_main_process_waits_for_the_pinger(
     assert len(glue.ksr.texts("err")) == 1, "the pinger logged why"
     glue.rt.table.write_pinger_life(PingerStatus.RUNNING, glue.clock.now)
     assert handler.KeepaliveHandler().child_init(0) == 0
+    glue.rt.table.write_pinger_life(PingerStatus.STARTING, glue.clock.now)
+    assert startup.child_init(0) == -1
+    assert glue.ksr.texts("err")[-1] == "cannot start: the pinger did not get ready in 60 s"
 
 
 def test_child_init_without_setup_refuses(monkeypatch: pytest.MonkeyPatch) -> None:
