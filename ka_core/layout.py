@@ -22,6 +22,10 @@ PINGER = struct.Struct("<ddI")
 """The pinger's own health, written by it each step: loop lag, max lag (10 s), in flight."""
 PINGER_AT = 64
 MEMBERSHIP_AT = 88  # u32: bumped by every add and delete (cached list orders check it)
+LIFE = struct.Struct("<Id")
+"""The pinger's life (``ka_core.liveness``): its status and the monotonic time of its last
+step, so the main process sees it start and SIP workers see it stop."""
+LIFE_AT = 96
 
 SLOT_SIZE = 1552
 FIXED = struct.Struct("<IBBBxHHHHHHHHIIIIIIIxxxxddddddddd")
@@ -132,7 +136,8 @@ if (
     HEADER.size + 16 > PAUSED_AT
     or INTERVAL_AT + 4 > PINGER_AT
     or PINGER_AT + PINGER.size > MEMBERSHIP_AT
-    or MEMBERSHIP_AT + 4 > HEADER_SIZE
+    or MEMBERSHIP_AT + 4 > LIFE_AT
+    or LIFE_AT + LIFE.size > HEADER_SIZE
     or FIXED.size > min(off for off, _ in STRINGS.values())
     or max(off + size for off, size in STRINGS.values()) > METRICS_AT
     or METRICS_AT + METRICS.size > SLOT_SIZE

@@ -18,6 +18,8 @@ from ka_core.layout import (
     FLAG_TARGET,
     HOT,
     INTERVAL_AT,
+    LIFE,
+    LIFE_AT,
     METRICS,
     METRICS_AT,
     PAUSED_AT,
@@ -153,6 +155,15 @@ class PingerWrites:
     def pinger_stats(self) -> tuple[float, float, int]:
         lag, lag_max, in_flight = PINGER.unpack_from(self._buf, PINGER_AT)
         return float(lag), float(lag_max), int(in_flight)
+
+    def write_pinger_life(self, status: int, beat: float) -> None:
+        """The pinger's status and last step (``ka_core.liveness``); only the pinger writes
+        it, other processes read it without the lock (a torn read is retried next call)."""
+        LIFE.pack_into(self._buf, LIFE_AT, status, beat)
+
+    def pinger_life(self) -> tuple[int, float]:
+        status, beat = LIFE.unpack_from(self._buf, LIFE_AT)
+        return int(status), float(beat)
 
     # -- controls (any process) ------------------------------------------------------------
 

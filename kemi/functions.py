@@ -17,6 +17,7 @@ from typing import ParamSpec
 from ka_core import registry
 from ka_core.errors import KaError
 from ka_core.layout import USED
+from ka_core.liveness import NO_PINGER, not_running_reason
 from ka_core.state import SCRIPT_VALUES
 from ka_core.table import HotRead
 from ka_core.uri import parse_uri
@@ -41,6 +42,14 @@ def _log_port() -> KsrPort:
         return KamailioKsr()
 
 
+def _log_error(kind: str, text: str) -> None:
+    """Errors a script can cause on every request are rate-limited per process and kind."""
+    try:
+        runtime.get().limited_err(kind, text)
+    except RuntimeError:  # setup() never ran: child_init(0) stops Kamailio, say it anyway
+        _log_port().err(text)
+
+
 def script_function(name: str) -> Callable[[Callable[P, int]], Callable[P, int]]:
     """Log (as ``name``) and return -1 on any error; the one return-code boundary."""
 
@@ -52,14 +61,14 @@ def script_function(name: str) -> Callable[[Callable[P, int]], Callable[P, int]]
             try:
                 signature.bind(*args, **kwargs)
             except TypeError as exc:
-                _log_port().err(f"{name}: wrong arguments: {exc}")
+                _log_error(f"{name}: {exc}", f"{name}: wrong arguments: {exc}")
                 return -1
             try:
                 return fn(*args, **kwargs)
             except KaError as exc:
-                _log_port().err(f"{name}: {exc}")
+                _log_error(f"{name}: {exc}", f"{name}: {exc}")
             except Exception:
-                _log_port().err(f"{name}: internal error: {traceback.format_exc()}")
+                _log_error(f"{name} internal", f"{name}: internal error: {traceback.format_exc()}")
             return -1
 
         return wrapper
@@ -74,7 +83,7 @@ def ka_is_alive(uri: object = None, *extra: object) -> int:
         if hit is not None:
             gen, used, state = hit[0]()
             if gen == hit[1] and used == USED:
-                return SCRIPT_VALUES[state]
+                return SCRIPT_VALUES[state] if state else _unprobed()
         return _is_alive_slow(uri)
     return _is_alive_slow(uri, *extra)
 
@@ -90,7 +99,23 @@ def _is_alive_slow(uri: object) -> int:
     if len(_slot_cache) >= CACHE_MAX:
         _slot_cache.clear()
     _slot_cache[uri] = (reader, gen)
-    return SCRIPT_VALUES[state]
+    return SCRIPT_VALUES[state] if state else _unprobed()
+
+
+def _unprobed() -> int:
+    """A destination not probed yet: 1 (as C) while the pinger runs; -1, said once per
+    process, when it never started, failed or stopped stepping (UNKNOWN would be up for
+    ever)."""
+    rt = runtime.get()
+    status, beat = rt.table.pinger_life()
+    now = rt.monotonic()
+    why = not_running_reason(status, beat, now, now - rt.set_up_at)
+    if not why:
+        return SCRIPT_VALUES[0]
+    if "no pinger" not in rt.announced:
+        rt.announced.add("no pinger")
+        rt.ksr.err(NO_PINGER.format(why=why))
+    return -1
 
 
 @script_function("ka_add_destination")

@@ -4,13 +4,18 @@ Subclass ``KeepaliveHandler`` in your app_python3 script and add your own
 ``ksr_request_route``.  The base class defines the callbacks Kamailio looks up, including
 ``ksr_reply_route`` (always defined: on 5.6.3 a missing optional callback leaves an
 ``AttributeError`` set that breaks the next KSR call in that process).
+
+A configuration ka-kemi cannot work with stops Kamailio at start-up with one log line
+(``kemi.startup``): a bad parameter or a missing module in ``setup()``, a handler that is
+not a ``KeepaliveHandler`` when ``mod_init`` returns it, no ``setup()`` or a pinger that did
+not start in ``child_init`` of the main process.
 """
 
 from __future__ import annotations
 
 import traceback
 
-from kemi import http_rpc, pinger, runtime
+from kemi import http_rpc, pinger, runtime, startup
 from kemi.ksr_port import KsrPort
 from kemi.runtime import Runtime
 
@@ -18,18 +23,21 @@ from kemi.runtime import Runtime
 def setup(ksr: KsrPort | None = None) -> Runtime:
     """Read the ``KA_*`` defines and create the shared table; call from ``mod_init``.
 
-    Raises on an invalid parameter, after logging it, so Kamailio refuses to start.
-    ``ksr`` is for tests; Kamailio's own is used by default.
+    On an invalid parameter or a missing module it logs one line and raises ``SystemExit``
+    (app_python3 logs that at debug level only, so no traceback follows the line) and
+    Kamailio refuses to start.  ``ksr`` is for tests; Kamailio's own is used by default.
     """
+    in_kamailio = ksr is None
     if ksr is None:
         from kemi.kamailio_ksr import KamailioKsr
 
         ksr = KamailioKsr()
     try:
+        startup.check_modules(ksr)
         rt = runtime.setup(ksr)
     except Exception as exc:
         ksr.err(f"cannot start: {exc}")
-        raise
+        raise SystemExit(1) from None
     ksr.info(
         f"ready: {rt.table.count} destinations, ping_interval {rt.config.ping_interval} s, "
         f"delete_counter {rt.config.delete_counter}, ping_timeout {rt.config.ping_timeout_ms} ms"
@@ -41,6 +49,8 @@ def setup(ksr: KsrPort | None = None) -> Runtime:
             f"degraded_ms {p.degraded_ms} ({rt.config.degraded_as}), "
             f"down_backoff_max {rt.config.down_backoff_max} s"
         )
+    if in_kamailio:
+        startup.watch_handler(ksr, KeepaliveHandler)
     return rt
 
 
@@ -48,14 +58,16 @@ class KeepaliveHandler:
     """Base for the object ``mod_init`` returns."""
 
     def child_init(self, rank: int) -> int:
-        return 0
+        """In the main process (rank 0): refuse to start without ``setup()`` or a pinger.
+        A subclass with its own ``child_init`` must return what this one returns."""
+        return startup.child_init(rank)
 
     def ksr_reply_route(self, msg: object) -> int:
         rt = runtime.get()
         try:
             return pinger.on_reply(rt)
         except Exception:
-            rt.ksr.err(f"reply route: {traceback.format_exc()}")
+            rt.limited_err("reply route", f"reply route: {traceback.format_exc()}")
             return 1
 
     def ksr_onsend_route(self, msg: object) -> int:
@@ -68,11 +80,12 @@ class KeepaliveHandler:
         try:
             http_rpc.serve(rt)
         except Exception:
-            rt.ksr.err(f"xhttp event: {traceback.format_exc()}")
+            rt.limited_err("xhttp event", f"xhttp event: {traceback.format_exc()}")
             rt.ksr.http_reply(500, "Internal Server Error", "text/plain", "internal error")
         return 1
 
     def ksr_ka_pinger(self, msg: object, evname: str) -> int:
-        """rtimer ``mode=1`` route: becomes the pinger process and never returns."""
-        pinger.Pinger(runtime.get(), handler=self).run_forever()
+        """rtimer ``mode=1`` route: becomes the pinger process and never returns (also when
+        it cannot start: it logs why once and waits for Kamailio to stop)."""
+        startup.run_pinger(self)
         return 1

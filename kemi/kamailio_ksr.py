@@ -65,6 +65,9 @@ class KamailioKsr:
         pv = KSR.pv.get
         return pv("$pr"), pv("$conid"), pv("$si"), pv("$sp"), pv("$Ri"), pv("$Rp")
 
+    def module_loaded(self, name: str) -> bool:
+        return hasattr(KSR, name)
+
     def tcpops_loaded(self) -> bool:
         return hasattr(KSR, "tcpops")
 

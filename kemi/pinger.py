@@ -17,15 +17,19 @@ from __future__ import annotations
 
 import gc
 import importlib
+import os
 import select
 import threading
 import traceback
 from collections.abc import Callable
+from typing import TypeVar
 
 from ka_core.callid import callid_prefix, parse_callid
 from ka_core.events import Event, ProbingStopped, ResponseReceived, StateChanged
 from ka_core.layout import FLAG_CUSTOM_POLICY, FLAG_SOCKET
+from ka_core.liveness import PingerStatus, ReplyWatch
 from ka_core.prober import Ping, Prober
+from ka_core.ring import KIND_REPLY
 from ka_core.settings import socket_tag
 from ka_core.state import State, changes_state
 from ka_core.uri import address_tag
@@ -62,6 +66,21 @@ def resolve_callback(path: str) -> Callable[..., object]:
     return target
 
 
+Server = TypeVar("Server")
+
+
+def served(kind: str, path: str, make: Callable[[], Server]) -> Server:
+    """``make()``, with an ``OSError`` that names the socket (``kemi.startup`` logs it)."""
+    try:
+        return make()
+    except OSError as exc:
+        where = os.path.dirname(path) or "."
+        raise RuntimeError(
+            f"cannot create the {kind} socket {path}: {exc.strerror or exc} "
+            f"(that user needs write access to {where})"
+        ) from None
+
+
 class Pinger:
     def __init__(self, rt: Runtime, handler: object = None) -> None:
         """``handler``: the script's handler object, whose ``event_callback`` method gets
@@ -86,17 +105,19 @@ class Pinger:
         self._lag_since, self._lag_max = 0.0, 0.0
         self._frozen_at = 0.0
         self._sender = Sender(rt.ksr, rt.key, callid_prefix(rt.token), rt.config.ping_from)
+        self._reply_watch = ReplyWatch()
         self._servers: list[RpcServer | JsonrpcSocket] = []
-        if rt.config.rpc_socket:
+        config = rt.config
+        if config.rpc_socket:
             self._servers.append(
-                RpcServer(rt.config.rpc_socket, rt.commands, rt.config.ctl_forward, rt.monotonic)
-            )
-        if rt.config.jsonrpc_socket:  # for kamcli
+                served("kamcmd", config.rpc_socket, lambda: RpcServer(
+                    config.rpc_socket, rt.commands, config.ctl_forward, rt.monotonic))
+            )  # fmt: skip
+        if config.jsonrpc_socket:  # for kamcli
             self._servers.append(
-                JsonrpcSocket(
-                    rt.config.jsonrpc_socket, rt.commands, rt.config.jsonrpc_forward, rt.monotonic
-                )
-            )
+                served("kamcli", config.jsonrpc_socket, lambda: JsonrpcSocket(
+                    config.jsonrpc_socket, rt.commands, config.jsonrpc_forward, rt.monotonic))
+            )  # fmt: skip
 
     def run_forever(self) -> None:
         """Main thread: start the core thread and park; the core thread does everything.
@@ -105,6 +126,7 @@ class Pinger:
         so the core thread is the only KSR caller and borrows an idle context.  Handing each
         ping to the main thread instead cost a GIL hand-off per job (measured: ~10x the CPU).
         """
+        self._rt.table.write_pinger_life(PingerStatus.RUNNING, self._rt.monotonic())
         self._rt.ksr.info(
             f"pinger started: {self._rt.table.count} destinations, "
             f"interval {self._rt.config.ping_interval} s"
@@ -125,13 +147,15 @@ class Pinger:
             try:
                 self.run_once()
             except Exception:
-                self._rt.ksr.err(f"pinger core error: {traceback.format_exc()}")
+                self._rt.limited_err("pinger core", f"pinger core error: {traceback.format_exc()}")
                 select.select([], [], [], 0.1)
 
     def run_once(self) -> None:
         """One step of the core thread: probe, act, then wait for the deadline or a wake-up."""
         rt = self._rt
-        lag = self._lag(rt.monotonic())
+        now = rt.monotonic()
+        rt.table.write_pinger_life(PingerStatus.RUNNING, now)  # the heartbeat SIP workers read
+        lag = self._lag(now)
         unsent, self._unsent = self._unsent, []
         entries = rt.table.drain()
         if self._dns is not None:
@@ -140,6 +164,13 @@ class Pinger:
         remote = [] if cluster is None else cluster.before_step(entries, rt.monotonic(), rt.wall())
         step = self._prober.step(rt.monotonic(), rt.wall(), entries, unsent, self._send)
         rt.table.write_pinger_stats(lag, self._lag_max, self._prober.outstanding)
+        if not self._reply_watch.done:
+            replies = sum(1 for entry in entries if entry.kind == KIND_REPLY)
+            warning = self._reply_watch.observe(
+                now, len(step.pings), replies, float(rt.table.ping_interval)
+            )
+            if warning:
+                rt.ksr.warn(warning)
         events: list[Event] = step.events
         if self._dns is not None:  # targets in and out; the names' derived state changes
             events = events + list(self._dns.apply(step.events, rt.wall()))

@@ -74,6 +74,9 @@ class RpcServer:
         old = os.umask(0o117)
         try:
             self._listener.bind(path)
+        except OSError:
+            self._listener.close()
+            raise
         finally:
             os.umask(old)
         os.chmod(path, SOCKET_MODE)

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from ka_core import cluster_status, registry
 from ka_core.access import HttpGuard
 from ka_core.config import PARAMS_OWNER, KaConfig, define_names, load_config
+from ka_core.loglimit import LogLimiter
 from ka_core.records import Record
 from ka_core.ring import capacity_for
 from ka_core.rpc import RpcCommands, RpcValue
@@ -54,6 +55,10 @@ class Runtime:
     """The module's health policy is C's: a reply that ``changes_state`` wakes the pinger."""
     announced: set[str] = field(default_factory=set)
     """Per process (a copy after fork): one-time log lines already written."""
+    set_up_at: float = 0.0
+    """Monotonic time of ``setup()``: how long the pinger has had to start."""
+    log_limiter: LogLimiter = field(default_factory=LogLimiter)
+    """Per process: errors that can repeat on every call are logged at most once a window."""
     key: bytes = field(default_factory=lambda: secrets.token_bytes(16))
     """Random per start, made before fork: the Via branch of a ping is a hash of its Call-ID
     with this key, so SIP workers can tell our replies from forged ones."""
@@ -81,6 +86,12 @@ class Runtime:
         )  # fmt: skip
         self.wake()
         return rec
+
+    def limited_err(self, kind: str, text: str) -> None:
+        """Log an error that can repeat on every call, rate-limited per ``kind``."""
+        left_out = self.log_limiter.admit(kind, self.monotonic())
+        if left_out is not None:
+            self.ksr.err(self.log_limiter.text(text, left_out))
 
     def announce(self, key: str, text: str) -> None:
         """Log ``text`` once per process."""
@@ -143,6 +154,7 @@ def build(
         monotonic=monotonic,
         wall=wall,
         wakes_on_change=config.policy.is_default,
+        set_up_at=monotonic(),
     )
     return _runtime
 

@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -107,6 +108,8 @@ class Kamailio:
     proc: subprocess.Popen[bytes] | None = None
     tls: bool = False
     tls_port: int = 0
+    cfg_edit: Callable[[str], str] | None = None
+    """Changes to the repository's kamailio.cfg text (a misconfiguration under test)."""
 
     def __post_init__(self) -> None:
         if not self.ip:
@@ -158,6 +161,8 @@ class Kamailio:
         values.update(self.defines)
         header = "".join(f"#!define {k} {v}\n" for k, v in values.items())
         body = (REPO / "kamailio.cfg").read_text()
+        if self.cfg_edit is not None:
+            body = self.cfg_edit(body)
         body = body.replace("children=2\n", f"children={self.children}\n", 1)
         return "#!KAMAILIO\n" + header + body
 
@@ -196,10 +201,16 @@ class Kamailio:
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
                 raise RuntimeError(f"kamailio exited at start:\n{self.log()}")
-            if "pinger started" in self.log() and self.ctl_socket.exists():
+            if "pinger started" in self.log() and self.ctl_socket.exists() and self._all_forked():
                 return
             time.sleep(0.05)
         raise TimeoutError(f"kamailio not ready after {READY_TIMEOUT_S} s:\n{self.log()}")
+
+    def _all_forked(self) -> bool:
+        """The main process forks the TCP processes after ``child_init(0)``, where it waits
+        for the pinger: only once the TCP main process exists is the start-up over (a
+        SIGTERM during those forks leaves a TCP worker behind, a Kamailio race)."""
+        return "tcp main process" in self.ctl("core.psx")
 
     def log(self) -> str:
         try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import stat
 import subprocess
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import KamailioFactory
-from tests.harness.kamailio import VERSION, Kamailio
+from tests.harness.kamailio import REPO, VERSION, Kamailio
 from tests.harness.tiers import tier_unavailable
 from tests.integration.test_keepalive import assert_intervals, wait_state
 from tests.integration.test_rpc import jsonrpc_call
@@ -68,6 +69,30 @@ def cfg(kam: Kamailio, tmp_path: Path) -> Path:
     if not os.access(KAMCLI, os.X_OK):
         tier_unavailable(f"{KAMCLI} not installed (apt-get install kamcli)")
     return kamcli_config(kam, tmp_path)
+
+
+def documented_ini() -> str:
+    """The kamcli.ini block of docs/operations.md, as an operator copies it."""
+    text = (REPO / "docs" / "operations.md").read_text()
+    block = re.search(r"```ini\n(\[jsonrpc\]\n.*?)```", text, re.S)
+    assert block, "docs/operations.md has no kamcli.ini block"
+    return block.group(1)
+
+
+def test_the_documented_kamcli_ini_works(kam: Kamailio, cfg: Path, tmp_path: Path) -> None:
+    """The ini of docs/operations.md, with this Kamailio's paths: Debian's kamcli runs with
+    it (it used to lack ``outformat``: NoOptionError)."""
+    ini = documented_ini()
+    assert "outformat=" in ini
+    ini = ini.replace("/run/kamailio/kamailio_rpc.sock", str(kam.jsonrpc_socket), 1)
+    ini = ini.replace("/run/kamailio/kamailio_rpc_reply.sock", str(tmp_path / "reply.sock"))
+    documented = tmp_path / "documented.ini"
+    documented.write_text(ini)
+    out = kamcli(documented, "keepalive.list")
+    assert out.returncode == 0 and "Error" not in out.stderr, (out.stdout, out.stderr)
+    assert json.loads(out.stdout)["result"] == []
+    version = kamcli(documented, "core.version")
+    assert version.returncode == 0 and "kamailio" in version.stdout, version
 
 
 def test_keepalive_commands_through_kamcli(kam: Kamailio, cfg: Path, uas_factory) -> None:

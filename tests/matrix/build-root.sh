@@ -2,7 +2,7 @@
 # A Debian root with another suite's Kamailio and Python, for the version matrix:
 #   ROOT=$(tests/matrix/build-root.sh trixie)     # prints the root's path as its only stdout line
 # trixie: Kamailio 6.0.1 + Python 3.13; sid: Kamailio 6.1.5 + Python 3.14.  Built with
-# mmdebstrap from the machine's own Debian mirror (the URI of its bookworm source), only when
+# mmdebstrap from the machine's own Debian mirror (tests/matrix/apt-mirror.sh: its apt sources only), only when
 # missing; the path carries a hash of the package list.  sid's Release file on the mirror may
 # be expired, so validity is not checked for sid/forky.
 set -euo pipefail
@@ -18,10 +18,7 @@ command -v mmdebstrap >/dev/null || {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mmdebstrap >/dev/null 2>&1 ||
         { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mmdebstrap >/dev/null; }
 }
-mirror=$(grep -hE '^(URIs:|deb )' /etc/apt/sources.list /etc/apt/sources.list.d/*.sources \
-         /etc/apt/sources.list.d/*.list 2>/dev/null | grep -oE 'https?://[^ ]+/debian/?( |$)' |
-         grep -v security | head -1 | tr -d ' ' || true)
-mirror=${mirror:-http://deb.debian.org/debian}
+mirror=$(bash "$(dirname "$0")/apt-mirror.sh")  # the machine's own; none: a clear error
 opts=()
 case $suite in sid|forky|unstable) opts+=(--aptopt='Acquire::Check-Valid-Until "false"') ;; esac
 start=$(date +%s)

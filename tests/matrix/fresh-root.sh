@@ -37,10 +37,8 @@ cleanup() {
     rm -f "$log"
 }
 trap cleanup EXIT
-mirror=$(grep -hE '^(URIs:|deb )' /etc/apt/sources.list /etc/apt/sources.list.d/*.sources \
-         /etc/apt/sources.list.d/*.list 2>/dev/null | grep -oE 'https?://[^ ]+/debian/?( |$)' |
-         grep -v security | head -1 | tr -d ' ' || true)
-mmdebstrap --quiet --variant=apt "$suite" "$root" "deb ${mirror:-http://deb.debian.org/debian} $suite main"
+mirror=$(bash tests/matrix/apt-mirror.sh)  # the machine's own; none: a clear error
+mmdebstrap --quiet --variant=apt "$suite" "$root" "deb $mirror $suite main"
 printf '127.0.0.1\tlocalhost\n::1\tlocalhost\n' > "$root/etc/hosts"
 mkdir -p "$root/usr/local/share/ca-certificates" "$root/etc/ssl/certs"
 cp -r /usr/local/share/ca-certificates/. "$root/usr/local/share/ca-certificates/"

@@ -62,6 +62,8 @@ class FakeKsr:
     tcpops: list[tuple[object, ...]] | None = field(default_factory=list)
     """Calls to tcpops; None: tcpops.so not loaded."""
     tcpops_rc: int = 1
+    modules: set[str] = field(default_factory=lambda: {"corex", "jsonrpcs", "sl", "tm", "xhttp"})
+    """Modules with KEMI functions that are loaded."""
 
     def info(self, text: str) -> None:
         self.logs.append(("info", text))
@@ -121,6 +123,9 @@ class FakeKsr:
 
     def message_connection(self) -> MessageConnection:
         return self.connection
+
+    def module_loaded(self, name: str) -> bool:
+        return name in self.modules
 
     def tcpops_loaded(self) -> bool:
         return self.tcpops is not None
