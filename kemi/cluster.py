@@ -381,12 +381,12 @@ class Cluster:
     def _bcast(self, bodies: list[bytes]) -> None:
         for body in bodies:
             if self._c.kamailio().bcast(self._c.channel, body.decode()) < 0:
-                self._rt.ksr.warn("cluster: dmq broadcast failed")
+                self._rt.limited_err("dmq bcast", "cluster: dmq broadcast failed")
             self.sent += 1
 
     def _send(self, node: str, body: bytes) -> None:
         if self._c.kamailio().send(self._c.channel, f"sip:{node}", body.decode()) < 0:
-            self._rt.ksr.warn(f"cluster: dmq send to {node} failed")
+            self._rt.limited_err("dmq send", f"cluster: dmq send to {node} failed")
         self.sent += 1
 
     def _publish(self, now: float) -> None:

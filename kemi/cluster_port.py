@@ -64,7 +64,7 @@ class ClusterRuntime:
         if self.port is None:
             from kemi.kamailio_cluster import KamailioCluster
 
-            self.port = KamailioCluster()
+            self.port = KamailioCluster(self.node)
         return self.port
 
 

@@ -5,9 +5,15 @@ from __future__ import annotations
 import KSR  # type: ignore[import-not-found]  # noqa: TID251 - the cluster seam
 
 from kemi.cluster_port import CONTENT_TYPE
+from kemi.udp_gate import GATE
 
 
 class KamailioCluster:
+    def __init__(self, node: str) -> None:
+        self._socket = f"udp:{node}"
+        """dmq sends from this node's listener (``server_address``): tm blocks on a full
+        socket like any sender, so a broadcast waits for room (``kemi.udp_gate``)."""
+
     def request_fields(self) -> tuple[object, object, object]:
         pv = KSR.pv.get
         return pv("$rm"), pv("$rU"), pv("$si")
@@ -29,7 +35,11 @@ class KamailioCluster:
         KSR.sl.sl_send_reply(code, reason)
 
     def bcast(self, channel: str, body: str) -> int:
+        if not GATE.writable_spec(self._socket):
+            return -1
         return int(KSR.dmq.bcast_message(channel, body, CONTENT_TYPE))
 
     def send(self, channel: str, node_uri: str, body: str) -> int:
+        if not GATE.writable_spec(self._socket):
+            return -1
         return int(KSR.dmq.send_message(channel, node_uri, body, CONTENT_TYPE))

@@ -164,6 +164,13 @@ class Pinger:
         remote = [] if cluster is None else cluster.before_step(entries, rt.monotonic(), rt.wall())
         step = self._prober.step(rt.monotonic(), rt.wall(), entries, unsent, self._send)
         rt.table.write_pinger_stats(lag, self._lag_max, self._prober.outstanding)
+        if self._sender.busy:
+            rt.limited_err(
+                "socket busy",
+                f"{self._sender.busy} OPTIONS not sent: Kamailio's UDP socket has no send "
+                "buffer free (network down?); they count as failures",
+            )
+            self._sender.busy = 0
         if not self._reply_watch.done:
             replies = sum(1 for entry in entries if entry.kind == KIND_REPLY)
             warning = self._reply_watch.observe(
@@ -214,8 +221,10 @@ class Pinger:
         return lag
 
     def _send(self, ping: Ping) -> None:
+        busy = self._sender.busy
         if not self._sender.send(ping):
-            self._rt.ksr.warn(f"could not send OPTIONS to {ping.uri}")
+            if self._sender.busy == busy:
+                self._rt.ksr.warn(f"could not send OPTIONS to {ping.uri}")
             self._unsent.append(ping.seq)  # a failure at the next step
 
     def _act(self, event: Event) -> None:

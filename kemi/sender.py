@@ -15,6 +15,7 @@ from ka_core.wire import (
     parse_listeners,
 )
 from kemi.ksr_port import KsrPort
+from kemi.udp_gate import GATE, UdpGate
 
 LIST_SOCKETS = json.dumps({"jsonrpc": "2.0", "method": "corex.list_sockets", "id": 1})
 
@@ -29,8 +30,13 @@ def user_agent(version: str) -> str:
 class Sender:
     """Owned by the pinger's core thread, the only thread of its process that calls KSR."""
 
-    def __init__(self, ksr: KsrPort, key: bytes, prefix: str, ping_from: str) -> None:
+    def __init__(
+        self, ksr: KsrPort, key: bytes, prefix: str, ping_from: str, gate: UdpGate = GATE
+    ) -> None:
         self._ksr = ksr
+        self._gate = gate
+        self.busy = 0
+        """Pings not sent because their UDP socket's buffer was full (``kemi.udp_gate``)."""
         self._key = key
         self._prefix = prefix
         self._from = ping_from
@@ -74,6 +80,9 @@ class Sender:
         if found is None:
             return False
         socket, template = found
+        if not self._gate.writable_spec(socket):
+            self.busy += 1
+            return False
         callid = make_callid(self._prefix, ping.seq, ping.slot)
         digest = branch_for(self._key, callid)[len(BRANCH_MAGIC) :]
         text = template.replace("\2", ping.uri).replace("\1", digest).replace("\0", callid)

@@ -170,10 +170,8 @@ def test_a_node_that_loses_its_link_never_makes_the_others_report_down(
             f"first {false_down[0][:2] + false_down[1][:2]}"
         )
         assert not sampler.not_up, f"healthy nodes reported not UP: {sampler.not_up[:10]}"
-        # Not asserted (issue 32, item 2, open): while the cut node's kernel holds its pings
-        # for neighbours that no longer answer ARP, Kamailio's blocking sendto stalls the
-        # pinger's loop, and the RPC served by that loop with it (docs/cluster.md).
-        slowest = max(sampler.rpc_s)
+        slowest = max(sampler.rpc_s)  # 1.8-3.8 s before kemi.udp_gate
+        assert slowest < 0.5, f"the cut node's RPC took {slowest:.2f} s"
         gaps = farm.max_gap(cut - INTERVAL_S, time.monotonic())
         print(
             f"counted out {out_at - cut:.2f} s after the cut; takeover within {worst:.2f} s; "

@@ -13,6 +13,7 @@ from ka_core import binrpc
 from ka_core.state import State
 from ka_core.wire import branch_for
 from kemi import api, handler, pinger, runtime
+from kemi.udp_gate import UdpGate
 from tests.unit.conftest import Glue
 from tests.unit.fake_ksr import FakeKsr
 
@@ -123,6 +124,26 @@ def test_failed_send_counts_as_a_failure(glue: Glue) -> None:
     tick(glue, p, 1000.0)
     tick(glue, p, 1000.4)
     assert "could not send OPTIONS to sip:10.0.0.1" in glue.ksr.texts("warn")
+    tick(glue, p, 1000.41)
+    assert "destination sip:10.0.0.1 owner dev: UNKNOWN -> DOWN" in glue.ksr.texts("info")
+
+
+class FullSocket(UdpGate):
+    def writable(self, address: str, port: int) -> bool:
+        return False
+
+
+def test_a_full_udp_socket_is_not_sent_to_and_says_so_once(glue: Glue) -> None:
+    for i in range(1, 4):
+        assert api.add_destination(f"sip:10.0.0.{i}", "dev", 0, 1) == 0
+    p = pinger.Pinger(glue.rt)
+    p._sender._gate = FullSocket()
+    tick(glue, p, 1000.0)
+    tick(glue, p, 1000.4)
+    assert glue.ksr.sent == [], "a blocking sendto would stall the pinger and its RPC"
+    assert not any("could not send" in t for t in glue.ksr.texts("warn"))
+    busy = [t for t in glue.ksr.texts("err") if "UDP socket has no send buffer free" in t]
+    assert len(busy) == 1 and busy[0].startswith("3 OPTIONS not sent")
     tick(glue, p, 1000.41)
     assert "destination sip:10.0.0.1 owner dev: UNKNOWN -> DOWN" in glue.ksr.texts("info")
 
