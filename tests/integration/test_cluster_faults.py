@@ -173,6 +173,9 @@ def test_a_node_that_loses_its_link_never_makes_the_others_report_down(
         slowest = max(sampler.rpc_s)  # 1.8-3.8 s before kemi.udp_gate
         assert slowest < 0.5, f"the cut node's RPC took {slowest:.2f} s"
         gaps = farm.max_gap(cut - INTERVAL_S, time.monotonic())
+        # the last ping before the cut (up to an interval), the count-out, one interval more
+        bound = 2 * INTERVAL_S + (out_at - cut) + 0.5
+        assert max(gaps.values()) <= bound, f"a destination went {max(gaps.values()):.2f} s"
         print(
             f"counted out {out_at - cut:.2f} s after the cut; takeover within {worst:.2f} s; "
             f"rejoined {time.monotonic() - healed:.1f} s after heal; cut node RPC max "
@@ -215,6 +218,9 @@ def test_a_frozen_node_is_taken_over_within_an_interval_and_rejoins_without_fals
         )
         assert not sampler.not_up, f"healthy nodes reported not UP: {sampler.not_up[:10]}"
         assert set(states(c).values()) == {1}, "the thawed node sees every destination UP"
+        gaps = farm.max_gap(stopped - INTERVAL_S, time.monotonic())
+        bound = 2 * INTERVAL_S + (out_at - stopped) + 0.5
+        assert max(gaps.values()) <= bound, f"a destination went {max(gaps.values()):.2f} s"
         print(f"counted out {out_at - stopped:.2f} s after SIGSTOP; takeover within {worst:.2f} s")
     finally:
         farm.close()
