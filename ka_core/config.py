@@ -21,7 +21,7 @@ from ka_core.cluster_codec import BadMessage, node_id
 from ka_core.errors import InvalidArgument, InvalidUri
 from ka_core.health import DEFAULT_ALIVE, CodeSet, Policy
 from ka_core.resolve import parse_dns_server, server_text
-from ka_core.settings import Settings, parse_from, parse_settings
+from ka_core.settings import MAX_INTERVAL_S, Settings, parse_from, parse_settings
 from ka_core.uri import SipUri, parse_uri
 
 DEFINE_PREFIX = "KA_"
@@ -214,7 +214,7 @@ def _channel(text: str) -> str:
 
 
 _SCALARS: Mapping[str, Callable[[str], object]] = {
-    "ping_interval": _int("ping_interval", 1, 86400),
+    "ping_interval": _int("ping_interval", 1, MAX_INTERVAL_S),
     "delete_counter": _int("delete_counter", 0, 1_000_000),
     "ping_from": _from_uri,
     "ping_timeout_ms": _int("ping_timeout_ms", 100, 600_000),

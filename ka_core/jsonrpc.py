@@ -62,16 +62,17 @@ def list_text(rows: list[Summary]) -> str:
     )
 
 
-def _error(req_id: object, code: int, message: str) -> str:
+def error_body(req_id: object, code: int, message: str) -> str:
+    """A JSON-RPC 2.0 error object: for HTTP here and the datagram socket (kemi)."""
     return json.dumps({"jsonrpc": "2.0", "id": req_id, "error": {"code": code, "message": message}})
 
 
-NOT_UTF8 = HttpAnswer(400, "Bad Request", _error(None, PARSE_ERROR, "body is not UTF-8"))
+NOT_UTF8 = HttpAnswer(400, "Bad Request", error_body(None, PARSE_ERROR, "body is not UTF-8"))
 
 
 def refused(code: int, reason: str, message: str) -> HttpAnswer:
     """A 4xx whose body is still a JSON-RPC error, for clients that only read the body."""
-    return HttpAnswer(code, reason, _error(None, INVALID_REQUEST, message))
+    return HttpAnswer(code, reason, error_body(None, INVALID_REQUEST, message))
 
 
 def answer(body: bytes, commands: RpcCommands) -> HttpAnswer | None:
@@ -82,7 +83,7 @@ def answer(body: bytes, commands: RpcCommands) -> HttpAnswer | None:
     except UnicodeDecodeError:
         return NOT_UTF8
     except (ValueError, RecursionError):
-        return HttpAnswer(400, "Bad Request", _error(None, PARSE_ERROR, "Parse error"))
+        return HttpAnswer(400, "Bad Request", error_body(None, PARSE_ERROR, "Parse error"))
     if isinstance(req, list):
         return refused(400, "Bad Request", "batch requests are not supported")
     if not isinstance(req, dict):
@@ -96,14 +97,14 @@ def answer(body: bytes, commands: RpcCommands) -> HttpAnswer | None:
     if isinstance(params, dict):
         params = [v for v in (params.get("uri"), params.get("owner")) if v is not None]
     if not isinstance(params, list):
-        return _ok(_error(req_id, INVALID_REQUEST, "params must be an array"))
+        return _ok(error_body(req_id, INVALID_REQUEST, "params must be an array"))
     try:
         if method == "keepalive.list":
             listing = list_text(commands.list_rows(params))
             return _ok(f'{{"jsonrpc": "2.0", "id": {json.dumps(req_id)}, "result": {listing}}}')
         values: list[RpcValue] = commands.call(method, params)
     except RpcFault as fault:
-        text = _error(req_id, fault.code, fault.text)
+        text = error_body(req_id, fault.code, fault.text)
         if fault.code == RATE_LIMITED:
             return HttpAnswer(RATE_LIMITED, "Too Many Requests", text)
         return _ok(text)

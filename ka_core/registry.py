@@ -8,12 +8,10 @@ from collections.abc import Sequence
 from ka_core.errors import InvalidArgument, UnknownDestination
 from ka_core.layout import FLAG_CUSTOM_POLICY, FLAG_NAME, FLAG_OWN_INTERVAL, FLAG_SOCKET
 from ka_core.records import Record
-from ka_core.settings import Settings, parse_settings
+from ka_core.settings import MAX_INTERVAL_S, Settings, parse_settings
 from ka_core.state import State
 from ka_core.table import MAX_CALLBACK_BYTES, MAX_OWNER_BYTES, MAX_USER_BYTES, SharedTable
 from ka_core.uri import SipUri, address_tag, parse_uri
-
-MAX_INTERVAL_S = 86400
 
 
 def settings_of(settings: object) -> Settings:

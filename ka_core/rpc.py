@@ -28,6 +28,7 @@ from ka_core.errors import (
     UnknownDestination,
 )
 from ka_core.records import Record, Summary
+from ka_core.settings import MAX_INTERVAL_S
 from ka_core.table import SharedTable
 
 RpcValue = int | str | float | dict[str, object] | list[object]
@@ -231,8 +232,12 @@ class RpcCommands:
         value = params[0]
         if isinstance(value, str) and value.strip().isdecimal():
             value = int(value)
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 86400:
-            raise RpcFault(500, "ping interval must be an integer number of seconds in [1, 86400]")
+        if isinstance(value, bool) or not isinstance(value, int):
+            value = 0
+        if not 1 <= value <= MAX_INTERVAL_S:
+            raise RpcFault(
+                500, f"ping interval must be an integer number of seconds in [1, {MAX_INTERVAL_S}]"
+            )
         changed = self._table.set_ping_interval(value)
         return [f"Ok. ping_interval is {value} s for {changed} destinations."]
 

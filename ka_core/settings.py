@@ -22,6 +22,7 @@ from ka_core.health import CodeSet, Policy
 from ka_core.uri import parse_uri
 
 MAX_INTERVAL_S = 86400
+"""The longest ping interval anywhere (config, settings, RPC, API): one day."""
 MAX_THRESHOLD = 1000
 PROTOS = ("udp", "tcp", "tls")
 _PORT = struct.Struct("<H")
@@ -72,9 +73,6 @@ class Settings:
             alive=self.alive or defaults.alive,
             degraded_ms=defaults.degraded_ms if self.degraded_ms is None else self.degraded_ms,
         )
-
-    def with_interval(self, interval_s: int) -> Settings:
-        return replace(self, interval=interval_s)
 
 
 def _count(key: str, value: str, high: int) -> int:

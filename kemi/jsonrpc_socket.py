@@ -51,9 +51,7 @@ TOO_BIG = (
 
 
 def error(req_id: object, code: int, message: str) -> bytes:
-    return json.dumps(
-        {"jsonrpc": "2.0", "id": req_id, "error": {"code": code, "message": message}}
-    ).encode()
+    return jsonrpc.error_body(req_id, code, message).encode()
 
 
 def result(req_id: object, value: object) -> bytes:

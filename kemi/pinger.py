@@ -49,10 +49,10 @@ MAX_SLEEP_S = 5.0
 VM); everything that needs it sooner writes the wake pipe."""
 LAG_WINDOW_S = 10.0
 JOIN_WAIT_S = 3600.0
+"""The main thread only waits for the core thread (which never ends): wake it rarely."""
 FREEZE_EVERY_S = 30.0
 """How often the pinger moves what it holds (destinations, the schedule) out of the garbage
 collector's reach: with 100,000 destinations a full collection paused pings by tens of ms."""
-"""The main thread only waits for the core thread (which never ends): wake it rarely."""
 
 
 def resolve_callback(path: str) -> Callable[..., object]:

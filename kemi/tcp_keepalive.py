@@ -35,6 +35,7 @@ other value stops Kamailio at start-up.  The socket work itself is in ``kemi.tcp
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import sys
@@ -190,7 +191,7 @@ class TcpPaths:
             raise TcpKaError(f"conid {conid}: tcpops failed (rc {rc})")
 
     def _rpc(self, method: str) -> str:
-        request = f'{{"jsonrpc": "2.0", "method": "{method}", "id": 1}}'
+        request = json.dumps({"jsonrpc": "2.0", "method": method, "id": 1})
         code, body = self.rt.ksr.jsonrpc_exec(request)
         if str(code) != "200" or not isinstance(body, str):
             raise TcpKaError(f"{method} via jsonrpcs failed: code {code}")
