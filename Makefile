@@ -110,3 +110,32 @@ else
 		--only routing_cost ping_scale --sizes 1000 10000 --version-section $(KAMAILIO) \
 		$(if $(QUICK),--quick,--report)
 endif
+
+# Debian package (docs/install.md): dist/ka-kemi_<version>_all.deb from the files git knows
+# (committed or not, never __pycache__ or .venv), then lintian.  Installs the build tools
+# it needs (debhelper, dh-python, lintian) when they are missing.
+DEB_BUILD_PACKAGES := debhelper dh-python dpkg-dev fakeroot lintian python3 git
+.PHONY: deb wheel
+deb:
+	@missing=""; for p in $(DEB_BUILD_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; mkdir "$$tmp/src"; \
+	git ls-files -z --cached --others --exclude-standard | \
+		xargs -0 -I{} sh -c 'test -e "{}" && printf "%s\0" "{}"' | \
+		tar -c --null -T - | tar -x -C "$$tmp/src"; \
+	(cd "$$tmp/src" && dpkg-buildpackage -b -us -uc >"$$tmp/build.log" 2>&1) || \
+		{ tail -n 40 "$$tmp/build.log"; exit 1; }; \
+	mkdir -p dist; cp "$$tmp"/ka-kemi_*_all.deb dist/; \
+	deb=$$(ls "$$tmp"/ka-kemi_*_all.deb); echo "built dist/$$(basename $$deb)"; \
+	lintian --fail-on error,warning --suppress-tags-from-file debian/lintian-explained \
+		--info --display-info "dist/$$(basename $$deb)"
+
+# The wheel (dist/ka_kemi-<version>-py3-none-any.whl): ka_core and kemi, nothing else.
+wheel: install-venv
+	$(VPY) -m pip wheel -q --no-deps -w dist .
