@@ -15,11 +15,7 @@ come from these defines (``#!define`` in kamailio.cfg or ``kamailio -A NAME=valu
 import os
 import sys
 
-# Run from a checkout: its own ka_core and kemi.  Installed (or a copy in /etc/kamailio),
-# Debian's python3 finds the packages in dist-packages and nothing is added.
-_CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if os.path.isfile(os.path.join(_CHECKOUT, "ka_core", "version.py")):
-    sys.path.insert(0, _CHECKOUT)
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import KSR  # type: ignore[import-not-found]
 
