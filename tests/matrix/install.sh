@@ -15,7 +15,7 @@ cd "$(dirname "$0")/../.."
 repo=$PWD
 [ $# -gt 0 ] || { echo "usage: install.sh SUITE..."; exit 2; }
 work=$(mktemp -d /var/tmp/ka-kemi-install-XXXXXX)
-root="" logger=""
+root=""
 t_all=$(date +%s)
 kamailio_pids() {
     for p in $(pgrep -x kamailio || true); do
@@ -26,11 +26,11 @@ kamailio_pids() {
 close_root() {
     [ -n "$root" ] || return 0
     for p in $(kamailio_pids); do kill -KILL "$p" 2>/dev/null || true; done
-    if [ -n "$logger" ]; then kill "$logger" 2>/dev/null || true; logger=""; fi
+    [ -s "$work/logger.pid" ] && kill "$(cat "$work/logger.pid")" 2>/dev/null || true
     for m in $(findmnt -rn -o TARGET | grep -F "$root/" | sort -r); do
         umount "$m" 2>/dev/null || umount -l "$m" || true
     done
-    rm -rf --one-file-system "$root"
+    rm -rf --one-file-system "$root" "$work/logger.pid"
     root=""
 }
 cleanup() { close_root; rm -rf --one-file-system "$work"; }
@@ -39,7 +39,7 @@ step() {  # step NAME TIMEOUT_S CMD... : PASS/FAIL line, stops the run on FAIL
     local name=$1 limit=$2 t0 rc=0
     shift 2
     t0=$(date +%s)
-    timeout "$limit" "$@" >"$work/step.log" 2>&1 || rc=$?
+    timeout "$limit" bash -euo pipefail -c '"$@"' step "$@" >"$work/step.log" 2>&1 || rc=$?
     if [ "$rc" = 0 ]; then
         echo "PASS $name ($(( $(date +%s) - t0 )) s)"
     else
@@ -75,7 +75,7 @@ make_root() {
     mirror=$(grep -hE '^(URIs:|deb )' /etc/apt/sources.list /etc/apt/sources.list.d/*.sources \
              /etc/apt/sources.list.d/*.list 2>/dev/null | grep -oE 'https?://[^ ]+/debian/?( |$)' |
              grep -v security | head -1 | tr -d ' ' || true)
-    root=$(mktemp -d /var/tmp/ka-kemi-root-XXXXXX)
+    rmdir "$root"
     mmdebstrap --quiet --variant=apt --include=netbase "$suite" "$root" \
         "deb ${mirror:-http://deb.debian.org/debian} $suite main"
     printf '127.0.0.1\tlocalhost\n::1\tlocalhost\n' > "$root/etc/hosts"
@@ -86,8 +86,8 @@ make_root() {
 import os, socket, sys
 s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.bind(sys.argv[1]); os.chmod(sys.argv[1], 0o666)
 with open(sys.argv[2], "ab", buffering=0) as f:
-    while True: f.write(s.recv(65536) + b"\n")' "$root/dev/log" "$work/syslog" &
-    logger=$!
+    while True: f.write(s.recv(65536).rstrip(b"\n") + b"\n")' "$root/dev/log" "$work/syslog" &
+    echo $! > "$work/logger.pid"
 }
 install_deb() {
     cp "$work"/ka-kemi_*_all.deb "$root/tmp/"
@@ -120,7 +120,7 @@ start_like_systemd() {  # $1: extra kamailio options (the wheel check only)
         [ -s "$root/run/kamailio/kamailio.pid" ] && [ -S "$root/run/kamailio/kamailio_ctl" ] && break
         sleep 0.1
     done
-    in_root "ps -o user= -p \$(cat /run/kamailio/kamailio.pid)" | grep -qx kamailio
+    [ "$(stat -c %u "/proc/$(cat "$root/run/kamailio/kamailio.pid")")" = "$(in_root "id -u kamailio")" ]
 }
 stop_like_systemd() {
     local main
@@ -174,7 +174,7 @@ purge_leaves_nothing() {
     in_root "DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq ka-kemi"
     local left=""
     while read -r f; do
-        [ -e "$root$f" ] || continue
+        [ "$f" != /. ] && [ -e "$root$f" ] || continue
         # a directory another package also owns (/usr, /etc/kamailio) stays
         [ -d "$root$f" ] && in_root "dpkg -S '$f'" >/dev/null 2>&1 && continue
         left="$left $f"
@@ -200,10 +200,16 @@ wheel_runs() {
     [ ! -e "$root$script" ]
 }
 
+export work repo UP DOWN ADDED
+export -f kamailio_pids in_root build check_contents make_root install_deb unit_value \
+    start_like_systemd stop_like_systemd wait_listing sockets_closed_to_others \
+    outsider_refused add_and_persist restored_after_restart purge_leaves_nothing wheel_runs
 step "build the .deb and the wheel from a clean clone of $(git rev-parse --short HEAD)" 300 build
 step "wheel and .deb hold ka_core, kemi and the examples only" 60 check_contents
 for suite in "$@"; do
     t_suite=$(date +%s)
+    root=$(mktemp -d /var/tmp/ka-kemi-root-XXXXXX)
+    export root
     step "$suite: fresh root" 300 make_root "$suite"
     step "$suite: apt-get install ./ka-kemi.deb (/var/lib/ka-kemi kamailio:kamailio 0750)" 300 install_deb
     step "$suite: started as kamailio.service's ExecStart, user kamailio" 60 start_like_systemd
