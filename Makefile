@@ -39,12 +39,16 @@ run: install-system
 # container tier.
 CONTAINER_SUITES ?= bookworm trixie
 export CONTAINER_SUITES
+# Install tier (tests/matrix/install.sh, docs/install.md): the .deb and the wheel in fresh roots.
+INSTALL_SUITES ?= bookworm trixie
 test: export KA_REQUIRE_ALL_TIERS = 1
 test: install check unit
 	@echo "host tier: $$(kamailio -v | head -1); embedded $$(/usr/bin/python3 --version)"
 	$(VPY) -m pytest tests/integration -m "not containers"
 	@if [ -n "$(strip $(CONTAINER_SUITES))" ]; then bash docker/ci-tier.sh; \
 	 else echo "container tier: not run here (CONTAINER_SUITES is empty)"; fi
+	@if [ -n "$(strip $(INSTALL_SUITES))" ]; then bash tests/matrix/install.sh $(INSTALL_SUITES); \
+	 else echo "install tier: not run here (INSTALL_SUITES is empty)"; fi
 	@if [ -n "$(strip $(MATRIX) $(FRESH))" ]; then $(MAKE) matrix; \
 	 else echo "version matrix: not run here (MATRIX and FRESH are empty)"; fi
 
