@@ -14,6 +14,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 repo=$PWD
 [ $# -gt 0 ] || { echo "usage: install.sh SUITE..."; exit 2; }
+command -v mmdebstrap >/dev/null || {
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mmdebstrap >/dev/null; }
 work=$(mktemp -d /var/tmp/ka-kemi-install-XXXXXX)
 root=""
 t_all=$(date +%s)
