@@ -39,12 +39,16 @@ run: install-system
 # container tier.
 CONTAINER_SUITES ?= bookworm trixie
 export CONTAINER_SUITES
+# Install tier (tests/matrix/install.sh, docs/install.md): the .deb and the wheel in fresh roots.
+INSTALL_SUITES ?= bookworm trixie
 test: export KA_REQUIRE_ALL_TIERS = 1
 test: install check unit
 	@echo "host tier: $$(kamailio -v | head -1); embedded $$(/usr/bin/python3 --version)"
 	$(VPY) -m pytest tests/integration -m "not containers"
 	@if [ -n "$(strip $(CONTAINER_SUITES))" ]; then bash docker/ci-tier.sh; \
 	 else echo "container tier: not run here (CONTAINER_SUITES is empty)"; fi
+	@if [ -n "$(strip $(INSTALL_SUITES))" ]; then bash tests/matrix/install.sh $(INSTALL_SUITES); \
+	 else echo "install tier: not run here (INSTALL_SUITES is empty)"; fi
 	@if [ -n "$(strip $(MATRIX) $(FRESH))" ]; then $(MAKE) matrix; \
 	 else echo "version matrix: not run here (MATRIX and FRESH are empty)"; fi
 
@@ -110,3 +114,32 @@ else
 		--only routing_cost ping_scale --sizes 1000 10000 --version-section $(KAMAILIO) \
 		$(if $(QUICK),--quick,--report)
 endif
+
+# Debian package (docs/install.md): dist/ka-kemi_<version>_all.deb from the files git knows
+# (committed or not, never __pycache__ or .venv), then lintian.  Installs the build tools
+# it needs (debhelper, dh-python, lintian) when they are missing.
+DEB_BUILD_PACKAGES := debhelper dh-python dpkg-dev fakeroot lintian python3 git
+.PHONY: deb wheel
+deb:
+	@missing=""; for p in $(DEB_BUILD_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; mkdir "$$tmp/src"; \
+	git ls-files -z --cached --others --exclude-standard | \
+		xargs -0 -I{} sh -c 'test -e "{}" && printf "%s\0" "{}"' | \
+		tar -c --null -T - | tar -x -C "$$tmp/src"; \
+	(cd "$$tmp/src" && dpkg-buildpackage -b -us -uc >"$$tmp/build.log" 2>&1) || \
+		{ tail -n 40 "$$tmp/build.log"; exit 1; }; \
+	mkdir -p dist; cp "$$tmp"/ka-kemi_*_all.deb dist/; \
+	deb=$$(ls "$$tmp"/ka-kemi_*_all.deb); echo "built dist/$$(basename $$deb)"; \
+	lintian --fail-on error,warning --suppress-tags-from-file debian/lintian-explained \
+		--info --display-info "dist/$$(basename $$deb)"
+
+# The wheel (dist/ka_kemi-<version>-py3-none-any.whl): ka_core and kemi, nothing else.
+wheel: install-venv
+	$(VPY) -m pip wheel -q --no-deps -w dist .

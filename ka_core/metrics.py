@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
+from ka_core.version import __version__
+
 PREFIX = "kamailio_keepalive_"
 RTT_BUCKETS_MS = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
 """Upper bounds of the round-trip histogram (ms); an RTT above the last one is only in +Inf."""
@@ -84,6 +86,8 @@ def render(pinger: PingerMetrics, rows: Iterable[DestinationMetrics]) -> str:
         out.extend(_family(name, "gauge", text))
         out.append(f"{PREFIX}{name} {_num(value)}")
 
+    out.extend(_family("build_info", "gauge", "Always 1; the version label is ka-kemi's."))
+    out.append(f'{PREFIX}build_info{{version="{_label(__version__)}"}} 1')
     gauge("destinations", "Destinations in the table.", pinger.destinations)
     gauge("destinations_capacity", "max_destinations: the table's capacity.", pinger.capacity)
     gauge("pings_in_flight", "Pings sent and not yet answered or timed out.", pinger.in_flight)

@@ -7,8 +7,8 @@ a list of top-level values: a ``dict`` is a struct (kamcmd prints ``{ name: valu
 
 Deliberate differences from C 5.6.3, each documented in docs/differences.md:
 ``last up``/``last down`` are no longer swapped; URIs are validated (``invalid destination``);
-lookups match the canonical URI; ``keepalive.info``, ``keepalive.pause``, ``keepalive.resume``
-and ``keepalive.interval`` are new; ``keepalive.add`` takes optional settings.
+lookups match the canonical URI; ``keepalive.info``, ``keepalive.pause``, ``keepalive.resume``,
+``keepalive.interval`` and ``keepalive.version`` are new; ``keepalive.add`` takes optional settings.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from ka_core.errors import (
 from ka_core.records import Record, Summary
 from ka_core.settings import MAX_INTERVAL_S
 from ka_core.table import SharedTable
+from ka_core.version import __version__
 
 RpcValue = int | str | float | dict[str, object] | list[object]
 Row = TypeVar("Row", Record, Summary)
@@ -48,6 +49,7 @@ METHODS = (
     "keepalive.resume",
     "keepalive.interval",
     "keepalive.cluster",
+    "keepalive.version",
 )
 
 
@@ -137,6 +139,7 @@ class RpcCommands:
             "keepalive.resume": functools.partial(self._pause, False),
             "keepalive.interval": self._interval,
             "keepalive.cluster": cluster_status or _cluster_off,
+            "keepalive.version": _version,
         }
 
     def handles(self, method: str) -> bool:
@@ -250,6 +253,11 @@ class RpcCommands:
             return registry.get(self._table, uri, owner)
         except (UnknownDestination, InvalidUri, InvalidArgument):
             raise RpcFault(500, fault) from None
+
+
+def _version(params: Sequence[object]) -> list[RpcValue]:
+    """One line, as ``core.version`` prints Kamailio's; parameters are ignored, as there."""
+    return [f"ka-kemi {__version__}"]
 
 
 def _cluster_off(params: Sequence[object]) -> list[RpcValue]:

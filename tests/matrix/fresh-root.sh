@@ -5,7 +5,7 @@
 # committed repository into it, then
 #   1. `bash bootstrap.sh run`: passes when the log shows the example's UP and DOWN and kamcmd
 #      lists both (it installs only the system packages); Kamailio is then stopped by PID;
-#   2. `bash bootstrap.sh test MATRIX= FRESH= CONTAINER_SUITES=`: venv, ruff, mypy, unit tests and
+#   2. `bash bootstrap.sh test MATRIX= FRESH= CONTAINER_SUITES= INSTALL_SUITES=`: venv, ruff, mypy, unit tests and
 #      the whole integration suite against that suite's Kamailio and Python, network
 #      namespaces included.  Left out there, and run on the host instead: the container tier
 #      and the version matrix (podman and chroots nested in this chroot).
@@ -73,5 +73,5 @@ stop_main
 
 # 2. bash bootstrap.sh test (this suite's tiers)
 t0=$(date +%s)
-in_root "exec bash bootstrap.sh test MATRIX= FRESH= CONTAINER_SUITES="
+in_root "exec bash bootstrap.sh test MATRIX= FRESH= CONTAINER_SUITES= INSTALL_SUITES="
 echo "fresh-root $suite: bash bootstrap.sh test passed in $(( $(date +%s) - t0 )) s"
