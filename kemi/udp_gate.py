@@ -5,7 +5,8 @@ outgoing datagrams for neighbours that no longer answer ARP for up to about 3 s,
 send buffer fills, and the next ``sendto`` blocks: measured on a 300-destination node whose
 link was cut, the pinger's loop stalled 1.8-3.8 s per step, and the RPC it serves with it.
 The pinger therefore asks first: a socket that ``poll`` does not report writable (less than
-half its buffer free) gets no ping this time; the ping fails like any unsent one.
+half its buffer free) gets no ping this time; the ping fails like any unsent one.  The check
+costs 1.1-1.2 µs per ping (3 runs of 200,000 on this machine), about 2 % of a ping's cost.
 
 The sockets are the ones this process inherited from Kamailio, found once by address in
 /proc/self/fd; nothing is sent through them here, only polled.
