@@ -62,6 +62,8 @@ class FakeKsr:
     tcpops: list[tuple[object, ...]] | None = field(default_factory=list)
     """Calls to tcpops; None: tcpops.so not loaded."""
     tcpops_rc: int = 1
+    vars: dict[str, int | str] = field(default_factory=dict)
+    """``$var`` values the glue set."""
 
     def info(self, text: str) -> None:
         self.logs.append(("info", text))
@@ -118,6 +120,9 @@ class FakeKsr:
 
     def jsonrpc_exec(self, request: str) -> tuple[object, object]:
         return self.rpc.get(json.loads(request)["method"], (500, None))
+
+    def set_var(self, name: str, value: int | str) -> None:
+        self.vars[name] = value
 
     def message_connection(self) -> MessageConnection:
         return self.connection
