@@ -213,10 +213,8 @@ def _modules_block(
         'modparam("rtimer", "timer", "name=ka_pinger;interval=100000u;mode=1;")\n',
         f'modparam("rtimer", "exec", "timer=ka_pinger;route={PINGER_ROUTE}")\n',
     ]  # fmt: skip
-    if "jsonrpcs" not in scan.modules:  # for ka-kemi's own calls only: no FIFO, no socket
-        block += ['modparam("jsonrpcs", "transport", 0)\n',
-                  'modparam("jsonrpcs", "fifo_name", "")\n',
-                  'modparam("jsonrpcs", "dgram_socket", "")\n']  # fmt: skip
+    if "jsonrpcs" not in scan.modules:  # for ka-kemi's own calls only: FIFO without a file
+        block += ['modparam("jsonrpcs", "transport", 2)\n', 'modparam("jsonrpcs", "fifo_name", "")\n']
     fr_timer = _unquote(_resolve(scan.fr_timer or str(TM_FR_TIMER_DEFAULT_MS), scan.defines))
     if not fr_timer.isdigit():
         warnings.append(f"tm fr_timer {scan.fr_timer!r}: not a number; set KA_PING_TIMEOUT_MS")
@@ -229,8 +227,8 @@ def _modules_block(
 
 
 def _define(name: str, value: str, why: str = "") -> list[str]:
-    note = f"  # {why}" if why else ""
-    return [f"#!ifndef {name}\n", f"#!define {name} {value}{note}\n", "#!endif\n"]
+    note = [f"# {why}\n"] if why else []
+    return [*note, f"#!ifndef {name}\n", f"#!define {name} {value}\n", "#!endif\n"]
 
 
 def _rpc_defines(scan: _Scan, changes: list[str], warnings: list[str]) -> list[str]:

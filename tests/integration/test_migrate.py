@@ -27,7 +27,6 @@ class CfgKamailio(Kamailio):
     (ctl's socket for the C module, ka-kemi's for the migrated cfg)."""
 
     text: str = ""
-    ready_line: str = ""
 
     @property
     def rpc_socket(self) -> Path:
@@ -38,7 +37,7 @@ class CfgKamailio(Kamailio):
 
     def wait_ready(self) -> None:
         deadline = time.monotonic() + READY_S
-        while not (self.rpc_socket.exists() and self.ready_line in self.log()):
+        while not self.rpc_socket.exists():  # ctl's, or ka-kemi's pinger's
             if self.proc is not None and self.proc.poll() is not None:
                 raise RuntimeError(f"kamailio exited at start:\n{self.log()}")
             assert time.monotonic() < deadline, self.log()
@@ -66,13 +65,12 @@ def pair(tmp_path: Path) -> Iterator[list[CfgKamailio]]:
 
 def start_both(pair: list[CfgKamailio], tmp_path: Path, text: str) -> tuple[CfgKamailio, ...]:
     new, notes = migrated(text)
-    assert "keepalive.so" not in new.replace('"keepalive.so" ->', ""), notes
-    for side, cfg, ready in (("c", text, ""), ("ka", new, "pinger started")):
+    assert not re.search(r"(?m)^loadmodule \"keepalive", new), notes
+    for side, cfg in (("c", text), ("ka", new)):
         work = tmp_path / side
         work.mkdir()
         cfg = cfg.replace("@CTL@", str(work / "ctl.sock"))
-        pair.append(CfgKamailio(work, script=REPO / "kemi" / "native.py", text=cfg,
-                                ready_line=ready))  # fmt: skip
+        pair.append(CfgKamailio(work, script=REPO / "kemi" / "native.py", text=cfg))
     for kam in pair:
         kam.start()
     return tuple(pair)
@@ -138,9 +136,10 @@ def test_full_c_config_migrated_matches_c_and_carries_fr_timer(
     assert message(c, "check", new_uri) == message(ka, "check", new_uri) == (200, "usable")
     assert message(c, "check", "sip:127.28.9.9:5060") == (404, "unknown")
     assert message(ka, "check", "sip:127.28.9.9:5060") == (404, "unknown")
-    # The C trap the migration fixes: "ka_is_alive(...) == 2" never matched in C.
-    assert message(c, "check", f"sip:{closed}") == (200, "usable")
-    assert message(ka, "check", f"sip:{closed}") == (503, "down")
+    # The C trap the migration fixes: "ka_is_alive(...) == 2" never matched in C.  (C finds
+    # a static destination only without "sip:"; ka-kemi matches either form.)
+    assert message(c, "check", closed) == (200, "usable")
+    assert message(ka, "check", closed) == message(ka, "check", f"sip:{closed}") == (503, "down")
     assert message(c, "del", new_uri) == message(ka, "del", new_uri) == (200, "deleted")
     assert new_uri[4:] not in states(c) and new_uri[4:] not in states(ka)
     # the operator's event routes run in both, as often
