@@ -61,6 +61,12 @@ class KamailioKsr:
         KSR.jsonrpcs.exec(request)
         return KSR.pv.get("$jsonrpl(code)"), KSR.pv.get("$jsonrpl(body)")
 
+    def set_var(self, name: str, value: int | str) -> None:
+        if isinstance(value, int):
+            KSR.pv.seti(f"$var({name})", value)
+        else:
+            KSR.pv.sets(f"$var({name})", value)
+
     def message_connection(self) -> MessageConnection:
         pv = KSR.pv.get
         return pv("$pr"), pv("$conid"), pv("$si"), pv("$sp"), pv("$Ri"), pv("$Rp")

@@ -58,6 +58,10 @@ class KsrPort(Protocol):
         """Run a built-in RPC through jsonrpcs: (code, body)."""
         ...
 
+    def set_var(self, name: str, value: int | str) -> None:
+        """``$var(name) = value`` in this process (native cfg event routes read it)."""
+        ...
+
     def message_connection(self) -> MessageConnection: ...
 
     def module_loaded(self, name: str) -> bool:

@@ -100,6 +100,8 @@ class Kamailio:
     workdir: Path
     defines: dict[str, str | int] = field(default_factory=dict)
     script: Path = REPO / "tests" / "integration" / "scripts" / "ka_routes.py"
+    cfg_file: Path = REPO / "kamailio.cfg"
+    """The cfg the #!define header goes in front of (kamailio-native.cfg for native tests)."""
     children: int = 2
     shm_mb: int = 64
     extra_args: list[str] = field(default_factory=list)
@@ -160,7 +162,7 @@ class Kamailio:
             values.update(self._tls_defines())
         values.update(self.defines)
         header = "".join(f"#!define {k} {v}\n" for k, v in values.items())
-        body = (REPO / "kamailio.cfg").read_text()
+        body = self.cfg_file.read_text()
         if self.cfg_edit is not None:
             body = self.cfg_edit(body)
         body = body.replace("children=2\n", f"children={self.children}\n", 1)

@@ -64,6 +64,8 @@ class FakeKsr:
     tcpops_rc: int = 1
     modules: set[str] = field(default_factory=lambda: {"corex", "jsonrpcs", "sl", "tm", "xhttp"})
     """Modules with KEMI functions that are loaded."""
+    vars: dict[str, int | str] = field(default_factory=dict)
+    """``$var`` values the glue set."""
 
     def info(self, text: str) -> None:
         self.logs.append(("info", text))
@@ -120,6 +122,9 @@ class FakeKsr:
 
     def jsonrpc_exec(self, request: str) -> tuple[object, object]:
         return self.rpc.get(json.loads(request)["method"], (500, None))
+
+    def set_var(self, name: str, value: int | str) -> None:
+        self.vars[name] = value
 
     def message_connection(self) -> MessageConnection:
         return self.connection
