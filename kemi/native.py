@@ -49,7 +49,7 @@ def mod_init() -> NativeHandler:
             "state changes go to event_route[keepalive:dst-up|dst-down|dst-degraded]"
         )
         rt.ksr.err(f"cannot start: {text}")
-        raise ValueError(text)
+        raise SystemExit(1)
     rt.config = dataclasses.replace(rt.config, event_callback=EVENT_METHOD)
     return NativeHandler()
 
