@@ -163,11 +163,10 @@ def test_full_cfg_calls_and_other_lines() -> None:
 
 def test_fr_timer_literal_and_bad_value() -> None:
     base = DOCS.read_text()
-    literal = run(base.replace('loadmodule "pv.so"\n',
-                               'loadmodule "pv.so"\nmodparam("tm", "fr_timer", 4000)\n'))  # fmt: skip
+    pv = 'loadmodule "pv.so"\n'
+    literal = run(base.replace(pv, pv + 'modparam("tm", "fr_timer", 4000)\n'))
     assert defines(literal.text)["KA_PING_TIMEOUT_MS"] == "4000"
-    odd = run(base.replace('loadmodule "pv.so"\n',
-                           'loadmodule "pv.so"\nmodparam("tm", "fr_timer", $var(x))\n'))  # fmt: skip
+    odd = run(base.replace(pv, pv + 'modparam("tm", "fr_timer", $var(x))\n'))
     assert any("fr_timer" in w and "KA_PING_TIMEOUT_MS" in w for w in odd.warnings)
 
 
@@ -228,8 +227,8 @@ def test_migrating_twice_is_refused() -> None:
     ],
 )
 def test_forms_left_untouched_with_warning(line: str) -> None:
-    result = run(DOCS.read_text().replace("\tsl_send_reply(\"404\", \"Not here\");",
-                                          line + "\n\tsl_send_reply(\"404\", \"Not here\");"))  # fmt: skip
+    last = '\tsl_send_reply("404", "Not here");'
+    result = run(DOCS.read_text().replace(last, line + "\n" + last))
     assert line + "\n" in result.text
     assert any("left as it was" in w and "line 32" in w for w in result.warnings), result.warnings
 
@@ -243,7 +242,7 @@ def test_rewrite_line_counts_and_several_calls() -> None:
     ]
     assert one.code == "if ($var(ka_rc1) == 1 && $var(ka_rc2) != 2) {"
     assert counter == [2] and len(one.changes) == 2 and one.warnings == []
-    plain = rewrite_line("xlog(\"nothing\");", 8, counter)
+    plain = rewrite_line('xlog("nothing");', 8, counter)
     assert plain.code == 'xlog("nothing");' and plain.changes == [] and counter == [2]
 
 

@@ -135,7 +135,8 @@ def test_missing_event_route_tried_once(glue: Glue) -> None:
 
 def test_evrexec_not_loaded_is_an_error_once(glue: Glue) -> None:
     seen = record_rpc(glue)
-    glue.ksr.rpc["evrexec.run"] = (500, '{"error": {"code": -32601, "message": "Method Not Found"}}')
+    not_found = '{"error": {"code": -32601, "message": "Method Not Found"}}'
+    glue.ksr.rpc["evrexec.run"] = (500, not_found)
     handler = NativeHandler()
     handler.deliver_event("keepalive:dst-up", event(State.UP))
     handler.deliver_event("keepalive:dst-up", event(State.UP))
