@@ -320,3 +320,56 @@ def test_cli_process_exit_no_traceback(tmp_path: Path, content: str | None, rc: 
     assert proc.stdout == ""
     assert proc.stderr.startswith("kemi.migrate: ") and "Traceback" not in proc.stderr
     assert proc.stderr.count("\n") == 1, "one clear line"
+
+
+GUARDED = """loadmodule "ctl.so"
+#!ifdef WITH_C
+loadmodule "other.so"
+#!else
+loadmodule "keepalive.so"
+#!endif
+/* a block
+ka_is_alive("x") == 1
+*/
+onreply_route
+{
+\txlog("r");
+}
+"""
+
+
+def test_else_branch_guard_block_comment_and_brace_on_next_line() -> None:
+    result = run(GUARDED)
+    assert result.warnings == ()
+    assert '/* a block\nka_is_alive("x") == 1\n*/\n' in result.text, "a comment is kept"
+    assert (
+        "onreply_route\n{\n#!ifndef WITH_C\n"
+        '\tpython_exec("ka_reply");  # ka-kemi: replies to its pings end here (0: dropped)\n'
+        '#!endif\n\txlog("r");\n}\n'
+    ) in result.text, "the hook goes after the { of the next line, under the #!else guard"
+    assert result.text.endswith('#!ifndef WITH_C\nroute[KA_PINGER] {\n\tpython_exec("ka_pinger");'
+                                "  # never returns\n}\n#!endif\n")  # fmt: skip
+    assert 'loadmodule "pv.so"\n' in result.text, "pv was not loaded: added"
+
+
+def test_ctl_default_socket_is_taken_over() -> None:
+    result = run(GUARDED)
+    assert 'modparam("ctl", "binrpc", "unix:/run/kamailio/kamailio_ctl.core")\n' in result.text
+    found = defines(result.text)
+    assert found["KA_RPC_SOCKET"] == '"/run/kamailio/kamailio_ctl"'
+    assert found["KA_CTL_FORWARD"] == '"/run/kamailio/kamailio_ctl.core"'
+    assert any(c.startswith("ctl: kamcmd's /run/kamailio/kamailio_ctl") for c in result.changes)
+
+
+def test_ctl_on_tcp_is_kept_with_a_warning() -> None:
+    tcp = 'modparam("ctl", "binrpc", "tcp:127.0.0.1:2046")\n'
+    result = run(GUARDED.replace('loadmodule "ctl.so"\n', 'loadmodule "ctl.so"\n' + tcp))
+    assert tcp in result.text
+    assert defines(result.text)["KA_RPC_SOCKET"] == '"/run/kamailio/kamailio_ctl_ka"'
+    assert "KA_CTL_FORWARD" not in result.text
+    assert any("not a unix socket" in w for w in result.warnings)
+
+
+def test_no_ctl_no_rpc_defines() -> None:
+    result = run(DOCS.read_text())
+    assert "KA_RPC_SOCKET" not in result.text and '"ctl"' not in result.text
