@@ -11,9 +11,9 @@ APT_PACKAGES := kamailio kamailio-python3-modules kamailio-extra-modules kamaili
 
 install: install-system install-venv
 
-# Idempotent: apt runs only when a package is missing.
-install-system:
-	@missing=""; for p in $(APT_PACKAGES); do \
+# $(call apt_ensure,PACKAGES): apt runs only when one of them is missing (idempotent).
+define apt_ensure
+	@missing=""; for p in $(1); do \
 		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -21,6 +21,10 @@ install-system:
 		export DEBIAN_FRONTEND=noninteractive; \
 		apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
+endef
+
+install-system:
+	$(call apt_ensure,$(APT_PACKAGES))
 
 $(VENV)/.stamp: requirements-test.txt
 	$(PY) -m venv $(VENV)
@@ -104,9 +108,7 @@ BENCH_SUITE_6.1 := sid
 .PHONY: bench
 # tcpdump: the detection benchmark times failures from the wire.
 bench: install
-	@dpkg-query -W -f='$${Status}' tcpdump 2>/dev/null | grep -q "ok installed" || \
-		{ export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && \
-		  apt-get install -y -qq --no-install-recommends tcpdump >/dev/null; }
+	$(call apt_ensure,tcpdump)
 ifeq ($(KAMAILIO),)
 	$(VPY) -m bench.run_all $(if $(QUICK),--quick,--report)
 else
@@ -121,14 +123,7 @@ endif
 DEB_BUILD_PACKAGES := debhelper dh-python dpkg-dev fakeroot lintian python3 git
 .PHONY: deb wheel
 deb:
-	@missing=""; for p in $(DEB_BUILD_PACKAGES); do \
-		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
-	done; \
-	if [ -n "$$missing" ]; then \
-		echo "installing:$$missing"; \
-		export DEBIAN_FRONTEND=noninteractive; \
-		apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
-	fi
+	$(call apt_ensure,$(DEB_BUILD_PACKAGES))
 	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; mkdir "$$tmp/src"; \
 	git ls-files -z --cached --others --exclude-standard | \
 		xargs -0 -I{} sh -c 'test -e "{}" && printf "%s\0" "{}"' | \

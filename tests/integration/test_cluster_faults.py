@@ -140,6 +140,27 @@ def check_takeover(farm: PortFarm, uris: list[str], out_at: float) -> float:
     return worst
 
 
+def check_healthy_nodes(tmp_path: Path, sampler: Sampler) -> None:
+    """No DOWN event on the two healthy nodes, and nothing but UP in what they listed."""
+    false_down = [down_events(tmp_path / f"events{i}.jsonl") for i in (0, 1)]
+    assert false_down == [[], []], (
+        f"false DOWN events on healthy nodes: {[len(f) for f in false_down]}, "
+        f"first {false_down[0][:2] + false_down[1][:2]}"
+    )
+    assert not sampler.not_up, f"healthy nodes reported not UP: {sampler.not_up[:10]}"
+
+
+def check_gaps(farm: PortFarm, fault: float, out_at: float) -> float:
+    """The longest time a destination went without an OPTIONS, from an interval before the
+    fault on: at most the last ping before it (an interval), the count-out, one interval
+    more.  Returns it."""
+    gaps = farm.max_gap(fault - INTERVAL_S, time.monotonic())
+    longest = max(gaps.values())
+    bound = 2 * INTERVAL_S + (out_at - fault) + 0.5
+    assert longest <= bound, f"a destination went {longest:.2f} s"
+    return longest
+
+
 def test_a_node_that_loses_its_link_never_makes_the_others_report_down(
     kamailio_factory: KamailioFactory, lan: Lan, tmp_path: Path, monkeypatch
 ) -> None:
@@ -164,23 +185,15 @@ def test_a_node_that_loses_its_link_never_makes_the_others_report_down(
         sampler.stop.set()
         sampler.join(timeout=30)
         worst = check_takeover(farm, theirs, out_at)
-        false_down = [down_events(tmp_path / f"events{i}.jsonl") for i in (0, 1)]
-        assert false_down == [[], []], (
-            f"false DOWN events on healthy nodes: {[len(f) for f in false_down]}, "
-            f"first {false_down[0][:2] + false_down[1][:2]}"
-        )
-        assert not sampler.not_up, f"healthy nodes reported not UP: {sampler.not_up[:10]}"
+        check_healthy_nodes(tmp_path, sampler)
         slowest = max(sampler.rpc_s)  # 1.8-3.8 s before kemi.udp_gate
         assert slowest < 0.5, f"the cut node's RPC took {slowest:.2f} s"
-        gaps = farm.max_gap(cut - INTERVAL_S, time.monotonic())
-        # the last ping before the cut (up to an interval), the count-out, one interval more
-        bound = 2 * INTERVAL_S + (out_at - cut) + 0.5
-        assert max(gaps.values()) <= bound, f"a destination went {max(gaps.values()):.2f} s"
+        longest = check_gaps(farm, cut, out_at)
         print(
             f"counted out {out_at - cut:.2f} s after the cut; takeover within {worst:.2f} s; "
             f"rejoined {time.monotonic() - healed:.1f} s after heal; cut node RPC max "
             f"{slowest * 1000:.0f} ms over {len(sampler.rpc_s)} calls; max gap "
-            f"{max(gaps.values()):.2f} s"
+            f"{longest:.2f} s"
         )
     finally:
         farm.close()
@@ -211,16 +224,9 @@ def test_a_frozen_node_is_taken_over_within_an_interval_and_rejoins_without_fals
         sampler.stop.set()
         sampler.join(timeout=30)
         worst = check_takeover(farm, theirs, out_at)
-        false_down = [down_events(tmp_path / f"events{i}.jsonl") for i in (0, 1)]
-        assert false_down == [[], []], (
-            f"false DOWN events on healthy nodes: {[len(f) for f in false_down]}, "
-            f"first {false_down[0][:2] + false_down[1][:2]}"
-        )
-        assert not sampler.not_up, f"healthy nodes reported not UP: {sampler.not_up[:10]}"
+        check_healthy_nodes(tmp_path, sampler)
         assert set(states(c).values()) == {1}, "the thawed node sees every destination UP"
-        gaps = farm.max_gap(stopped - INTERVAL_S, time.monotonic())
-        bound = 2 * INTERVAL_S + (out_at - stopped) + 0.5
-        assert max(gaps.values()) <= bound, f"a destination went {max(gaps.values()):.2f} s"
+        check_gaps(farm, stopped, out_at)
         print(f"counted out {out_at - stopped:.2f} s after SIGSTOP; takeover within {worst:.2f} s")
     finally:
         farm.close()
