@@ -22,7 +22,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from ka_core.cluster_codec import StateItem
 from ka_core.cluster_members import Membership
+from ka_core.events import Event, StateChanged
+from ka_core.state import State
+from ka_core.table import SharedTable
+from ka_core.uri import parse_uri
 
 STALL_S = 1.5
 """A gap this long between two pinger steps (they run at least twice a second) is a stall."""
@@ -45,6 +50,8 @@ class Trust:
         self._peer_windows: dict[str, list[tuple[float, float]]] = {}
         self._was_in = False
         """Counted in at least once: losing trust is news only after that."""
+        self.held: set[tuple[str, str]] = set()
+        """(key, owner) of changes measured while untrusted: published by ``release``."""
 
     @property
     def trusted(self) -> bool:
@@ -85,7 +92,7 @@ class Trust:
             if self._was_in:
                 return "cluster: counted in again: publishing probe results"
             self._was_in = True
-        elif not cut_off:
+        elif not cut_off and known_peers:
             self._was_in = True
         return None
 
@@ -151,3 +158,26 @@ class Trust:
         if not sender_live:
             return not local_state_known
         return ts > local_checked or (local_state_known and self.provisional(local_checked))
+
+    def outgoing(self, events: Iterable[Event], wall: float, table: SharedTable) -> list[StateItem]:
+        """The states to broadcast after a step: its changes while publishable; a change
+        measured while untrusted is held and goes out with the first trusted measurement
+        of that destination (not at the next digest, seconds later)."""
+        out: list[StateItem] = []
+        publish = self.publishable(wall)
+        for event in events:
+            if isinstance(event, StateChanged):
+                key = parse_uri(event.uri).key
+                if publish:
+                    out.append(StateItem(key, event.uri, event.owner, int(event.new), wall))
+                else:
+                    self.held.add((key, event.owner))
+        for key, owner in list(self.held) if publish else ():
+            slot = table.find(key, owner)
+            row = table.read(slot) if slot >= 0 else None
+            if row is None or row.state == State.UNKNOWN:
+                self.held.discard((key, owner))
+            elif self.publishable(row.last_checked):
+                self.held.discard((key, owner))
+                out.append(StateItem(key, row.uri, row.owner, int(row.state), row.last_checked))
+        return out

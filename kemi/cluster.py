@@ -15,7 +15,8 @@ KSR caller there, around each prober step:
 * ``skips`` (called by the prober for each due ping): True when, by rendezvous hashing over
   the live nodes, another node probes the destination (``KA_CLUSTER_MODE all``: never).
 * ``after_step``: ``Trust`` (``ka_core.cluster_trust``) decides whether this node may
-  publish; the step's state changes are broadcast (``st``); then the timers: a heartbeat
+  publish; the step's state changes are broadcast (``st``; those measured while untrusted
+  are held, and sent with the first trusted measurement); then the timers: a heartbeat
   every ``heartbeat_ms`` (digest, live set), dmq's node list twice a second, the states this
   node probes every ``DIGEST_S``, the status for ``keepalive.cluster`` every second.  A peer
   that is new, or whose digest differs, gets a full dump, at most once per ``DUMP_EVERY_S``.
@@ -51,7 +52,6 @@ from ka_core.prober import Prober
 from ka_core.ring import KIND_ADDED, KIND_FLUSHED, KIND_REMOVED, RingEntry
 from ka_core.scheduler import on_grid
 from ka_core.state import State
-from ka_core.uri import parse_uri
 from kemi.cluster_port import ClusterRuntime
 from kemi.runtime import Runtime
 
@@ -283,13 +283,7 @@ class Cluster:
         news = self.trust.observe_members(self.members, self.live, now=now, wall=wall)
         if news:
             self._rt.ksr.warn(news)
-        publish = self.trust.publishable(wall)
-        for event in events:
-            if publish and isinstance(event, StateChanged):
-                key = parse_uri(event.uri).key
-                self._out_states.append(
-                    StateItem(key, event.uri, event.owner, int(event.new), wall)
-                )
+        self._out_states.extend(self.trust.outgoing(events, wall, self._rt.table))
         if self._out_entries:
             self._bcast(encode_entries(self.me, self._out_entries))
             self._out_entries = []

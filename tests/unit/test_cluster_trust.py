@@ -3,9 +3,15 @@ its results to itself, and results from nodes counted out never override measure
 
 from __future__ import annotations
 
+import threading
+
 from ka_core.cluster_codec import Heartbeat, decode, encode_heartbeat
 from ka_core.cluster_members import Membership
 from ka_core.cluster_trust import STALL_S, Trust
+from ka_core.events import StateChanged
+from ka_core.state import State
+from ka_core.table import SharedTable, buffer_size
+from ka_core.uri import parse_uri
 
 ME, B, C = "10.0.0.1:5060", "10.0.0.2:5060", "10.0.0.3:5060"
 WALL0 = 1_000_000.0
@@ -138,3 +144,48 @@ def test_what_a_peer_measured_while_counted_out_is_dropped_even_when_it_arrives_
     assert not trust.accepts(sender=C, ts=WALL0 + 3.0, **kw), "queued during the cut"
     assert trust.accepts(sender=C, ts=WALL0 + 5.5, **kw)
     assert trust.accepts(sender=B, ts=WALL0 + 3.0, **kw), "only C's span"
+
+
+def _table_with(uri: str) -> tuple[SharedTable, int, int]:
+    buf = bytearray(buffer_size(4, 80))
+    SharedTable.format_buffer(buf, 4, 80)
+    table = SharedTable(buf, threading.Lock())
+    slot, gen = table.insert(parse_uri(uri), "o", interval_ms=1000, wall=WALL0)
+    return table, slot, gen
+
+
+def test_a_change_measured_while_untrusted_goes_out_with_the_first_trusted_measurement() -> None:
+    """Without this a stable state measured in the settle window reached the other nodes
+    only at the next digest (5 s): seen as a CI flake, one node UNKNOWN for 5 s."""
+    table, slot, gen = _table_with("10.9.9.9:5060")
+    trust = Trust(ME, settle_s=1.0)
+    step(trust, 0.0, [B, C], seen_by={B: (B,), C: (C,)})  # not counted in yet
+    step(trust, 0.5, [B, C])  # counted in: provisional until 1.5
+    table.set_state(slot, gen, State.UP, WALL0 + 0.6)
+    up = StateChanged("sip:10.9.9.9:5060", "o", State.UNKNOWN, State.UP, None, None)
+    assert trust.outgoing([up], WALL0 + 0.6, table) == []
+    assert trust.outgoing([], WALL0 + 1.2, table) == []  # still settling, not re-measured
+    assert trust.outgoing([], WALL0 + 1.8, table) == []  # trusted, but measured untrusted
+    table.set_state(slot, gen, State.UP, WALL0 + 1.9)  # the next probe result
+    (item,) = trust.outgoing([], WALL0 + 1.9, table)
+    assert (item.uri, item.owner, item.state, item.ts) == ("sip:10.9.9.9:5060", "o", 1, WALL0 + 1.9)
+    assert trust.outgoing([], WALL0 + 2.5, table) == [] and not trust.held
+
+
+def test_a_held_change_of_a_deleted_destination_is_forgotten() -> None:
+    table, _, _ = _table_with("10.9.9.8:5060")
+    trust = Trust(ME, settle_s=1.0)
+    step(trust, 0.0, [B, C], seen_by={B: (B,), C: (C,)})
+    down = StateChanged("sip:10.9.9.8:5060", "o", State.UNKNOWN, State.DOWN, None, None)
+    trust.outgoing([down], WALL0, table)
+    assert trust.held
+    table.remove(parse_uri("10.9.9.8:5060").key, "o")
+    step(trust, 0.5, [B, C])
+    assert trust.outgoing([], WALL0 + 3.0, table) == [] and not trust.held
+
+
+def test_the_first_forming_of_the_cluster_is_not_reported_as_a_cut() -> None:
+    trust = Trust(ME, settle_s=1.0)
+    assert step(trust, 0.0, [], known=0) is None  # alone: the others are not up yet
+    assert step(trust, 0.5, [], known=2) is None  # dmq knows them, none live yet
+    assert step(trust, 1.0, [B, C]) is None
