@@ -15,8 +15,8 @@ from typing import Any
 from bench.cli import bench_args, header
 from bench.recording import machine_facts, write_result
 from bench.stats import fmt, md_table, verdict
-from ka_core.ring import capacity_for
-from ka_core.table import SharedTable, buffer_size
+from ka_core.store.ring import capacity_for
+from ka_core.store.table import SharedTable, buffer_size
 from ka_core.uri import parse_uri
 
 MAX, KEPT = 10_000, 5_000

@@ -29,7 +29,7 @@ from bench.kamailio import PING_INTERVAL_S, BenchKamailio, ka_defines
 from bench.procs import stop_all, wait_until, workdir
 from bench.recording import machine_facts, write_result
 from bench.responder_proc import Responder
-from ka_core import binrpc
+from ka_core.ops import binrpc
 from tests.harness.rpc_client import BinrpcClient
 
 PORT = 15321

@@ -16,7 +16,7 @@ from typing import TypedDict, cast
 from bench.paths import C_CFG, ROUTE_C, ROUTE_KA
 from bench.probes import cpu_ns, kamailio_pids
 from bench.procs import track
-from ka_core import binrpc
+from ka_core.ops import binrpc
 from tests.harness.kamailio import Kamailio as HarnessKamailio
 from tests.harness.rpc_client import BinrpcClient
 

@@ -24,8 +24,8 @@ from bench.kamailio import (
 from bench.probes import udp_socket_stats
 from bench.procs import wait_until
 from bench.responder_proc import Responder
-from ka_core.ring import capacity_for as ring_capacity_for
-from ka_core.table import buffer_size
+from ka_core.store.ring import capacity_for as ring_capacity_for
+from ka_core.store.table import buffer_size
 from tests.harness.rpc_client import BinrpcClient
 
 BENCH_ID = 2

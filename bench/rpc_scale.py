@@ -4,7 +4,7 @@
 * JSON-RPC over HTTP with ``curl`` (ka-kemi: its ``ksr_xhttp_event``; C: jsonrpcs over xhttp);
 * stock ``kamcmd keepalive.list``: must not fail silently or half-print (kamcmd's replies are
   limited to 128 KB); ka-kemi's paging ``kamcmd keepalive.list <offset> <count>``;
-* a raw BINRPC client (``ka_core.binrpc``) without kamcmd's limit, for comparison;
+* a raw BINRPC client (``ka_core.ops.binrpc``) without kamcmd's limit, for comparison;
 * ``keepalive.add`` / ``get`` / ``del`` of a new destination, with kamcmd and raw BINRPC.
 
 Latency targets (ka-kemi; verdict on the p50, the max is shown): list <= 100 ms through the

@@ -1,6 +1,6 @@
 """Destination states, and what a script and a SIP worker read of them.
 
-A destination starts UNKNOWN; ``ka_core.health`` decides every later state from the probe
+A destination starts UNKNOWN; ``ka_core.probe.health`` decides every later state from the probe
 outcomes.  With the default policy (C's) any 2xx makes it UP and anything else DOWN.  When
 more than ``delete_counter`` probes in a row failed (and ``delete_counter`` is not 0, and
 probing while down is off) probing stops: the destination stays listed as DOWN and only

@@ -13,7 +13,7 @@ be JSON-serialisable; the callback gets a decoded copy.
 
 A callback that declares a ``rtt_ms`` parameter (or ``**kwargs``) also gets the round trip
 in milliseconds (0.0 for a timeout).  ``settings`` takes the per-destination settings of
-``ka_core.settings`` (``"down_after=3;alive=2xx,404;socket=udp:10.0.0.1:5060"``).
+``ka_core.config.settings`` (``"down_after=3;alive=2xx,404;socket=udp:10.0.0.1:5060"``).
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-from ka_core import registry
 from ka_core.errors import InvalidArgument, KaError
-from ka_core.records import Record
 from ka_core.state import State
+from ka_core.store import registry
+from ka_core.store.records import Record
 from kemi import runtime
 
 Callback = Callable[..., object] | str | None

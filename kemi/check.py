@@ -1,7 +1,7 @@
 """``python3 -m kemi.check kamailio.cfg [-A NAME[=value]]... [--script PATH]``: what the cfg
 (native or KEMI) and the Python script it loads lack for ka-kemi.
 
-Reads the files and prints; the checks are ``ka_core.cfg_check``.  Relative include and
+Reads the files and prints; the checks are ``ka_core.config.cfg_check``.  Relative include and
 script paths are tried against the current directory, then the cfg's directory (Kamailio's
 ``-w``: give ``--workdir``).  Exit status 0: nothing missing; 1: problems (one line each);
 2: the cfg cannot be read.
@@ -14,8 +14,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from ka_core import cfg_text
-from ka_core.cfg_check import check_cfg, check_script, define_arguments, script_path
+from ka_core.config import cfg_text
+from ka_core.config.cfg_check import check_cfg, check_script, define_arguments, script_path
 
 PREFIX = "ka-kemi check: "
 

@@ -14,7 +14,7 @@ KSR caller there, around each prober step:
   Writes made here are remembered so their own ring entries are not broadcast back.
 * ``skips`` (called by the prober for each due ping): True when, by rendezvous hashing over
   the live nodes, another node probes the destination (``KA_CLUSTER_MODE all``: never).
-* ``after_step``: ``Trust`` (``ka_core.cluster_trust``) decides whether this node may
+* ``after_step``: ``Trust`` (``ka_core.cluster.trust``) decides whether this node may
   publish; the step's state changes are broadcast (``st``; those measured while untrusted
   are held, and sent with the first trusted measurement); then the timers: a heartbeat
   every ``heartbeat_ms`` (digest, live set), dmq's node list twice a second, the states this
@@ -27,8 +27,7 @@ from __future__ import annotations
 import traceback
 from collections.abc import Iterator
 
-from ka_core import registry
-from ka_core.cluster_codec import (
+from ka_core.cluster.codec import (
     BadMessage,
     Entry,
     Heartbeat,
@@ -40,18 +39,19 @@ from ka_core.cluster_codec import (
     encode_heartbeat,
     encode_states,
 )
-from ka_core.cluster_hash import gained, owner
-from ka_core.cluster_members import Membership, parse_dmq_nodes
-from ka_core.cluster_status import status_json
-from ka_core.cluster_store import Replica
-from ka_core.cluster_trust import Trust
+from ka_core.cluster.hashing import gained, owner
+from ka_core.cluster.members import Membership, parse_dmq_nodes
+from ka_core.cluster.replica import Replica
+from ka_core.cluster.status import status_json
+from ka_core.cluster.trust import Trust
 from ka_core.errors import KaError
 from ka_core.events import Event, StateChanged
-from ka_core.layout import FLAG_OWN_INTERVAL, FLAG_TARGET
-from ka_core.prober import Prober
-from ka_core.ring import KIND_ADDED, KIND_FLUSHED, KIND_REMOVED, RingEntry
-from ka_core.scheduler import on_grid
+from ka_core.probe.prober import Prober
+from ka_core.probe.scheduler import on_grid
 from ka_core.state import State
+from ka_core.store import registry
+from ka_core.store.layout import FLAG_OWN_INTERVAL, FLAG_TARGET
+from ka_core.store.ring import KIND_ADDED, KIND_FLUSHED, KIND_REMOVED, RingEntry
 from kemi.cluster_port import ClusterRuntime
 from kemi.runtime import Runtime
 

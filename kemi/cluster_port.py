@@ -14,10 +14,9 @@ import multiprocessing
 from dataclasses import dataclass
 from typing import Protocol
 
-from ka_core.cluster_inbox import Inbox, inbox_size
-from ka_core.config import KaConfig
+from ka_core.cluster.inbox import Inbox, inbox_size
+from ka_core.config.kaconfig import KaConfig
 
-CONTENT_TYPE = "application/json"
 INBOX_BASE_BYTES = 1 << 20
 INBOX_PER_DESTINATION = 512
 

@@ -3,9 +3,9 @@
 Theory of operation.  A KEMI script cannot register a dmq peer callback, so ka-kemi takes its
 channel's KDMQ requests in the routing script itself.  For a KDMQ whose R-URI user is our
 channel this worker, in order: checks that dmq knows the source address as a node
-(``is_from_node``, 403 otherwise), checks the body (``ka_core.cluster_codec``: size, JSON
+(``is_from_node``, 403 otherwise), checks the body (``ka_core.cluster.codec``: size, JSON
 shape, every URI, owner and setting; 413/400 otherwise) and that the node it names is the
-source address (403), then queues the body for the pinger (``ka_core.cluster_inbox``; 503
+source address (403), then queues the body for the pinger (``ka_core.cluster.inbox``; 503
 when full), wakes it and answers 200.  Every other KDMQ goes to ``dmq.handle_message()``
 (dmq's own pings and node lists, other modules' channels).  Refusals are logged at most 10
 times a minute per worker.  Nothing is applied here: the pinger is the one writer of cluster
@@ -14,8 +14,8 @@ state.
 
 from __future__ import annotations
 
-from ka_core.access import LogLimiter
-from ka_core.cluster_codec import MAX_BODY_BYTES, BadMessage, decode, node_host
+from ka_core.cluster.codec import MAX_BODY_BYTES, BadMessage, decode, node_host
+from ka_core.ops.access import LogLimiter
 from kemi.runtime import Runtime
 
 METHOD = "KDMQ"

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ka_core import binrpc
+from ka_core.ops import binrpc
 from kemi import wakeup
 
 FORWARD_TIMEOUT_S = 5.0

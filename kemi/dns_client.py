@@ -3,7 +3,7 @@
 UDP to one server with a timeout and two tries; a truncated reply is asked again over TCP
 (RFC 1035 4.2.2), so large SRV answers are complete.  A connected UDP socket makes the
 kernel drop datagrams from anyone but the server; replies are matched by ID and question
-(``ka_core.dns_wire``), and anything else received meanwhile is skipped.
+(``ka_core.names.dns_wire``), and anything else received meanwhile is skipped.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import secrets
 import socket
 import time
 
-from ka_core import dns_wire
-from ka_core.resolve import Lookup, Resolution, server_text
+from ka_core.names import dns_wire
+from ka_core.names.resolve import Lookup, Resolution, server_text
 from ka_core.uri import SipUri
 
 QUERY_TIMEOUT_S = 1.5

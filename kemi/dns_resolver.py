@@ -1,4 +1,4 @@
-"""Host-name destinations in the pinger process (``KA_DNS 1``, ``ka_core.resolve``).
+"""Host-name destinations in the pinger process (``KA_DNS 1``, ``ka_core.names.resolve``).
 
 Theory of operation.  Two parts, so a slow or dead DNS server never delays a ping:
 
@@ -27,17 +27,10 @@ import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from ka_core.config.settings import parse_settings
 from ka_core.errors import DuplicateDestination, InvalidArgument, InvalidUri, TableFull
 from ka_core.events import Event, StateChanged
-from ka_core.layout import (
-    FLAG_CUSTOM_POLICY,
-    FLAG_NAME,
-    FLAG_OWN_INTERVAL,
-    FLAG_PAUSED,
-    FLAG_SOCKET,
-    FLAG_TARGET,
-)
-from ka_core.resolve import (
+from ka_core.names.resolve import (
     Resolution,
     Target,
     derive_state,
@@ -46,9 +39,16 @@ from ka_core.resolve import (
     server_text,
     target_uri,
 )
-from ka_core.ring import KIND_ADDED, RingEntry
-from ka_core.settings import parse_settings
 from ka_core.state import State
+from ka_core.store.layout import (
+    FLAG_CUSTOM_POLICY,
+    FLAG_NAME,
+    FLAG_OWN_INTERVAL,
+    FLAG_PAUSED,
+    FLAG_SOCKET,
+    FLAG_TARGET,
+)
+from ka_core.store.ring import KIND_ADDED, RingEntry
 from ka_core.uri import SipUri, parse_uri
 from kemi.dns_client import DnsClient, resolve
 from kemi.runtime import Runtime

@@ -14,12 +14,12 @@ import traceback
 from collections.abc import Callable
 from typing import ParamSpec
 
-from ka_core import registry
 from ka_core.errors import KaError
-from ka_core.layout import USED
-from ka_core.liveness import NO_PINGER, not_running_reason
+from ka_core.probe.liveness import NO_PINGER, not_running_reason
 from ka_core.state import SCRIPT_VALUES
-from ka_core.table import HotRead
+from ka_core.store import registry
+from ka_core.store.layout import USED
+from ka_core.store.table import HotRead
 from ka_core.uri import parse_uri
 from kemi import cluster_receive, runtime
 from kemi.ksr_port import KsrPort
@@ -121,7 +121,7 @@ def _unprobed() -> int:
 @script_function("ka_add_destination")
 def ka_add_destination(uri: str, owner: str, settings: str = "") -> int:
     """1 added (first ping ~0.5 s later), -1 bad URI/owner/settings, duplicate or table
-    full.  ``settings``: optional per-destination settings (``ka_core.settings``)."""
+    full.  ``settings``: optional per-destination settings (``ka_core.config.settings``)."""
     rt = runtime.get()
     rec = rt.add(uri, owner, settings=settings)
     rt.ksr.info(f"ka_add_destination: added {rec.uri} owner {rec.owner}")

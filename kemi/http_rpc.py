@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from ka_core import jsonrpc, metrics
-from ka_core.access import HttpRequest, LogLimiter
+from ka_core.ops import jsonrpc, metrics
+from ka_core.ops.access import HttpRequest, LogLimiter
 from kemi.metrics_http import exposition
 from kemi.runtime import Runtime
 

@@ -4,7 +4,7 @@ thread.
 kamcli 2.0 speaks JSON-RPC only over jsonrpcs' FIFO or datagram socket, and Kamailio's
 jsonrpcs does not know ``keepalive.*``.  So, as ``kemi.rpc_server`` does for kamcmd, ka-kemi
 serves the datagram path kamcli uses: ``keepalive.*`` is answered here with the very JSON the
-HTTP endpoint gives (``ka_core.jsonrpc``); every other request is relayed to Kamailio's own
+HTTP endpoint gives (``ka_core.ops.jsonrpc``); every other request is relayed to Kamailio's own
 jsonrpcs socket (``KA_JSONRPC_FORWARD``) and its reply passed back to the client.
 
 Nothing here blocks the core thread: all sockets are non-blocking.  jsonrpcs answers to the
@@ -26,8 +26,8 @@ import socket
 import stat
 from dataclasses import dataclass
 
-from ka_core import jsonrpc
-from ka_core.rpc import METHODS, RpcCommands
+from ka_core.ops import jsonrpc
+from ka_core.ops.commands import METHODS, RpcCommands
 from kemi.ksr_port import Clock
 
 SOCKET_MODE = 0o660

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import KSR  # type: ignore[import-not-found]  # noqa: TID251 - the cluster seam
 
-from kemi.cluster_port import CONTENT_TYPE
 from kemi.udp_gate import GATE
+
+CONTENT_TYPE = "application/json"
+"""Of the KDMQ bodies (``ka_core.cluster.codec``)."""
 
 
 class KamailioCluster:

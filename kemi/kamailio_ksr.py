@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import KSR  # type: ignore[import-not-found]  # noqa: TID251 - this is the seam
 
-from ka_core.access import HttpRequest
+from ka_core.ops.access import HttpRequest
 from kemi.ksr_port import LOG_PREFIX, MessageConnection
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-from ka_core.access import HttpRequest
+from ka_core.ops.access import HttpRequest
 
 LOG_PREFIX = "keepalive: "
 Clock = Callable[[], float]

@@ -1,4 +1,4 @@
-"""``GET /metrics`` on Kamailio's HTTP port: the Prometheus exposition (``ka_core.metrics``).
+"""``GET /metrics`` on Kamailio's HTTP port: the Prometheus exposition (``ka_core.ops.metrics``).
 
 Runs in whichever SIP worker received the scrape and reads the shared table without the lock
 (every field is a single aligned read; a scrape racing a result may show a counter one ping
@@ -8,7 +8,8 @@ behind, never a torn one).  Behind its own access check (``KA_METRICS_ALLOW``,
 
 from __future__ import annotations
 
-from ka_core import cluster_status, metrics
+from ka_core.cluster import status as cluster_status
+from ka_core.ops import metrics
 from kemi.runtime import Runtime
 
 

@@ -1,5 +1,5 @@
 """``python3 -m kemi.migrate kamailio.cfg > new.cfg``: a native cfg that used the C keepalive
-module, rewritten for ka-kemi (``ka_core.migrate``); what changed goes to stderr.
+module, rewritten for ka-kemi (``ka_core.config.migrate``); what changed goes to stderr.
 
 The new cfg loads this package's ``kemi/native.py`` (the path printed in it is where this
 command ran from: the checkout or the installed package).  Exit status: 0 migrated, 1 the
@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
+from ka_core.config.migrate import migrate
 from ka_core.errors import InvalidArgument
-from ka_core.migrate import migrate
 
 NATIVE_SCRIPT = Path(__file__).resolve().with_name("native.py")
 

@@ -28,10 +28,11 @@ import threading
 import time
 import traceback
 
-from ka_core import persist, registry
-from ka_core.config import PARAMS_OWNER, KaConfig
+from ka_core.config.kaconfig import PARAMS_OWNER, KaConfig
 from ka_core.errors import KaError
-from ka_core.table import SharedTable
+from ka_core.ops import state_file as persist
+from ka_core.store import registry
+from ka_core.store.table import SharedTable
 from ka_core.uri import parse_uri
 from kemi.ksr_port import Clock, KsrPort
 

@@ -5,9 +5,9 @@ the GIL), but they do in a process whose Python code blocks in Python.  So:
 
 * the **core thread** owns the ``Prober``: each step it hands it the shared ring's entries,
   sends the pings it returns (OPTIONS through Kamailio's sockets, without tm: see
-  ``ka_core.wire``), acts on its events (a log line, a user
+  ``ka_core.probe.wire``), acts on its events (a log line, a user
   callback), serves the BINRPC socket, and sleeps in ``select`` until the step's deadline
-  (pings and timeouts sit on a 100 ms grid, see ``ka_core.scheduler``) or a wake-up byte
+  (pings and timeouts sit on a 100 ms grid, see ``ka_core.probe.scheduler``) or a wake-up byte
   from another process (an RPC, an added destination, a reply that changes a state);
 * the **main thread** (the rtimer callback) starts it and parks in ``join``.  The core thread
   is thus the only thread that calls ``KSR``, so request building never races.
@@ -24,16 +24,16 @@ import traceback
 from collections.abc import Callable
 from typing import TypeVar
 
-from ka_core.callid import callid_prefix, parse_callid
+from ka_core.config.settings import socket_tag
 from ka_core.events import Event, ProbingStopped, ResponseReceived, StateChanged
-from ka_core.layout import FLAG_CUSTOM_POLICY, FLAG_SOCKET
-from ka_core.liveness import PingerStatus, ReplyWatch
-from ka_core.prober import Ping, Prober
-from ka_core.ring import KIND_REPLY
-from ka_core.settings import socket_tag
+from ka_core.probe.callid import callid_prefix, parse_callid
+from ka_core.probe.liveness import PingerStatus, ReplyWatch
+from ka_core.probe.prober import Ping, Prober
+from ka_core.probe.wire import branch_for, retransmit_offsets
 from ka_core.state import State, changes_state
+from ka_core.store.layout import FLAG_CUSTOM_POLICY, FLAG_SOCKET
+from ka_core.store.ring import KIND_REPLY
 from ka_core.uri import address_tag
-from ka_core.wire import branch_for, retransmit_offsets
 from kemi import events as ka_events
 from kemi import persistence, wakeup
 from kemi.api import decode_user

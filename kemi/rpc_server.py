@@ -18,9 +18,9 @@ import socket
 import stat
 from dataclasses import dataclass, field
 
-from ka_core import binrpc
 from ka_core.errors import RpcFault
-from ka_core.rpc import METHODS, RpcCommands
+from ka_core.ops import binrpc
+from ka_core.ops.commands import METHODS, RpcCommands
 from kemi.ctl_relay import CtlRelay, Pending
 from kemi.ksr_port import Clock
 

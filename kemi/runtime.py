@@ -22,14 +22,15 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from ka_core import cluster_status, registry
-from ka_core.access import HttpGuard
-from ka_core.config import PARAMS_OWNER, KaConfig, define_names, load_config
+from ka_core.cluster import status as cluster_status
+from ka_core.config.kaconfig import PARAMS_OWNER, KaConfig, define_names, load_config
 from ka_core.loglimit import LogLimiter
-from ka_core.records import Record
-from ka_core.ring import capacity_for
-from ka_core.rpc import RpcCommands, RpcValue
-from ka_core.table import SharedTable, buffer_size
+from ka_core.ops.access import HttpGuard
+from ka_core.ops.commands import RpcCommands, RpcValue
+from ka_core.store import registry
+from ka_core.store.records import Record
+from ka_core.store.ring import capacity_for
+from ka_core.store.table import SharedTable, buffer_size
 from kemi import cluster_port, persistence, wakeup
 from kemi.cluster_port import ClusterRuntime
 from kemi.ksr_port import Clock, KsrPort

@@ -1,12 +1,12 @@
-"""Sends the pinger's OPTIONS through Kamailio's sockets, without tm (``ka_core.wire``)."""
+"""Sends the pinger's OPTIONS through Kamailio's sockets, without tm (``ka_core.probe.wire``)."""
 
 from __future__ import annotations
 
 import json
 
-from ka_core.callid import make_callid
-from ka_core.prober import Ping
-from ka_core.wire import (
+from ka_core.probe.callid import make_callid
+from ka_core.probe.prober import Ping
+from ka_core.probe.wire import (
     BRANCH_MAGIC,
     Listener,
     Listeners,

@@ -28,7 +28,7 @@ import time
 from types import FrameType
 from typing import NoReturn
 
-from ka_core.liveness import (
+from ka_core.probe.liveness import (
     NOT_SET_UP,
     PINGER_MISSING,
     READY_WAIT_S,

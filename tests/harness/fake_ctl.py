@@ -7,7 +7,7 @@ import threading
 import time
 from pathlib import Path
 
-from ka_core import binrpc
+from ka_core.ops import binrpc
 
 
 class SlowCtl:

@@ -1,5 +1,5 @@
 """RPC to a running Kamailio over a Unix socket (Kamailio's ctl or ka-kemi's RPC socket):
-a BINRPC client (``ka_core.binrpc`` codec) and the stock ``kamcmd``.
+a BINRPC client (``ka_core.ops.binrpc`` codec) and the stock ``kamcmd``.
 
 Shared by the tests (``Kamailio.kamcmd``, pipelined BINRPC) and the benchmarks.
 """
@@ -12,7 +12,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from ka_core import binrpc
+from ka_core.ops import binrpc
 
 KAMCMD = "/usr/sbin/kamcmd"
 

@@ -209,7 +209,7 @@ def _pinger_pid(kam: Kamailio) -> int:
 
 def test_a_stalled_pinger_makes_unprobed_destinations_minus_one(kam: Kamailio) -> None:
     """A pinger that stops stepping (frozen here) leaves new destinations UNKNOWN: after
-    ka_core.liveness.STALE_AFTER_S, ka_is_alive says -1 and each worker logs it once."""
+    ka_core.probe.liveness.STALE_AFTER_S, ka_is_alive says -1 and each worker logs it once."""
     pid = _pinger_pid(kam)
     os.kill(pid, signal.SIGSTOP)
     try:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from ka_core import binrpc
+from ka_core.ops import binrpc
 from tests.conftest import KamailioFactory, result_of
 from tests.harness.kamailio import Kamailio
 from tests.harness.rpc_client import BinrpcClient

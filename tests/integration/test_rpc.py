@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from ka_core import binrpc
+from ka_core.ops import binrpc
 from tests.conftest import KamailioFactory, result_of
 from tests.harness.fake_ctl import SlowCtl
 from tests.harness.kamailio import VERSION, Kamailio

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from ka_core.config import load_config
+from ka_core.config.kaconfig import load_config
 from kemi import runtime
 from kemi.runtime import Runtime
 from tests.unit.fake_ksr import FakeKsr

@@ -7,7 +7,7 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from ka_core.access import HttpRequest
+from ka_core.ops.access import HttpRequest
 from kemi.ksr_port import MessageConnection
 
 LIST_SOCKETS = json.dumps(

@@ -9,8 +9,10 @@ import threading
 
 import pytest
 
-from ka_core import jsonrpc
-from ka_core.access import (
+from ka_core.config.kaconfig import load_config
+from ka_core.errors import InvalidArgument, RpcFault
+from ka_core.ops import jsonrpc
+from ka_core.ops.access import (
     HttpGuard,
     HttpRequest,
     LogLimiter,
@@ -19,11 +21,9 @@ from ka_core.access import (
     parse_token,
     source_allowed,
 )
-from ka_core.config import load_config
-from ka_core.errors import InvalidArgument, RpcFault
+from ka_core.ops.commands import RATE_LIMITED, RpcCommands
 from ka_core.ratelimit import SharedBucket
-from ka_core.rpc import RATE_LIMITED, RpcCommands
-from ka_core.table import SharedTable, buffer_size
+from ka_core.store.table import SharedTable, buffer_size
 
 TOKEN = "s3cret-token-0123456789"
 

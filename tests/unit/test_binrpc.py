@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ka_core.binrpc import (
+from ka_core.ops.binrpc import (
     KAMCMD_MAX_REPLY,
     MAX_DEPTH,
     MAX_PACKET,

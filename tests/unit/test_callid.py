@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ka_core.callid import callid_prefix, make_callid, parse_callid
-from ka_core.health import DEFAULT_POLICY, advance
+from ka_core.probe.callid import callid_prefix, make_callid, parse_callid
+from ka_core.probe.health import DEFAULT_POLICY, advance
 from ka_core.state import State, changes_state
 
 PREFIX = callid_prefix("1a2b3c4d")

@@ -1,4 +1,4 @@
-"""The ``check`` command's logic (ka_core.cfg_text, ka_core.cfg_check) and its CLI."""
+"""The ``check`` command's logic (ka_core.config.cfg_text, ka_core.config.cfg_check) and its CLI."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from ka_core import cfg_text
-from ka_core.cfg_check import check_cfg, check_script, define_arguments, script_path
+from ka_core.config import cfg_text
+from ka_core.config.cfg_check import check_cfg, check_script, define_arguments, script_path
 from kemi import check
 
 REPO = Path(__file__).resolve().parents[2]

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ka_core.cluster_codec import (
+from ka_core.cluster.codec import (
     CHUNK_BYTES,
     MAX_BODY_BYTES,
     BadMessage,
@@ -27,11 +27,11 @@ from ka_core.cluster_codec import (
     node_host,
     node_id,
 )
-from ka_core.cluster_hash import digest_text, entry_hash, owner, weight
-from ka_core.cluster_inbox import Inbox, inbox_size
-from ka_core.cluster_members import Membership, parse_dmq_nodes
-from ka_core.cluster_status import rpc_view
-from ka_core.cluster_store import TOMBSTONE_S, Replica
+from ka_core.cluster.hashing import digest_text, entry_hash, owner, weight
+from ka_core.cluster.inbox import Inbox, inbox_size
+from ka_core.cluster.members import Membership, parse_dmq_nodes
+from ka_core.cluster.replica import TOMBSTONE_S, Replica
+from ka_core.cluster.status import rpc_view
 from ka_core.errors import RpcFault
 
 A, B, C = "10.0.0.1:5060", "10.0.0.2:5060", "10.0.0.3:5060"
@@ -308,7 +308,7 @@ def test_rpc_view_lists_nodes_and_who_probes_a_uri() -> None:
 
 
 def test_cluster_parameters_are_checked() -> None:
-    from ka_core.config import load_config
+    from ka_core.config.kaconfig import load_config
     from ka_core.errors import InvalidArgument
 
     on = load_config({"CLUSTER": "1", "DMQ_SERVER": '"sip:10.0.0.1:5070"'})

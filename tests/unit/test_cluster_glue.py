@@ -8,10 +8,10 @@ from dataclasses import dataclass
 
 import pytest
 
-from ka_core import registry
-from ka_core.cluster_codec import node_host
-from ka_core.cluster_hash import owner
+from ka_core.cluster.codec import node_host
+from ka_core.cluster.hashing import owner
 from ka_core.state import State
+from ka_core.store import registry
 from kemi import cluster_receive, functions, pinger, runtime
 from tests.unit.conftest import Glue, GlueFactory
 from tests.unit.fake_cluster import FakeCluster

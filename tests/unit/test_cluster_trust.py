@@ -1,16 +1,16 @@
-"""ka_core.cluster_trust in virtual time: a node cut off, frozen or not yet counted in keeps
+"""ka_core.cluster.trust in virtual time: a node cut off, frozen or not yet counted in keeps
 its results to itself, and results from nodes counted out never override measured states."""
 
 from __future__ import annotations
 
 import threading
 
-from ka_core.cluster_codec import Heartbeat, decode, encode_heartbeat
-from ka_core.cluster_members import Membership
-from ka_core.cluster_trust import STALL_S, Trust
+from ka_core.cluster.codec import Heartbeat, decode, encode_heartbeat
+from ka_core.cluster.members import Membership
+from ka_core.cluster.trust import STALL_S, Trust
 from ka_core.events import StateChanged
 from ka_core.state import State
-from ka_core.table import SharedTable, buffer_size
+from ka_core.store.table import SharedTable, buffer_size
 from ka_core.uri import parse_uri
 
 ME, B, C = "10.0.0.1:5060", "10.0.0.2:5060", "10.0.0.3:5060"

@@ -4,9 +4,9 @@ import re
 
 import pytest
 
-from ka_core.config import DEFAULT_PING_FROM, KaConfig, define_names, load_config
+from ka_core.config.kaconfig import DEFAULT_PING_FROM, KaConfig, define_names, load_config
 from ka_core.errors import InvalidArgument
-from ka_core.health import CodeSet, Policy
+from ka_core.probe.health import CodeSet, Policy
 
 
 def test_defaults_match_the_c_module() -> None:

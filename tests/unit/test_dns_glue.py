@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from ka_core import dns_wire
-from ka_core.resolve import Resolution, Target
+from ka_core.names import dns_wire
+from ka_core.names.resolve import Resolution, Target
 from ka_core.state import State
 from ka_core.uri import SipUri, parse_uri
 from kemi import api, dns_client, dns_resolver, functions, pinger

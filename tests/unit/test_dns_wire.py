@@ -1,4 +1,4 @@
-"""ka_core.dns_wire against packets dnslib builds: queries it parses, answers (with name
+"""ka_core.names.dns_wire against packets dnslib builds: queries it parses, answers (with name
 compression) we parse, and every malformed, truncated, spoofed or looping packet refused
 with ValueError, never another exception."""
 
@@ -12,8 +12,8 @@ from dnslib import AAAA, CNAME, MX, QTYPE, RCODE, RR, SRV, TXT, A, DNSRecord
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ka_core import dns_wire
-from ka_core.dns_wire import Record, Truncated, build_query, parse_response, read_name
+from ka_core.names import dns_wire
+from ka_core.names.dns_wire import Record, Truncated, build_query, parse_response, read_name
 
 
 def reply_to(query: bytes, *answers: RR, rcode: int = RCODE.NOERROR) -> DNSRecord:

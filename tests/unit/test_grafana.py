@@ -1,6 +1,6 @@
 """docs/grafana: the dashboard is provisionable by file (no import-time inputs), picks its
 Prometheus data source and Kamailio instance from variables, and every panel queries only
-metrics ka-kemi exports (ka_core.metrics)."""
+metrics ka-kemi exports (ka_core.ops.metrics)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from ka_core.metrics import DestinationMetrics, PingerMetrics, render
+from ka_core.ops.metrics import DestinationMetrics, PingerMetrics, render
 
 GRAFANA = Path(__file__).resolve().parents[2] / "docs" / "grafana"
 DASHBOARD = json.loads((GRAFANA / "ka-kemi-dashboard.json").read_text())

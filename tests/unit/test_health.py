@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ka_core.errors import InvalidArgument
-from ka_core.health import (
+from ka_core.probe.health import (
     DEFAULT_POLICY,
     CodeSet,
     Outcome,

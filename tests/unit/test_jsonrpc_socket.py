@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from ka_core import jsonrpc
 from ka_core.errors import InvalidArgument
-from ka_core.rpc import METHODS
+from ka_core.ops import jsonrpc
+from ka_core.ops.commands import METHODS
 from kemi import jsonrpc_socket
 from kemi.jsonrpc_socket import JsonrpcSocket
 from tests.unit.conftest import Glue, GlueFactory

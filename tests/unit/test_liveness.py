@@ -1,4 +1,4 @@
-"""The pinger's life (ka_core.liveness), the log rate limit (ka_core.loglimit) and the glue
+"""The pinger's life (ka_core.probe.liveness), the log rate limit (ka_core.loglimit) and the glue
 that uses them: start-up refusals (kemi.startup), ka_is_alive without a pinger, the reply
 hook warning (kemi.pinger)."""
 
@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from ka_core.liveness import (
+from ka_core.loglimit import MAX_KINDS, LogLimiter
+from ka_core.probe.liveness import (
     READY_WAIT_S,
     STALE_AFTER_S,
     START_WAIT_S,
@@ -18,7 +19,6 @@ from ka_core.liveness import (
     not_running_reason,
     startup_verdict,
 )
-from ka_core.loglimit import MAX_KINDS, LogLimiter
 from kemi import handler, pinger, runtime, startup
 from kemi.functions import ka_add_destination, ka_is_alive
 from tests.unit.conftest import Glue

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from ka_core.metrics import (
+from ka_core.ops.metrics import (
     CODE_CLASSES,
     RTT_BUCKETS_MS,
     DestinationMetrics,

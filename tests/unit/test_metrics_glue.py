@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from ka_core.access import HttpRequest
+from ka_core.ops.access import HttpRequest
 from kemi import functions, handler, pinger
 from tests.unit.conftest import Glue, GlueFactory
 from tests.unit.test_pinger_glue import answer, tick

@@ -1,5 +1,5 @@
-"""``python3 -m kemi.migrate``: a C keepalive cfg rewritten for ka-kemi (``ka_core.migrate``,
-``ka_core.migrate_calls``): what changes, that nothing else does, and the cfgs it refuses."""
+"""``python3 -m kemi.migrate``: a C keepalive cfg rewritten for ka-kemi (``ka_core.config.migrate``,
+``ka_core.config.migrate_calls``): what changes, that nothing else does, and the cfgs it refuses."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from ka_core.config.migrate import Migration, migrate
+from ka_core.config.migrate_calls import rewrite_line
 from ka_core.errors import InvalidArgument
-from ka_core.migrate import Migration, migrate
-from ka_core.migrate_calls import rewrite_line
 from kemi import migrate as cli
 
 DATA = Path(__file__).resolve().parent.parent / "data"

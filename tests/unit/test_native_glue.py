@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from ka_core.access import HttpRequest
+from ka_core.ops.access import HttpRequest
 from ka_core.state import State
 from ka_core.uri import parse_uri
 from kemi import functions, native

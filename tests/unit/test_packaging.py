@@ -9,9 +9,9 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from ka_core.metrics import PingerMetrics, render
-from ka_core.rpc import RpcCommands
-from ka_core.table import SharedTable, buffer_size
+from ka_core.ops.commands import RpcCommands
+from ka_core.ops.metrics import PingerMetrics, render
+from ka_core.store.table import SharedTable, buffer_size
 from ka_core.version import __version__
 
 REPO = Path(__file__).resolve().parents[2]

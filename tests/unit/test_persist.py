@@ -1,4 +1,4 @@
-"""The state file (``KA_STATE_FILE``): the pure codec (``ka_core.persist``), the table's
+"""The state file (``KA_STATE_FILE``): the pure codec (``ka_core.ops.state_file``), the table's
 fingerprint, snapshot and ``restore_state``, and the glue (``kemi.persistence``) on a
 FakeKsr: a restart brings back runtime destinations and states, bad files are logged and
 never stop start-up, the writer writes atomically and only when something changed."""
@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from ka_core import persist
-from ka_core.config import load_config
+from ka_core.config.kaconfig import load_config
 from ka_core.errors import InvalidArgument
-from ka_core.layout import FLAG_NAME, FLAG_TARGET
-from ka_core.persist import Saved, StateFileError
+from ka_core.ops import state_file as persist
+from ka_core.ops.state_file import Saved, StateFileError
 from ka_core.state import State
-from ka_core.table import SharedTable, buffer_size
+from ka_core.store.layout import FLAG_NAME, FLAG_TARGET
+from ka_core.store.table import SharedTable, buffer_size
 from ka_core.uri import parse_uri
 from kemi import api, persistence, pinger, runtime
 from kemi.persistence import StateWriter

@@ -9,9 +9,9 @@ import socket
 
 import pytest
 
-from ka_core import binrpc
+from ka_core.ops import binrpc
+from ka_core.probe.wire import branch_for
 from ka_core.state import State
-from ka_core.wire import branch_for
 from kemi import api, handler, pinger, runtime
 from kemi.udp_gate import UdpGate
 from tests.unit.conftest import Glue

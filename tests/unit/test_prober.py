@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import threading
 
-from ka_core import registry
 from ka_core.events import Event, ProbingStopped, ResponseReceived, StateChanged
-from ka_core.prober import Ping, Prober
-from ka_core.ring import capacity_for as ring_capacity_for
-from ka_core.scheduler import BURST, MAX_PER_TICK, SMALL_BATCH, TICK_S, grid_for
+from ka_core.probe.prober import Ping, Prober
+from ka_core.probe.scheduler import BURST, MAX_PER_TICK, SMALL_BATCH, TICK_S, grid_for
 from ka_core.state import State
-from ka_core.table import SharedTable, buffer_size
+from ka_core.store import registry
+from ka_core.store.ring import capacity_for as ring_capacity_for
+from ka_core.store.table import SharedTable, buffer_size
 from ka_core.uri import address_tag
 
 

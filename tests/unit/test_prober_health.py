@@ -8,14 +8,14 @@ import threading
 
 import pytest
 
-from ka_core import registry
+from ka_core.config.settings import socket_tag
 from ka_core.events import Event, ProbingStopped, StateChanged
-from ka_core.health import DEFAULT_POLICY, Policy
-from ka_core.prober import Ping, Prober
-from ka_core.records import Record
-from ka_core.settings import socket_tag
+from ka_core.probe.health import DEFAULT_POLICY, Policy
+from ka_core.probe.prober import Ping, Prober
 from ka_core.state import State
-from ka_core.table import SharedTable, buffer_size
+from ka_core.store import registry
+from ka_core.store.records import Record
+from ka_core.store.table import SharedTable, buffer_size
 
 START = 100.0
 TIMEOUT = 1.0
@@ -176,7 +176,7 @@ def test_a_dead_destination_is_probed_further_and_further_apart_up_to_the_cap() 
 
 
 def test_backoff_gaps_are_the_documented_ones() -> None:
-    """BUG (ka_core/prober.py ``Prober._due``): docs/health.md says that with
+    """BUG (ka_core/probe/prober.py ``Prober._due``): docs/health.md says that with
     ping_interval 30, down_after 1 and down_backoff_max 300 "the gap before the next ping is
     30 s after the 1st failure, 60 s after the 2nd, 120 s, 240 s, then 300 s".  The gap is
     chosen when a ping is sent, from the failures counted before it, so every doubling comes

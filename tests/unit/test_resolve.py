@@ -1,4 +1,4 @@
-"""ka_core.resolve: RFC 3263 target selection, driven by a dnslib zone through the real wire
+"""ka_core.names.resolve: RFC 3263 target selection, driven by a dnslib zone through the real wire
 code (no sockets), the derived state of a name, and the DNS defines, settings and flags
 that go with it (KA_DNS)."""
 
@@ -10,12 +10,11 @@ from types import SimpleNamespace
 import pytest
 from dnslib import DNSRecord
 
-from ka_core import dns_wire, registry
-from ka_core.config import load_config
+from ka_core.config.kaconfig import load_config
+from ka_core.config.settings import parse_settings
 from ka_core.errors import InvalidArgument
-from ka_core.layout import FLAG_NAME
-from ka_core.prober import Prober
-from ka_core.resolve import (
+from ka_core.names import dns_wire
+from ka_core.names.resolve import (
     MAX_TARGETS,
     Lookup,
     Resolution,
@@ -27,9 +26,11 @@ from ka_core.resolve import (
     service_name,
     target_uri,
 )
-from ka_core.settings import parse_settings
+from ka_core.probe.prober import Prober
 from ka_core.state import State
-from ka_core.table import SharedTable, buffer_size
+from ka_core.store import registry
+from ka_core.store.layout import FLAG_NAME
+from ka_core.store.table import SharedTable, buffer_size
 from ka_core.uri import parse_uri
 from tests.peers.dns_zone import Zone
 

@@ -6,11 +6,11 @@ import time
 
 import pytest
 
-from ka_core import jsonrpc
 from ka_core.errors import RpcFault
-from ka_core.rpc import RpcCommands, ctime, list_struct
+from ka_core.ops import jsonrpc
+from ka_core.ops.commands import RpcCommands, ctime, list_struct
 from ka_core.state import State
-from ka_core.table import SharedTable, buffer_size
+from ka_core.store.table import SharedTable, buffer_size
 
 
 @pytest.fixture

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from ka_core import binrpc
-from ka_core.access import HttpRequest
+from ka_core.ops import binrpc
+from ka_core.ops.access import HttpRequest
 from kemi import handler, http_rpc
 from kemi.rpc_server import RpcServer
 from tests.harness.fake_ctl import SlowCtl

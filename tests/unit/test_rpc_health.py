@@ -8,9 +8,9 @@ import threading
 import pytest
 
 from ka_core.errors import RpcFault
-from ka_core.prober import Prober
-from ka_core.rpc import RpcCommands
-from ka_core.table import SharedTable, buffer_size
+from ka_core.ops.commands import RpcCommands
+from ka_core.probe.prober import Prober
+from ka_core.store.table import SharedTable, buffer_size
 
 URI, OWNER = "sip:10.0.0.1", "o"
 
@@ -161,7 +161,7 @@ def test_interval_refuses_what_is_not_whole_seconds_in_range(
 
 
 def test_interval_refuses_digits_int_cannot_read(commands: RpcCommands) -> None:
-    """BUG (ka_core/rpc.py ``_interval``): ``str.isdigit`` is True for "²", ``int`` then
+    """BUG (ka_core/ops/commands.py ``_interval``): ``str.isdigit`` is True for "²", ``int`` then
     raises ValueError, which is no RpcFault: kamcmd gets no reply at all (the pinger logs a
     "pinger core error") instead of the fault."""
     assert fault_of(commands, "keepalive.interval", "²") == (

@@ -6,9 +6,9 @@ import threading
 import pytest
 
 from ka_core.errors import DuplicateDestination, InvalidArgument, TableFull, UnknownDestination
-from ka_core.ring import KIND_ADDED, KIND_REPLY
 from ka_core.state import State
-from ka_core.table import SharedTable, buffer_size
+from ka_core.store.ring import KIND_ADDED, KIND_REPLY
+from ka_core.store.table import SharedTable, buffer_size
 from ka_core.uri import parse_uri
 
 
@@ -109,7 +109,7 @@ def test_uninitialised_buffer_is_refused() -> None:
 
 def test_in_place_field_offsets_match_the_record_layout() -> None:
     """record_ping updates two fields in place; their offsets must be the packed ones."""
-    from ka_core.layout import FIXED, Fixed, offset
+    from ka_core.store.layout import FIXED, Fixed, offset
 
     fmt = FIXED.format.lstrip("<")
     codes = [c for c in fmt.replace("x", "") if not c.isdigit()]

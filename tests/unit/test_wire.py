@@ -5,11 +5,8 @@ from __future__ import annotations
 import json
 import threading
 
-from ka_core import registry
-from ka_core.prober import Prober
-from ka_core.table import SharedTable, buffer_size
-from ka_core.uri import parse_uri
-from ka_core.wire import (
+from ka_core.probe.prober import Prober
+from ka_core.probe.wire import (
     Listener,
     Listeners,
     branch_for,
@@ -18,6 +15,9 @@ from ka_core.wire import (
     retransmit_offsets,
     transport_of,
 )
+from ka_core.store import registry
+from ka_core.store.table import SharedTable, buffer_size
+from ka_core.uri import parse_uri
 from kemi.sender import user_agent
 
 

@@ -1,0 +1,1 @@
+"""Cluster mode: membership, replica, trust and the dmq message codec."""

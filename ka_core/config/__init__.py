@@ -1,0 +1,1 @@
+"""Configuration: defines, per-destination settings, cfg checks and migration."""

@@ -1,0 +1,308 @@
+"""Module parameters, read from ``#!define KA_<NAME> value`` lines of kamailio.cfg.
+
+Kamailio 5.6.3 gives Python no ``modparam`` of its own, and custom cfg variables are not
+readable in ``mod_init``; ``#!define`` values are (``$def(NAME)``).  ``destination`` is
+repeatable through numbered defines (``KA_DESTINATION``, ``KA_DESTINATION_1`` ...
+``KA_DESTINATION_99``), each holding one or more URIs separated by spaces or commas.  A URI
+may carry per-destination settings after a ``|`` (``sip:10.0.0.1|down_after=3;alive=2xx,404``,
+``ka_core.config.settings``); such an item ends at the next space.
+
+Invalid values raise ``InvalidArgument`` naming the parameter and the value; the glue turns
+that into a failed ``mod_init``, so Kamailio refuses to start.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from ka_core.cluster.codec import BadMessage, node_id
+from ka_core.config.settings import MAX_INTERVAL_S, Settings, parse_from, parse_settings
+from ka_core.errors import InvalidArgument, InvalidUri
+from ka_core.names.resolve import parse_dns_server, server_text
+from ka_core.ops.access import LOOPBACK, HttpGuard, Network, parse_allow, parse_path, parse_token
+from ka_core.probe.health import DEFAULT_ALIVE, CodeSet, Policy
+from ka_core.uri import SipUri, parse_uri
+
+DEFINE_PREFIX = "KA_"
+MAX_NUMBERED_DESTINATIONS = 99
+DEFAULT_PING_FROM = "sip:keepalive@kamailio.org"
+PARAMS_OWNER = "_params"
+
+
+@dataclass(frozen=True, slots=True)
+class KaConfig:
+    ping_interval: int = 30
+    """Seconds between two pings of a destination (``KA_PING_INTERVAL``)."""
+    delete_counter: int = 5
+    """Stop pinging after more than this many consecutive failures; 0 = never."""
+    ping_from: str = DEFAULT_PING_FROM
+    """From URI of the OPTIONS."""
+    ping_timeout_ms: int = 5000
+    """No final reply within this time counts as a failure; match tm's ``fr_timer``."""
+    max_destinations: int = 10000
+    """Upper bound of the shared table; adds beyond it are refused."""
+    destinations: tuple[tuple[SipUri, Settings], ...] = field(default_factory=tuple)
+    """The ``destination`` parameters, each with its own settings (often none)."""
+    down_after: int = 1
+    """Consecutive failed probes that make a destination DOWN (C: 1)."""
+    up_after: int = 1
+    """Consecutive alive replies that take a destination out of DOWN or UNKNOWN (C: 1)."""
+    alive_codes: CodeSet = DEFAULT_ALIVE
+    """Final reply codes that count as alive (C: 2xx)."""
+    degraded_ms: int = 0
+    """An alive reply slower than this marks the destination DEGRADED; 0 = never."""
+    degraded_as: str = "degraded"
+    """``down``: a reply slower than ``degraded_ms`` counts as a failure instead."""
+    down_backoff_max: int = 0
+    """Seconds; > 0 keeps probing DOWN destinations (never stops for ``delete_counter``),
+    doubling the interval after each failure up to this."""
+    event_callback: str = ""
+    """Name of a method of the script's handler object called on state changes."""
+    event_initial: int = 0
+    """1: the event method also gets each destination's first state (out of UNKNOWN)."""
+    dns: int = 0
+    """1: host names are resolved by ka-kemi (A/AAAA, SRV), each address probed on its own;
+    0: tm resolves them at each ping, one destination (C)."""
+    dns_server: str = ""
+    """``ip:port`` of the DNS server; empty = the first nameserver of /etc/resolv.conf."""
+    dns_refresh: int = 300
+    """Seconds: names are resolved again at least this often (sooner when the TTL ends)."""
+    dns_state: str = "any"
+    """A name's state from its targets: ``any`` target UP, or ``all`` of them."""
+    rpc_socket: str = ""
+    """Unix socket path served for ``kamcmd -s unix:<path>``; empty = no BINRPC server."""
+    ctl_forward: str = ""
+    """Kamailio's real ctl socket; RPCs not named ``keepalive.*`` are relayed there."""
+    jsonrpc_socket: str = ""
+    """Unix datagram socket served for kamcli (jsonrpcs' protocol); empty = none."""
+    jsonrpc_forward: str = ""
+    """Kamailio's jsonrpcs datagram socket; other JSON-RPC methods are relayed there."""
+    rpc_http_path: str = "/RPC"
+    """The only URL path that JSON-RPC over HTTP answers on; others get 404."""
+    rpc_http_allow: tuple[Network, ...] = field(default_factory=lambda: parse_allow("", LOOPBACK))
+    """Sources that may use JSON-RPC over HTTP; others get 403.  Empty = nobody."""
+    rpc_http_token: str = ""
+    """If set, JSON-RPC over HTTP also needs ``Authorization: Bearer <token>``."""
+    rpc_add_rate: int = 1000
+    """``keepalive.add`` calls per second over all RPC paths together; 0 = no limit."""
+    metrics_path: str = "/metrics"
+    """Where Prometheus scrapes (GET) on the SIP TCP/TLS listeners; empty = no metrics."""
+    metrics_allow: tuple[Network, ...] = field(default_factory=lambda: parse_allow("", LOOPBACK))
+    """Sources that may scrape; others get 403.  Empty = nobody."""
+    metrics_token: str = ""
+    """If set, a scrape also needs ``Authorization: Bearer <token>``."""
+    tcp_keepalive_method: str = "auto"
+    """How tcp_keepalive_* reach a socket another process holds: auto, pidfd or tcpops."""
+    state_file: str = ""
+    """Absolute path where runtime destinations and every last state are kept across
+    restarts (``kemi.persistence``); empty = off."""
+    cluster: int = 0
+    """1: cluster mode over dmq (``kemi.cluster``, docs/cluster.md)."""
+    dmq_server: str = ""
+    """This node's dmq ``server_address`` as ``host:port``: its name in the cluster."""
+    cluster_mode: str = "distributed"
+    """``distributed``: each destination probed by one live node; ``all``: by every node."""
+    cluster_channel: str = "keepalive"
+    """The DMQ channel (the KDMQ R-URI user) of ka-kemi's messages."""
+    cluster_heartbeat_ms: int = 1000
+    """Heartbeat period; a node silent for three of them is out."""
+
+    @property
+    def policy(self) -> Policy:
+        return Policy(
+            self.down_after, self.up_after, self.alive_codes, self.degraded_ms,
+            self.degraded_as == "down",
+        )  # fmt: skip
+
+    @property
+    def metrics_guard(self) -> HttpGuard:
+        return HttpGuard(self.metrics_path, self.metrics_allow, self.metrics_token, "GET")
+
+    @property
+    def http_guard(self) -> HttpGuard:
+        return HttpGuard(self.rpc_http_path, self.rpc_http_allow, self.rpc_http_token)
+
+
+def _int(name: str, low: int, high: int) -> Callable[[str], int]:
+    def convert(text: str) -> int:
+        try:
+            value = int(text.strip().strip('"'))
+        except ValueError:
+            raise InvalidArgument(f"parameter {name}: not an integer: {text!r}") from None
+        if not low <= value <= high:
+            raise InvalidArgument(f"parameter {name}: {value} out of range [{low}, {high}]")
+        return value
+
+    return convert
+
+
+def _from_uri(text: str) -> str:
+    return parse_from(text.strip().strip('"'), "parameter ping_from")
+
+
+def _choice(name: str, choices: tuple[str, ...]) -> Callable[[str], str]:
+    def convert(text: str) -> str:
+        value = text.strip().strip('"').lower()
+        if value not in choices:
+            raise InvalidArgument(f"parameter {name}: {value!r} is not one of {', '.join(choices)}")
+        return value
+
+    return convert
+
+
+def _path(name: str) -> Callable[[str], str]:
+    """An absolute socket path, ``unix:`` prefix allowed; empty turns the feature off."""
+
+    def convert(text: str) -> str:
+        value = text.strip().strip('"')
+        if value.startswith("unix:"):
+            value = value[len("unix:") :]
+        if value and not value.startswith("/"):
+            raise InvalidArgument(f"parameter {name}: needs an absolute path: {text!r}")
+        return value
+
+    return convert
+
+
+def _codes(text: str) -> CodeSet:
+    try:
+        return CodeSet.parse(text.strip().strip('"'))
+    except InvalidArgument as exc:
+        raise InvalidArgument(f"parameter alive_codes: {exc}") from None
+
+
+def _metrics_path(text: str) -> str:
+    value = text.strip().strip('"')
+    return parse_path("metrics_path", value) if value else ""
+
+
+def _dns_server(text: str) -> str:
+    try:
+        address, port = parse_dns_server(text)
+    except ValueError as exc:
+        raise InvalidArgument(f"parameter dns_server: {exc}") from None
+    return server_text(address, port) if address else ""
+
+
+def _method_name(text: str) -> str:
+    value = text.strip().strip('"')
+    if value and not value.isidentifier():
+        raise InvalidArgument(f"parameter event_callback: not a method name: {value!r}")
+    return value
+
+
+def _switch(text: str) -> int:
+    """``#!define KA_CLUSTER`` without a value turns it on too."""
+    value = text.strip().strip('"')
+    return _int("cluster", 0, 1)(value or "1")
+
+
+def _node(text: str) -> str:
+    value = text.strip().strip('"')
+    try:
+        return node_id(value) if value else ""
+    except BadMessage as exc:
+        raise InvalidArgument(f"parameter dmq_server: {exc}") from None
+
+
+def _channel(text: str) -> str:
+    value = text.strip().strip('"')
+    if not value or len(value) > 64 or not all(c.isalnum() or c in "-_." for c in value):
+        raise InvalidArgument(f"parameter cluster_channel: not a SIP user token: {text!r}")
+    return value
+
+
+_SCALARS: Mapping[str, Callable[[str], object]] = {
+    "ping_interval": _int("ping_interval", 1, MAX_INTERVAL_S),
+    "delete_counter": _int("delete_counter", 0, 1_000_000),
+    "ping_from": _from_uri,
+    "ping_timeout_ms": _int("ping_timeout_ms", 100, 600_000),
+    "max_destinations": _int("max_destinations", 1, 1_000_000),
+    "rpc_socket": _path("rpc_socket"),
+    "ctl_forward": _path("ctl_forward"),
+    "jsonrpc_socket": _path("jsonrpc_socket"),
+    "jsonrpc_forward": _path("jsonrpc_forward"),
+    "rpc_http_path": lambda text: parse_path("rpc_http_path", text),
+    "rpc_http_allow": lambda text: parse_allow("rpc_http_allow", text),
+    "rpc_http_token": lambda text: parse_token("rpc_http_token", text),
+    "rpc_add_rate": _int("rpc_add_rate", 0, 1_000_000),
+    "metrics_path": lambda text: _metrics_path(text),
+    "metrics_allow": lambda text: parse_allow("metrics_allow", text),
+    "metrics_token": lambda text: parse_token("metrics_token", text),
+    "tcp_keepalive_method": _choice("tcp_keepalive_method", ("auto", "pidfd", "tcpops")),
+    "state_file": _path("state_file"),
+    "down_after": _int("down_after", 1, 1000),
+    "up_after": _int("up_after", 1, 1000),
+    "alive_codes": lambda text: _codes(text),
+    "degraded_ms": _int("degraded_ms", 0, 600_000),
+    "degraded_as": _choice("degraded_as", ("degraded", "down")),
+    "down_backoff_max": _int("down_backoff_max", 0, 86400),
+    "event_callback": lambda text: _method_name(text),
+    "event_initial": _int("event_initial", 0, 1),
+    "dns": _int("dns", 0, 1),
+    "dns_server": _dns_server,
+    "dns_refresh": _int("dns_refresh", 5, 86400),
+    "dns_state": _choice("dns_state", ("any", "all")),
+    "cluster": _switch,
+    "dmq_server": _node,
+    "cluster_mode": _choice("cluster_mode", ("distributed", "all")),
+    "cluster_channel": _channel,
+    "cluster_heartbeat_ms": _int("cluster_heartbeat_ms", 200, 60_000),
+}
+
+
+def destination_defines() -> list[str]:
+    return ["DESTINATION"] + [f"DESTINATION_{i}" for i in range(1, MAX_NUMBERED_DESTINATIONS + 1)]
+
+
+def parse_destinations(text: str) -> list[tuple[SipUri, Settings]]:
+    """URIs of one ``destination`` value, separated by spaces or commas, each with its
+    settings after a ``|`` (commas inside an item with settings belong to them)."""
+    items = []
+    for word in text.strip().strip('"').split():
+        items += [word] if "|" in word else [w for w in word.split(",") if w]
+    out = []
+    for item in items:
+        uri_text, _, settings_text = item.partition("|")
+        try:
+            out.append((parse_uri(uri_text), parse_settings(settings_text)))
+        except (InvalidUri, InvalidArgument) as exc:
+            raise InvalidArgument(f"parameter destination: {exc}") from None
+    return out
+
+
+def load_config(defines: Mapping[str, str]) -> KaConfig:
+    """Build the config from ``{"PING_INTERVAL": "10", ...}`` (names without ``KA_``)."""
+    values: dict[str, object] = {}
+    for name, convert in _SCALARS.items():
+        raw = defines.get(name.upper())
+        if raw is not None:
+            values[name] = convert(raw)
+    destinations: list[tuple[SipUri, Settings]] = []
+    for define in destination_defines():
+        raw = defines.get(define)
+        if raw is not None:
+            destinations.extend(parse_destinations(raw))
+    keys = [uri.key for uri, _ in destinations]
+    if len(set(keys)) != len(keys):
+        dup = next(k for k in keys if keys.count(k) > 1)
+        raise InvalidArgument(f"parameter destination: {dup} listed twice")
+    config = KaConfig(destinations=tuple(destinations), **values)  # type: ignore[arg-type]
+    if len(destinations) > config.max_destinations:
+        raise InvalidArgument(
+            f"parameter destination: {len(destinations)} destinations exceed "
+            f"max_destinations {config.max_destinations}"
+        )
+    if config.cluster and not config.dmq_server:
+        raise InvalidArgument("parameter dmq_server: needed with cluster 1 (sip:ip:port)")
+    if config.cluster and config.dns:
+        raise InvalidArgument("parameter cluster: not supported together with dns 1 yet")
+    return config
+
+
+def define_names() -> list[str]:
+    """Every ``#!define`` name the glue should read."""
+    return [DEFINE_PREFIX + n.upper() for n in _SCALARS] + [
+        DEFINE_PREFIX + d for d in destination_defines()
+    ]

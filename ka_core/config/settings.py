@@ -1,0 +1,174 @@
+"""Per-destination settings: the text form ``key=value;key=value`` that the developer API,
+the RPC ``keepalive.add`` and the config (``uri|settings``) accept, and its merge with the
+module parameters into one destination's ``Policy``.
+
+Keys: ``interval`` (s), ``from`` (From URI), ``down_after``, ``up_after``, ``alive`` (codes,
+``ka_core.probe.health.CodeSet``), ``degraded_ms`` (0 = no latency threshold) and ``socket``
+(``proto:ip:port``, one of Kamailio's listeners: pings leave from it, and only replies
+received on it count).  A key not given follows the module parameter, also when that
+changes at runtime (``keepalive.interval``).  The canonical text is stored in the shared
+table, so every process sees the same settings.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+import zlib
+from dataclasses import dataclass, replace
+
+from ka_core.errors import InvalidArgument, InvalidUri
+from ka_core.probe.health import CodeSet, Policy
+from ka_core.uri import parse_uri
+
+MAX_INTERVAL_S = 86400
+"""The longest ping interval anywhere (config, settings, RPC, API): one day."""
+MAX_THRESHOLD = 1000
+PROTOS = ("udp", "tcp", "tls")
+_PORT = struct.Struct("<H")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    interval: int = 0
+    """Seconds; 0 = the module's ``ping_interval``."""
+    from_uri: str = ""
+    down_after: int = 0
+    up_after: int = 0
+    alive: CodeSet | None = None
+    degraded_ms: int | None = None
+    socket: str = ""
+    target_of: str = ""
+    """Internal (``KA_DNS``): the host-name destination this target was resolved from;
+    written by ka-kemi only, refused from users (``parse_settings(internal=False)``)."""
+
+    @property
+    def text(self) -> str:
+        """The canonical text (empty when nothing is set)."""
+        parts = []
+        if self.interval:
+            parts.append(f"interval={self.interval}")
+        if self.from_uri:
+            parts.append(f"from={self.from_uri}")
+        if self.down_after:
+            parts.append(f"down_after={self.down_after}")
+        if self.up_after:
+            parts.append(f"up_after={self.up_after}")
+        if self.alive is not None:
+            parts.append(f"alive={self.alive.text}")
+        if self.degraded_ms is not None:
+            parts.append(f"degraded_ms={self.degraded_ms}")
+        if self.socket:
+            parts.append(f"socket={self.socket}")
+        if self.target_of:  # last: its URI may hold a ';'
+            parts.append(f"target_of={self.target_of}")
+        return ";".join(parts)
+
+    def policy(self, defaults: Policy) -> Policy:
+        """This destination's policy: the module's, with what these settings override."""
+        return replace(
+            defaults,
+            down_after=self.down_after or defaults.down_after,
+            up_after=self.up_after or defaults.up_after,
+            alive=self.alive or defaults.alive,
+            degraded_ms=defaults.degraded_ms if self.degraded_ms is None else self.degraded_ms,
+        )
+
+
+def _count(key: str, value: str, high: int) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise InvalidArgument(f"setting {key}: not an integer: {value!r}") from None
+    if not 1 <= number <= high:
+        raise InvalidArgument(f"setting {key}: {number} out of range [1, {high}]")
+    return number
+
+
+def parse_from(value: str, what: str = "setting from") -> str:
+    """A From URI (the ``from`` setting, the ``ping_from`` parameter): needs a user part."""
+    try:
+        uri = parse_uri(value)
+    except InvalidUri as exc:
+        raise InvalidArgument(f"{what}: {exc}") from None
+    if not uri.user:
+        raise InvalidArgument(f"{what}: needs a user part: {value!r}")
+    return uri.display
+
+
+def parse_socket(value: str) -> tuple[str, str, int]:
+    """``udp:127.0.0.1:5060`` or ``tls:[::1]:5061`` to (proto, address, port)."""
+    proto, sep, rest = value.partition(":")
+    host, sep2, port_text = rest.rpartition(":")
+    try:
+        if not (sep and sep2 and proto.lower() in PROTOS):
+            raise ValueError
+        bracketed = host.startswith("[") and host.endswith("]")
+        address = ipaddress.ip_address(host[1:-1] if bracketed else host)
+        if bracketed != (address.version == 6):
+            raise ValueError
+        port = int(port_text)
+        if not 1 <= port <= 65535:
+            raise ValueError
+    except ValueError:
+        raise InvalidArgument(
+            f"setting socket: {value!r} is not proto:address:port (udp|tcp|tls, an IP "
+            "address, IPv6 in brackets)"
+        ) from None
+    return proto.lower(), address.compressed, port
+
+
+def socket_text(proto: str, address: str, port: int) -> str:
+    shown = f"[{address}]" if ":" in address else address
+    return f"{proto}:{shown}:{port}"
+
+
+def socket_tag(address: str, port: int) -> int:
+    """A 32-bit tag of a local address and port (never 0): what a SIP worker computes for
+    the socket a reply arrived on, compared with the destination's ``socket``."""
+    try:
+        packed = ipaddress.ip_address(address.strip("[]")).packed
+    except ValueError:
+        return 1
+    return zlib.crc32(packed + _PORT.pack(port & 0xFFFF)) or 1
+
+
+def parse_settings(text: str, internal: bool = False) -> Settings:
+    """``interval=10;alive=2xx,404`` to ``Settings``; empty text is no settings.
+    ``internal``: text from the table, where ka-kemi's own ``target_of`` may stand (last)."""
+    values: dict[str, object] = {}
+    seen: set[str] = set()
+    items = text.strip().strip('"').split(";")
+    for at, item in enumerate(items):
+        if not item.strip():
+            continue
+        key, sep, value = item.partition("=")
+        key, value = key.strip().lower(), value.strip()
+        if not sep or not value:
+            raise InvalidArgument(f"setting {item.strip()!r}: expected key=value")
+        if key in seen:
+            raise InvalidArgument(f"setting {key} given twice")
+        seen.add(key)
+        if key == "interval":
+            values[key] = _count(key, value, MAX_INTERVAL_S)
+        elif key == "from":
+            values["from_uri"] = parse_from(value)
+        elif key in ("down_after", "up_after"):
+            values[key] = _count(key, value, MAX_THRESHOLD)
+        elif key == "alive":
+            values[key] = CodeSet.parse(value)
+        elif key == "degraded_ms":
+            values[key] = (
+                0 if value.isdecimal() and int(value) == 0 else _count(key, value, 600_000)
+            )
+        elif key == "socket":
+            values[key] = socket_text(*parse_socket(value))
+        elif key == "target_of" and internal:
+            values[key] = ";".join([value, *items[at + 1 :]])
+            break
+        else:
+            raise InvalidArgument(
+                f"unknown setting {key!r} (interval, from, down_after, up_after, alive, "
+                "degraded_ms, socket)"
+            )
+    return Settings(**values)  # type: ignore[arg-type]

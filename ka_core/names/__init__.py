@@ -1,0 +1,1 @@
+"""Host-name destinations: resolution logic and the DNS wire format."""

@@ -1,0 +1,158 @@
+"""The state file (``KA_STATE_FILE``): the destination table as versioned JSON, so runtime
+destinations and every destination's last state survive a restart.
+
+Pure: ``encode`` turns rows into bytes and ``decode`` bytes into rows, refusing anything it
+does not fully understand with a ``StateFileError`` that names the problem (a half-trusted
+file must never half-restore).  Reading, writing and deciding what to restore are the glue's
+(``kemi.persistence``); the table reads itself into rows (``SharedTable.snapshot``).
+
+One destination per line: each is encoded by its own small ``json.dumps`` call, so the
+pinger's core thread gets the GIL between them (one call for 10,000 holds it ~50 ms), and an
+operator can read and diff the file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, fields
+from typing import Any
+
+from ka_core.errors import KaError
+from ka_core.state import State
+
+FORMAT = "ka-kemi-state"
+VERSION = 1
+MAX_INTERVAL_MS = 86_400_000
+
+
+class StateFileError(KaError):
+    """The file is not a state file this version can restore from (says why)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Saved:
+    """One destination as the state file keeps it (field names are the JSON keys)."""
+
+    uri: str
+    owner: str
+    settings: str
+    """Canonical settings text (``ka_core.config.settings``)."""
+    interval_ms: int
+    own_interval: bool
+    """``layout.FLAG_OWN_INTERVAL``: not following ``ping_interval``."""
+    paused: bool
+    state: State
+    last_checked: float
+    last_up: float
+    last_down: float
+    state_cb: str
+    response_cb: str
+    user: str
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    written: float
+    """Wall-clock time of the write."""
+    destinations: tuple[Saved, ...]
+
+
+_KEYS = tuple(f.name for f in fields(Saved))
+_STRINGS = ("uri", "owner", "settings", "state_cb", "response_cb", "user")
+_FLAGS = ("own_interval", "paused")
+_TIMES = ("last_checked", "last_up", "last_down")
+_TOP = ("format", "version", "written", "destinations")
+
+
+def _row(dest: Saved) -> str:
+    values = {name: getattr(dest, name) for name in _KEYS}
+    values["state"] = int(dest.state)
+    return json.dumps(values, allow_nan=False)
+
+
+def encode(destinations: Iterable[Saved], written: float) -> bytes:
+    """The file's bytes: a header, then one destination per line (ASCII JSON)."""
+    head = json.dumps({"format": FORMAT, "version": VERSION, "written": written})[:-1]
+    rows = ",\n".join(_row(d) for d in destinations)
+    return f'{head}, "destinations": [\n{rows}\n]}}\n'.encode("ascii")
+
+
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise StateFileError(f"key {key!r} given twice")
+        out[key] = value
+    return out
+
+
+def _integer(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _number(value: object) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value >= 0
+    )
+
+
+def _destination(number: int, item: object) -> Saved:
+    where = f"destination {number}"
+    if not isinstance(item, dict):
+        raise StateFileError(f"{where}: not an object")
+    missing = [k for k in _KEYS if k not in item]
+    unknown = sorted(set(item) - set(_KEYS))
+    if missing or unknown:
+        raise StateFileError(f"{where}: missing {missing}, unknown {unknown}")
+    for key in _STRINGS:
+        if not isinstance(item[key], str):
+            raise StateFileError(f"{where}: {key} is not a string")
+    for key in _FLAGS:
+        if not isinstance(item[key], bool):
+            raise StateFileError(f"{where}: {key} is not true/false")
+    for key in _TIMES:
+        if not _number(item[key]):
+            raise StateFileError(f"{where}: {key} is not a time (a number >= 0)")
+    interval, state = item["interval_ms"], item["state"]
+    if not _integer(interval) or not 1 <= interval <= MAX_INTERVAL_MS:
+        raise StateFileError(f"{where}: interval_ms {interval!r} not in [1, {MAX_INTERVAL_MS}]")
+    if not _integer(state) or state not in tuple(State):
+        raise StateFileError(f"{where}: state {state!r} is not 0-3")
+    values = {k: item[k] for k in _KEYS}
+    values["state"] = State(state)
+    values.update({k: float(item[k]) for k in _TIMES})
+    return Saved(**values)
+
+
+def decode(data: bytes) -> Snapshot:
+    """Parse and check a whole file; raises ``StateFileError`` on the first problem."""
+    if not data.strip():
+        raise StateFileError("empty file")
+    try:
+        top = json.loads(data.decode("utf-8"), object_pairs_hook=_unique)
+    except UnicodeDecodeError:
+        raise StateFileError("not UTF-8 text") from None
+    except RecursionError:
+        raise StateFileError("not a state file: nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, too many digits
+        raise StateFileError(f"not valid JSON ({exc})") from None
+    if not isinstance(top, dict) or top.get("format") != FORMAT:
+        raise StateFileError(f'not a state file (no "format": "{FORMAT}")')
+    version = top.get("version")
+    if not _integer(version) or version != VERSION:
+        raise StateFileError(f"version {version!r} not supported (this ka-kemi reads {VERSION})")
+    unknown = sorted(set(top) - set(_TOP))
+    if unknown:
+        raise StateFileError(f"unknown keys {unknown}")
+    if not _number(top.get("written")):
+        raise StateFileError("written is not a time (a number >= 0)")
+    items = top.get("destinations")
+    if not isinstance(items, list):
+        raise StateFileError("destinations is not a list")
+    dests = tuple(_destination(n, item) for n, item in enumerate(items, 1))
+    return Snapshot(float(top["written"]), dests)

@@ -1,0 +1,1 @@
+"""Probing: the prober, its schedule, the health policy and the OPTIONS wire format."""

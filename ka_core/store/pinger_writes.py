@@ -1,0 +1,300 @@
+"""The shared table's writes that are not adds and deletes: probe results (the pinger only)
+and the operator's controls (pause, the current ``ping_interval``; any process, by RPC).
+
+Kept apart from ``ka_core.store.table`` so each stays small; ``SharedTable`` inherits these.
+"""
+
+from __future__ import annotations
+
+import struct
+from contextlib import AbstractContextManager
+
+from ka_core.ops.metrics import CODE_CLASSES, RTT_BUCKETS_MS, code_class, rtt_bucket
+from ka_core.ops.state_file import Saved
+from ka_core.state import State
+from ka_core.store.layout import (
+    CONTROLS_AT,
+    FIXED,
+    FLAG_OWN_INTERVAL,
+    FLAG_PAUSED,
+    FLAG_STOPPED,
+    FLAG_TARGET,
+    HOT,
+    INTERVAL_AT,
+    LIFE,
+    LIFE_AT,
+    METRICS,
+    METRICS_AT,
+    PAUSED_AT,
+    PINGER,
+    PINGER_AT,
+    SLOT_SIZE,
+    STRINGS,
+    USED,
+    index,
+    offset,
+)
+
+EWMA_WEIGHT = 0.2
+"""Weight of the newest round trip in ``rtt_ewma`` (about the last 5 replies)."""
+_U16, _U32, _F64 = struct.Struct("<H"), struct.Struct("<I"), struct.Struct("<d")
+_PINGS_AT, _NEXT_PING_AT, _INTERVAL_MS_AT = (
+    offset(n) for n in ("pings", "next_ping", "interval_ms")
+)
+_FLAGS_AT, _USED_AT = offset("flags"), offset("used")
+_U32_AT = struct.Struct("<I")
+_CHANGES_AT = METRICS_AT + METRICS.size - 4
+_I = {
+    n: index(n)
+    for n in (
+        "state", "flags", "last_code", "failures", "successes", "timeouts", "replies",
+        "last_checked", "last_up", "last_down", "rtt_ms", "rtt_sum", "rtt_ewma", "rtt_max",
+    )
+}  # fmt: skip
+# record_result runs once per ping: positions as constants, not dict lookups
+(_STATE, _FLAGS, _CODE, _FAILURES, _SUCCESSES, _TIMEOUTS, _REPLIES, _CHECKED, _UP, _DOWN,
+ _RTT, _RTT_SUM, _EWMA, _RTT_MAX) = _I.values()  # fmt: skip
+
+_FINGERPRINT_BYTES = _FLAGS_AT + 1
+"""gen, used, state and flags: the first bytes of a slot."""
+_SAVED_STRINGS = tuple(
+    (STRINGS[n][0], index(f"{n}_len"))
+    for n in ("uri", "owner", "settings", "state_cb", "response_cb", "user")
+)
+_I_USED, _I_INTERVAL = index("used"), index("interval_ms")
+
+
+class PingerWrites:
+    _buf: memoryview
+    _lock: AbstractContextManager[object]
+    _slots_at: int
+    capacity: int
+
+    def is_used(self, slot: int, gen: int) -> bool:
+        g, used, _ = HOT.unpack_from(self._buf, self._slots_at + slot * SLOT_SIZE)
+        return bool(g == gen and used == USED)
+
+    # -- probe results (pinger) ----------------------------------------------------------
+
+    def record_ping(self, slot: int, gen: int, next_ping: float) -> bool:
+        """Count a ping sent; False when the slot was deleted meanwhile."""
+        with self._lock:
+            if not self.is_used(slot, gen):
+                return False
+            off = self._slots_at + slot * SLOT_SIZE
+            (pings,) = _U32.unpack_from(self._buf, off + _PINGS_AT)
+            _U32.pack_into(self._buf, off + _PINGS_AT, (pings + 1) & 0xFFFFFFFF)
+            _F64.pack_into(self._buf, off + _NEXT_PING_AT, next_ping)
+            return True
+
+    def record_result(
+        self,
+        slot: int,
+        gen: int,
+        *,
+        state: State,
+        failures: int,
+        stopped: bool,
+        code: int,
+        wall: float,
+        rtt_ms: float,
+        replied: bool,
+        successes: int = 0,
+        alive: bool | None = None,
+    ) -> bool:
+        """Store a probe result and its round trip; False when the slot was deleted.
+        ``alive`` (the reply counted as alive; default: the new state is UP or DEGRADED)
+        chooses between ``last_up`` and ``last_down``."""
+        if alive is None:
+            alive = state in (State.UP, State.DEGRADED)
+        with self._lock:
+            if not self.is_used(slot, gen):
+                return False
+            off = self._slots_at + slot * SLOT_SIZE
+            f = list(FIXED.unpack_from(self._buf, off))  # by index: once per probe result
+            changed = f[_STATE] != int(state)
+            if replied or changed:  # the /metrics counters: one read and one write
+                m = list(METRICS.unpack_from(self._buf, off + METRICS_AT))
+                counted = [len(m) - 1] if changed else []
+                if replied:
+                    if (cls := code_class(code)) >= 0:
+                        counted.append(cls)
+                    if (bucket := rtt_bucket(rtt_ms)) < len(RTT_BUCKETS_MS):
+                        counted.append(len(CODE_CLASSES) + bucket)
+                for at in counted:
+                    m[at] = (m[at] + 1) & 0xFFFFFFFF
+                METRICS.pack_into(self._buf, off + METRICS_AT, *m)
+            f[_STATE] = int(state)
+            f[_FLAGS] = (f[_FLAGS] & ~FLAG_STOPPED) | (FLAG_STOPPED if stopped else 0)
+            f[_CODE] = code
+            f[_FAILURES], f[_SUCCESSES] = failures, successes
+            f[_CHECKED] = wall
+            f[_UP if alive else _DOWN] = wall
+            if replied:
+                first = f[_REPLIES] == 0
+                f[_REPLIES] += 1
+                f[_RTT] = rtt_ms
+                f[_RTT_SUM] += rtt_ms
+                ewma = f[_EWMA]
+                f[_EWMA] = rtt_ms if first else ewma + EWMA_WEIGHT * (rtt_ms - ewma)
+                f[_RTT_MAX] = max(f[_RTT_MAX], rtt_ms)
+            else:
+                f[_TIMEOUTS] += 1
+            FIXED.pack_into(self._buf, off, *f)
+            return True
+
+    def _bump(self, at: int) -> None:
+        """Count one in the u32 at ``at``."""
+        (value,) = _U32_AT.unpack_from(self._buf, at)
+        _U32_AT.pack_into(self._buf, at, (value + 1) & 0xFFFFFFFF)
+
+    def write_pinger_stats(self, lag_s: float, lag_max_s: float, in_flight: int) -> None:
+        """The pinger's health for /metrics (no lock: only the pinger writes it)."""
+        PINGER.pack_into(self._buf, PINGER_AT, lag_s, lag_max_s, in_flight)
+
+    def pinger_stats(self) -> tuple[float, float, int]:
+        lag, lag_max, in_flight = PINGER.unpack_from(self._buf, PINGER_AT)
+        return float(lag), float(lag_max), int(in_flight)
+
+    def write_pinger_life(self, status: int, beat: float) -> None:
+        """The pinger's status and last step (``ka_core.probe.liveness``); only the pinger writes
+        it, other processes read it without the lock (a torn read is retried next call)."""
+        LIFE.pack_into(self._buf, LIFE_AT, status, beat)
+
+    def pinger_life(self) -> tuple[int, float]:
+        status, beat = LIFE.unpack_from(self._buf, LIFE_AT)
+        return int(status), float(beat)
+
+    # -- controls (any process) ------------------------------------------------------------
+
+    @property
+    def paused(self) -> bool:
+        """All probing paused (a one-byte read)."""
+        return bool(self._buf[PAUSED_AT])
+
+    def flags(self, slot: int) -> int:
+        return int(self._buf[self._slots_at + slot * SLOT_SIZE + _FLAGS_AT])
+
+    def pause_all(self, paused: bool) -> None:
+        self._buf[PAUSED_AT] = 1 if paused else 0
+
+    def set_state(self, slot: int, gen: int, state: State, wall: float) -> bool:
+        """Write a derived state (a host name's, from its targets: ``kemi.dns_resolver``),
+        stamping last checked and last up or down; False when the slot was deleted."""
+        with self._lock:
+            if not self.is_used(slot, gen):
+                return False
+            off = self._slots_at + slot * SLOT_SIZE
+            f = list(FIXED.unpack_from(self._buf, off))
+            if f[_STATE] != int(state):
+                self._bump(off + _CHANGES_AT)
+            f[_STATE], f[_CHECKED] = int(state), wall
+            if state is not State.UNKNOWN:
+                f[_DOWN if state is State.DOWN else _UP] = wall
+            FIXED.pack_into(self._buf, off, *f)
+            return True
+
+    def pause_slot(self, slot: int, gen: int, paused: bool) -> bool:
+        with self._lock:
+            if not self.is_used(slot, gen):
+                return False
+            at = self._slots_at + slot * SLOT_SIZE + _FLAGS_AT
+            flags = self._buf[at] & ~FLAG_PAUSED
+            self._buf[at] = flags | (FLAG_PAUSED if paused else 0)
+            self._bump_controls()
+            return True
+
+    @property
+    def controls(self) -> int:
+        """Changes when a destination's pause flag or interval may have changed: the pinger
+        re-reads them only then, not for every ping (one 2-byte read per step)."""
+        return int(_U16.unpack_from(self._buf, CONTROLS_AT)[0])
+
+    def _bump_controls(self) -> None:
+        _U16.pack_into(self._buf, CONTROLS_AT, (self.controls + 1) & 0xFFFF)
+
+    @property
+    def ping_interval(self) -> int:
+        """The current ``ping_interval`` in seconds (``keepalive.interval`` changes it)."""
+        return int(_U32.unpack_from(self._buf, INTERVAL_AT)[0])
+
+    def set_ping_interval(self, seconds: int) -> int:
+        """Set it, and the interval of every destination without its own; returns how many
+        destinations follow it.  They take it from their next ping on."""
+        changed = 0
+        with self._lock:
+            _U32.pack_into(self._buf, INTERVAL_AT, seconds)
+            for slot in range(self.capacity):
+                off = self._slots_at + slot * SLOT_SIZE
+                if self._buf[off + _USED_AT] == USED and not (
+                    self._buf[off + _FLAGS_AT] & FLAG_OWN_INTERVAL
+                ):
+                    _U32.pack_into(self._buf, off + _INTERVAL_MS_AT, seconds * 1000)
+                    changed += 1
+            self._bump_controls()
+        return changed
+
+    # -- the state file (kemi.persistence) -------------------------------------------------
+
+    def restore_state(
+        self,
+        slot: int,
+        gen: int,
+        state: State,
+        last_checked: float,
+        last_up: float,
+        last_down: float,
+    ) -> bool:
+        """Put back a destination's last state (at start-up, before the pinger reads the
+        record), so routing sees it before the first probe; False if the slot changed."""
+        with self._lock:
+            if not self.is_used(slot, gen):
+                return False
+            off = self._slots_at + slot * SLOT_SIZE
+            f = list(FIXED.unpack_from(self._buf, off))
+            f[_STATE], f[_CHECKED], f[_UP], f[_DOWN] = int(state), last_checked, last_up, last_down
+            FIXED.pack_into(self._buf, off, *f)
+            return True
+
+    def fingerprint(self) -> bytes:
+        """Every slot's gen, used, state and flags (~2 ms at 10,000 destinations): it
+        differs after an add, a delete, a state change, a pause or a stop, not after a probe
+        that changed nothing, so the state file is rewritten only when that is worth it."""
+        start = self._slots_at
+        end = start + self.capacity * SLOT_SIZE
+        return b"".join(
+            self._buf[start + k : end : SLOT_SIZE].tobytes() for k in range(_FINGERPRINT_BYTES)
+        )
+
+    def snapshot(self) -> list[Saved]:
+        """Every used destination as the state file keeps it, but the targets ``KA_DNS``
+        resolved (resolved again at start-up).  Each is read under the lock (consistent),
+        which is held a few µs at a time, never for the whole table."""
+        out = []
+        buf, unpack = self._buf, FIXED.unpack_from
+        for slot in range(self.capacity):
+            off = self._slots_at + slot * SLOT_SIZE
+            if buf[off + _USED_AT] != USED:
+                continue
+            with self._lock:
+                f = unpack(buf, off)
+                raw = [bytes(buf[off + at : off + at + f[n]]) for at, n in _SAVED_STRINGS]
+            if f[_I_USED] != USED:
+                continue  # deleted meanwhile
+            uri, owner, settings, state_cb, response_cb, user = (
+                b.decode("utf-8", "replace") for b in raw
+            )
+            flags = f[_FLAGS]
+            if flags & FLAG_TARGET:
+                continue
+            out.append(
+                Saved(
+                    uri=uri, owner=owner, settings=settings, interval_ms=f[_I_INTERVAL],
+                    own_interval=bool(flags & FLAG_OWN_INTERVAL),
+                    paused=bool(flags & FLAG_PAUSED), state=State(f[_STATE]),
+                    last_checked=f[_CHECKED], last_up=f[_UP],
+                    last_down=f[_DOWN], state_cb=state_cb, response_cb=response_cb,
+                    user=user,
+                )
+            )  # fmt: skip
+        return out

@@ -1,0 +1,112 @@
+"""The shape of the code (docs/internals.md): rooms by concern, arrows one way, small modules.
+Each rule is checked on the real tree and on a planted violation, so it cannot pass empty."""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+PRODUCT = ("ka_core", "kemi")
+MAX_LINES = 400
+ROOMS = ("probe", "store", "cluster", "names", "ops", "config")
+
+
+def modules() -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for top in PRODUCT:
+        for path in sorted((ROOT / top).rglob("*.py")):
+            parts = list(path.relative_to(ROOT).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts.pop()
+            found[".".join(parts)] = path
+    return found
+
+
+def imports_of(name: str, source: str, known: Iterable[str]) -> set[str]:
+    """The product modules ``name`` imports at run time (``TYPE_CHECKING`` blocks excluded:
+    they cannot form a cycle at import)."""
+    known = set(known)
+    out: set[str] = set()
+    tree = ast.parse(source)
+    skipped: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            skipped.update(id(n) for stmt in node.body for n in ast.walk(stmt))
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names if a.name in known)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            for a in node.names:
+                full = f"{node.module}.{a.name}"
+                out.add(full if full in known else node.module)
+    return {m for m in out if m in known and m != name}
+
+
+def graph(sources: dict[str, str]) -> dict[str, set[str]]:
+    return {name: imports_of(name, text, sources) for name, text in sources.items()}
+
+
+def cycle(edges: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle, or None (depth-first, three colours)."""
+    colour: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        colour[node] = 1
+        stack.append(node)
+        for nxt in sorted(edges.get(node, ())):
+            if colour.get(nxt) == 1:
+                return [*stack[stack.index(nxt) :], nxt]
+            if nxt not in colour and (found := visit(nxt)):
+                return found
+        colour[node] = 2
+        stack.pop()
+        return None
+
+    for node in sorted(edges):
+        if node not in colour and (found := visit(node)):
+            return found
+    return None
+
+
+def real_sources() -> dict[str, str]:
+    return {name: path.read_text() for name, path in modules().items()}
+
+
+def test_no_import_cycle_anywhere() -> None:
+    assert cycle(graph(real_sources())) is None
+
+
+def test_the_cycle_finder_finds_a_planted_cycle() -> None:
+    planted = {
+        "ka_core.a": "from ka_core.b import x\n",
+        "ka_core.b": "import ka_core.c\n",
+        "ka_core.c": "from ka_core import a\n",
+        "ka_core": "",
+    }
+    assert cycle(graph(planted)) == ["ka_core.a", "ka_core.b", "ka_core.c", "ka_core.a"]
+    guarded = dict(planted, **{"ka_core.c": "if TYPE_CHECKING:\n    from ka_core import a\n"})
+    assert cycle(graph(guarded)) is None
+
+
+def test_ka_core_never_imports_kemi() -> None:
+    edges = graph(real_sources())
+    for name, deps in edges.items():
+        if name.startswith("ka_core"):
+            assert not [d for d in deps if d.startswith("kemi")], name
+
+
+def test_the_rooms_exist_and_the_top_level_holds_only_shared_vocabulary() -> None:
+    for room in ROOMS:
+        assert (ROOT / "ka_core" / room / "__init__.py").is_file(), room
+    top = sorted(p.stem for p in (ROOT / "ka_core").glob("*.py"))
+    assert len(top) <= 12, top
+
+
+def test_no_module_over_the_line_limit() -> None:
+    long = {n: len(p.read_text().splitlines()) for n, p in modules().items()}
+    assert not {n: k for n, k in long.items() if k > MAX_LINES}
