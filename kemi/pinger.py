@@ -26,12 +26,13 @@ from typing import TypeVar
 
 from ka_core.config.settings import socket_tag
 from ka_core.events import Event, ProbingStopped, ResponseReceived, StateChanged
-from ka_core.probe.callid import callid_prefix, parse_callid
+from ka_core.probe import replies
+from ka_core.probe.callid import callid_prefix
 from ka_core.probe.liveness import PingerStatus, ReplyWatch
 from ka_core.probe.prober import Ping, Prober
-from ka_core.probe.wire import branch_for, retransmit_offsets
-from ka_core.state import State, changes_state
-from ka_core.store.layout import FLAG_CUSTOM_POLICY, FLAG_SOCKET
+from ka_core.probe.wire import retransmit_offsets
+from ka_core.state import State
+from ka_core.store.layout import FLAG_SOCKET
 from ka_core.store.ring import KIND_REPLY
 from ka_core.uri import address_tag
 from kemi import events as ka_events
@@ -256,26 +257,21 @@ class Pinger:
 
 
 def on_reply(rt: Runtime) -> int:
-    """Call from ``ksr_reply_route`` and return what it returns: hands a reply to one of our
-    pings to the pinger, and 0 (drop: tm has no transaction for it) for every reply with our
-    Call-ID; 1 for anybody else's."""
+    """Call from ``ksr_reply_route`` and return what it returns (``ka_core.probe.replies``):
+    0 for every reply with our Call-ID, 1 for anybody else's."""
     callid, code, source, branch = rt.ksr.reply_fields()
-    if not callid:
-        return 1
-    ours = parse_callid(callid, callid_prefix(rt.token))
-    if ours is None:
-        return 1
-    if branch != branch_for(rt.key, callid):
-        rt.ksr.warn(f"ignoring reply {code} with our Call-ID but not our branch, from {source}")
-        return 0
-    seq, slot = ours
-    if code is None or int(code) < 200 or slot >= rt.table.capacity:
-        return 0  # provisional: the ping's timeout still runs, as with tm
-    tag = address_tag(source) if source else 0
-    state, flags = rt.table.state_flags(slot)
+    verdict, reply, warning = replies.classify(
+        callid, code, branch, prefix=callid_prefix(rt.token), key=rt.key, capacity=rt.table.capacity
+    )
+    if warning:
+        rt.ksr.warn(f"{warning}, from {source}")
+    if reply is None:
+        return verdict
+    state, flags = rt.table.state_flags(reply.slot)
     local = socket_tag(*rt.ksr.reply_local()) if flags & FLAG_SOCKET else 0
-    if not rt.table.push_reply(seq, int(code), rt.monotonic(), rt.wall(), tag, local):
+    tag = address_tag(source) if source else 0
+    if not rt.table.push_reply(reply.seq, reply.code, rt.monotonic(), rt.wall(), tag, local):
         rt.ksr.warn("pinger queue full: reply dropped")
-    elif rt.wakes_on_change and not flags & FLAG_CUSTOM_POLICY and changes_state(state, int(code)):
-        rt.wake()  # a state change is applied at once; other replies wait for the next tick
-    return 0
+    elif replies.wakes(state, flags, reply.code, rt.wakes_on_change):
+        rt.wake()
+    return verdict

@@ -1,0 +1,53 @@
+"""What a SIP worker does with a reply it received (``kemi.replies`` asks, for every reply).
+
+A reply with our Call-ID is dropped by the route (0: tm has no transaction for it) whether
+or not the pinger gets it; anybody else's goes on (1).  Only a final reply whose Via branch
+is the keyed hash of its Call-ID reaches the pinger: nobody who has not seen the ping can
+forge one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ka_core.probe.callid import parse_callid
+from ka_core.probe.wire import branch_for
+from ka_core.state import changes_state
+from ka_core.store.layout import FLAG_CUSTOM_POLICY
+
+PASS, DROP = 1, 0
+"""What the reply route returns: Kamailio goes on with the reply, or drops it."""
+
+
+@dataclass(frozen=True, slots=True)
+class OurReply:
+    seq: int
+    slot: int
+    code: int
+
+
+def classify(
+    callid: str | None,
+    code: int | None,
+    branch: str | None,
+    *,
+    prefix: str,
+    key: bytes,
+    capacity: int,
+) -> tuple[int, OurReply | None, str | None]:
+    """(what the route returns, the reply for the pinger or None, a warning or None)."""
+    ours = parse_callid(callid, prefix) if callid else None
+    if ours is None or callid is None:
+        return PASS, None, None
+    if branch != branch_for(key, callid):
+        return DROP, None, f"ignoring reply {code} with our Call-ID but not our branch"
+    seq, slot = ours
+    if code is None or int(code) < 200 or slot >= capacity:
+        return DROP, None, None  # provisional: the ping's timeout still runs, as with tm
+    return DROP, OurReply(seq, slot, int(code)), None
+
+
+def wakes(state: int, flags: int, code: int, wakes_on_change: bool) -> bool:
+    """A reply that changes a state wakes the pinger at once; the others wait for its next
+    tick.  With a policy of its own (``FLAG_CUSTOM_POLICY``) no worker predicts a change."""
+    return wakes_on_change and not flags & FLAG_CUSTOM_POLICY and changes_state(state, code)
