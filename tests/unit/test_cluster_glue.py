@@ -140,7 +140,7 @@ def test_each_destination_is_pinged_by_its_owner_only_and_states_are_shared(
     cluster = a.pinger._cluster
     assert cluster is not None
     key = f"{b_owned[0]}:5060"
-    assert cluster._apply_state(key, "t", int(State.DOWN), 1.0, B) == []
+    assert cluster.machine._apply_state(key, "t", int(State.DOWN), 1.0, B) == []
 
 
 def test_a_silent_peer_is_out_after_three_heartbeats_and_its_share_is_taken_over(
