@@ -34,7 +34,8 @@ class DmqReply:
 
 @dataclass(slots=True)
 class ClusterOut:
-    """One call's I/O, to perform in this order: logs, broadcasts, sends, status, wake."""
+    """One call's I/O, performed in this order: logs, announcements, broadcasts, sends,
+    status, wake."""
 
     logs: list[tuple[str, str]] = field(default_factory=list)
     """(level, text) to log now (``INFO``, ``WARN``, ``ERR``)."""

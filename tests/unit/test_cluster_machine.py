@@ -36,9 +36,11 @@ def key(uri: str) -> str:
     return parse_uri(uri).key
 
 
-def formed(*names: str, uris: list[str] = URIS, interval_s: int = 1) -> Link:
+def formed(
+    *names: str, uris: list[str] = URIS, interval_s: int = 1, mode: str = "distributed"
+) -> Link:
     """Nodes that met, with ``uris`` added on the first and replicated to all."""
-    link = Link([make_node(n, interval_s=interval_s) for n in names])
+    link = Link([make_node(n, mode, interval_s) for n in names])
     first = link.nodes[0]
     for uri in uris:
         registry.add(first.table, uri, "t", interval_s=None, wall=link.wall())
@@ -82,6 +84,22 @@ def test_a_node_that_stops_is_counted_out_and_its_share_expedited() -> None:
     link.run(5.5)
     assert pinged(a, since) | pinged(b, since) == set(URIS)
     assert not pinged(a, since) & pinged(b, since), "one prober each"
+
+
+def test_mode_all_probes_everything_on_every_node_and_takes_nothing_over() -> None:
+    link = formed(A, B, mode="all")
+    a, b = link.nodes
+    since = link.now
+    link.run(1.5)
+    assert pinged(a, since) == pinged(b, since) == set(URIS)
+    assert a.machine.probing() == len(URIS) and not any(
+        a.machine.skips(slot, gen) for slot, (gen, _, _) in a.machine.ownership.slots.items()
+    )
+    b.running = b.linked = False
+    link.run_until(lambda: a.machine.live == (A,))
+    since = link.now
+    link.run(1.5)
+    assert pinged(a, since) == set(URIS)
 
 
 def test_a_frozen_node_is_taken_over_and_its_stale_timeouts_never_reach_the_others() -> None:
