@@ -95,9 +95,7 @@ class Pinger:
             down_backoff_max_s=rt.config.down_backoff_max,
             retransmit=retransmit_offsets(rt.config.ping_timeout_ms / 1000.0),
         )
-        self._cluster = None if rt.cluster is None else Cluster(rt, rt.cluster)  # KA_CLUSTER
-        if self._cluster is not None:
-            self._cluster.attach(self._prober)
+        self._cluster = None if rt.cluster is None else Cluster(rt, rt.cluster, self._prober)
         self._events = ka_events.EventSink(rt, handler)
         self._dns = DnsNames(rt) if rt.config.dns else None  # KA_DNS: names resolved here
         self._unsent: list[int] = []

@@ -10,6 +10,7 @@ import pytest
 
 from ka_core.cluster.codec import node_host
 from ka_core.cluster.hashing import owner
+from ka_core.cluster.outputs import ClusterOut
 from ka_core.state import State
 from ka_core.store import registry
 from kemi import cluster_receive, functions, pinger, runtime
@@ -140,7 +141,7 @@ def test_each_destination_is_pinged_by_its_owner_only_and_states_are_shared(
     cluster = a.pinger._cluster
     assert cluster is not None
     key = f"{b_owned[0]}:5060"
-    assert cluster._apply_state(key, "t", int(State.DOWN), 1.0, B) == []
+    assert cluster.machine._apply_state(key, "t", int(State.DOWN), 1.0, B) == []
 
 
 def test_a_silent_peer_is_out_after_three_heartbeats_and_its_share_is_taken_over(
@@ -258,3 +259,17 @@ def test_metrics_show_per_node_figures(pair: list[Node]) -> None:
     ]
     assert sorted(int(ln.split()[-1]) for ln in probing) == [0, 1]
     assert "# TYPE kamailio_keepalive_cluster_messages_sent_total counter" in text
+
+
+def test_a_failing_dmq_send_is_logged_rate_limited(pair: list[Node]) -> None:
+    a, b = pair
+    a.port.rc = -1
+    registry.add(a.rt.table, "sip:10.9.8.1", "t", interval_s=None, wall=a.rt.wall())
+    run(pair, 1000.6, 1001.6)
+    errors = [t for t in a.glue.ksr.texts("err") if "dmq broadcast failed" in t]
+    assert len(errors) == 1, "once, not once per message"
+    b.port.rc = -1
+    cluster = b.pinger._cluster
+    assert cluster is not None
+    cluster._perform(ClusterOut(sends=[(A, b"{}")]))
+    assert any(f"cluster: dmq send to {A} failed" in t for t in b.glue.ksr.texts("err"))
