@@ -224,6 +224,15 @@ def test_deleting_the_name_removes_its_targets_and_forgets_it() -> None:
     assert names.listed() == {} and out.logs == [], "a late answer for a deleted name is ignored"
 
 
+def test_an_answer_arriving_as_the_name_is_deleted_leaves_nothing_behind() -> None:
+    names = Names()
+    names.add_name()
+    registry.remove(names.table, NAME, "t")
+    changes, out = names.resolve(Resolution((T1,), 60))
+    assert changes == [] and names.listed() == {} and out.forget == [names.key]
+    assert texts(out, INFO)[-1] == PREFIX + f"target {U1} removed: name deleted"
+
+
 def test_a_deleted_target_is_forgotten_and_comes_back_with_the_next_answer() -> None:
     names = Names()
     names.add_name()
