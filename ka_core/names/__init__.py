@@ -1,1 +1,2 @@
-"""Host-name destinations: resolution logic and the DNS wire format."""
+"""Host-name destinations: the names machine (targets and derived states), the
+re-resolution schedule, the resolution logic and the DNS wire format."""

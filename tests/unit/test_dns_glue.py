@@ -11,6 +11,7 @@ import time
 import pytest
 
 from ka_core.names import dns_wire
+from ka_core.names import machine as names_machine
 from ka_core.names.resolve import Resolution, Target
 from ka_core.state import State
 from ka_core.uri import SipUri, parse_uri
@@ -241,7 +242,7 @@ def test_flush_and_a_bug_in_the_glue_are_survived(
     def broken(*args: object) -> State:
         raise RuntimeError("bug")
 
-    monkeypatch.setattr(dns_resolver, "derive_state", broken)
+    monkeypatch.setattr(names_machine, "derive_state", broken)
     for i in range(1, 10):
         tick(glue, p, 1001.0 + i / 10)
     assert any("DNS: internal error" in t for t in glue.ksr.texts("err"))
