@@ -7,9 +7,7 @@ from __future__ import annotations
 
 from ka_core.cluster.machine import ClusterMachine
 from ka_core.cluster.outputs import ERR, INFO, WARN, ClusterOut, ClusterSettings, DmqReply
-from ka_core.events import Event
 from ka_core.probe.prober import Prober
-from ka_core.store.ring import RingEntry
 from kemi.cluster_port import ClusterRuntime
 from kemi.runtime import Runtime
 
@@ -25,22 +23,15 @@ class Cluster:
         )  # fmt: skip
         self.machine = ClusterMachine(rt.table, prober, settings)
 
-    def before_step(self, entries: list[RingEntry], now: float, wall: float) -> list[Event]:
-        """This node's adds and deletes out, the queued messages in: their state changes."""
-        events, out = self.machine.before(entries, self._c.inbox.drain(), now, wall)
-        self._perform(out)
-        return events
+    def messages(self) -> list[bytes]:
+        """The KDMQ bodies SIP workers queued since the last step."""
+        return self._c.inbox.drain()
 
-    def after_step(self, events: list[Event], now: float, wall: float) -> None:
-        dmq = None
-        if self.machine.wants_dmq_nodes(now):
-            dmq = DmqReply(self._rt.ksr.jsonrpc_exec(LIST_NODES)[1])
-        self._perform(self.machine.after(events, now, wall, dmq))
+    def dmq_nodes(self) -> DmqReply:
+        return DmqReply(self._rt.ksr.jsonrpc_exec(LIST_NODES)[1])
 
-    def next_deadline(self) -> float:
-        return self.machine.next_deadline()
-
-    def _perform(self, out: ClusterOut) -> None:
+    def perform(self, out: ClusterOut) -> None:
+        """The machine's I/O (its ``wake`` is the node's deadline, not ours)."""
         rt, port, channel = self._rt, self._c.kamailio(), self._c.channel
         log = {INFO: rt.ksr.info, WARN: rt.ksr.warn, ERR: rt.ksr.err}
         for level, text in out.logs:
@@ -55,5 +46,3 @@ class Cluster:
                 rt.limited_err("dmq send", f"cluster: dmq send to {node} failed")
         if out.status is not None:
             self._c.inbox.publish(out.status)
-        if out.wake:
-            rt.wake()

@@ -19,13 +19,11 @@ import functools
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
-from ka_core.events import Event, StateChanged
 from ka_core.names.machine import ERR, WARN, NamesMachine, NamesOut
 from ka_core.names.resolve import Resolution, first_nameserver, parse_dns_server, server_text
 from ka_core.names.schedule import Key, ResolveSchedule
-from ka_core.store.ring import RingEntry
 from ka_core.uri import SipUri
 from kemi.dns_client import DnsClient, resolve
 from kemi.runtime import Runtime
@@ -125,7 +123,7 @@ class DnsNames:
             client = DnsClient(address, port)
             resolve_fn = functools.partial(resolve, client, refresh_s=config.dns_refresh)
         self._thread = ResolverThread(resolve_fn, rt.wake, rt.monotonic)
-        self._machine = NamesMachine(rt.table, config.dns_state)
+        self.machine = NamesMachine(rt.table, config.dns_state)
 
     @property
     def resolver(self) -> ResolverThread:
@@ -138,17 +136,12 @@ class DnsNames:
         )
         self._thread.start()
 
-    def notice(self, entries: Sequence[RingEntry]) -> None:
-        """Names among the destinations just added: start resolving them."""
-        self._perform(self._machine.notice(entries))
+    def answers(self) -> list[tuple[Key, Resolution]]:
+        """The resolver thread's answers since the last step."""
+        return self._thread.drain()
 
-    def apply(self, events: Sequence[Event], wall: float) -> list[StateChanged]:
-        """Resolutions in, gone names and targets out; the names' derived state changes."""
-        changes, out = self._machine.apply(events, self._thread.drain(), self._rt.monotonic(), wall)
-        self._perform(out)
-        return changes
-
-    def _perform(self, out: NamesOut) -> None:
+    def perform(self, out: NamesOut) -> None:
+        """The machine's I/O (its ``wake`` is the node's deadline, not ours)."""
         ksr = self._rt.ksr
         for level, text in out.logs:
             (ksr.err if level == ERR else ksr.warn if level == WARN else ksr.info)(text)
@@ -156,5 +149,3 @@ class DnsNames:
             self._thread.watch(key, uri)
         for key in out.forget:
             self._thread.forget(key)
-        if out.wake:
-            self._rt.wake()

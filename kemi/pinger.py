@@ -26,14 +26,14 @@ from typing import TypeVar
 
 from ka_core.config.settings import socket_tag
 from ka_core.events import Event, ProbingStopped, ResponseReceived, StateChanged
+from ka_core.node import Inputs, Node
 from ka_core.probe import replies
 from ka_core.probe.callid import callid_prefix
-from ka_core.probe.liveness import PingerStatus, ReplyWatch
+from ka_core.probe.liveness import PingerStatus
 from ka_core.probe.prober import Ping, Prober
 from ka_core.probe.wire import retransmit_offsets
 from ka_core.state import State
 from ka_core.store.layout import FLAG_SOCKET
-from ka_core.store.ring import KIND_REPLY
 from ka_core.uri import address_tag
 from kemi import events as ka_events
 from kemi import persistence, wakeup
@@ -48,7 +48,6 @@ from kemi.sender import Sender
 MAX_SLEEP_S = 5.0
 """With nothing due the pinger still wakes this often (a wake-up costs ~0.2 ms of CPU on a
 VM); everything that needs it sooner writes the wake pipe."""
-LAG_WINDOW_S = 10.0
 JOIN_WAIT_S = 3600.0
 """The main thread only waits for the core thread (which never ends): wake it rarely."""
 FREEZE_EVERY_S = 30.0
@@ -98,13 +97,15 @@ class Pinger:
         self._cluster = None if rt.cluster is None else Cluster(rt, rt.cluster, self._prober)
         self._events = ka_events.EventSink(rt, handler)
         self._dns = DnsNames(rt) if rt.config.dns else None  # KA_DNS: names resolved here
+        self._node = Node(
+            rt.table, self._prober,
+            None if self._cluster is None else self._cluster.machine,
+            None if self._dns is None else self._dns.machine,
+        )  # fmt: skip
         self._unsent: list[int] = []
         self._writer = persistence.writer(rt.table, rt.config, rt.wall)  # KA_STATE_FILE
-        self._deadline: float | None = None
-        self._lag_since, self._lag_max = 0.0, 0.0
         self._frozen_at = 0.0
         self._sender = Sender(rt.ksr, rt.key, callid_prefix(rt.token), rt.config.ping_from)
-        self._reply_watch = ReplyWatch()
         self._servers: list[RpcServer | JsonrpcSocket] = []
         config = rt.config
         if config.rpc_socket:
@@ -150,19 +151,18 @@ class Pinger:
                 select.select([], [], [], 0.1)
 
     def run_once(self) -> None:
-        """One step of the core thread: probe, act, then wait for the deadline or a wake-up."""
-        rt = self._rt
-        now = rt.monotonic()
-        rt.table.write_pinger_life(PingerStatus.RUNNING, now)  # the heartbeat SIP workers read
-        lag = self._lag(now)
-        unsent, self._unsent = self._unsent, []
-        entries = rt.table.drain()
-        if self._dns is not None:
-            self._dns.notice(entries)
-        cluster = self._cluster
-        remote = [] if cluster is None else cluster.before_step(entries, rt.monotonic(), rt.wall())
-        step = self._prober.step(rt.monotonic(), rt.wall(), entries, unsent, self._send)
-        rt.table.write_pinger_stats(lag, self._lag_max, self._prober.outstanding)
+        """One step of the core thread: read the clock once, drain the inputs, step the node
+        (``ka_core.node``), perform what it returns, then wait for its deadline or a wake-up."""
+        rt, cluster, dns = self._rt, self._cluster, self._dns
+        now, wall = rt.monotonic(), rt.wall()
+        inputs = Inputs(rt.table.drain(), self._unsent)
+        self._unsent = []
+        if cluster is not None:
+            inputs.messages = cluster.messages()
+            inputs.dmq = cluster.dmq_nodes() if self._node.wants_dmq_nodes(now) else None
+        if dns is not None:
+            inputs.resolutions = dns.answers()
+        step = self._node.step(now, wall, inputs, self._send)
         if self._sender.busy:
             rt.limited_err(
                 "socket busy",
@@ -170,20 +170,15 @@ class Pinger:
                 "buffer free (network down?); they count as failures",
             )
             self._sender.busy = 0
-        if not self._reply_watch.done:
-            replies = sum(1 for entry in entries if entry.kind == KIND_REPLY)
-            warning = self._reply_watch.observe(
-                now, len(step.pings), replies, float(rt.table.ping_interval)
-            )
-            if warning:
-                rt.ksr.warn(warning)
-        events: list[Event] = step.events
-        if self._dns is not None:  # targets in and out; the names' derived state changes
-            events = events + list(self._dns.apply(step.events, rt.wall()))
-        if cluster is not None:  # this node's changes out, the other nodes' ones logged here
-            cluster.after_step(step.events, rt.monotonic(), rt.wall())
-            events = events + remote
-        for event in events:
+        for warning in step.warnings:
+            rt.ksr.warn(warning)
+        if dns is not None:
+            for names_out in step.names:
+                dns.perform(names_out)
+        if cluster is not None:
+            for cluster_out in step.cluster:
+                cluster.perform(cluster_out)
+        for event in step.events:
             try:
                 self._act(event)
             except Exception:
@@ -194,30 +189,23 @@ class Pinger:
         if later - self._frozen_at >= FREEZE_EVERY_S:
             gc.freeze()  # long-lived: never scanned again (freed by reference counts)
             self._frozen_at = later
-        deadline = step.deadline
-        self._deadline = deadline
-        sleep = MAX_SLEEP_S if deadline is None else max(0.0, min(MAX_SLEEP_S, deadline - later))
-        if cluster is not None:
-            sleep = max(0.0, min(sleep, cluster.next_deadline() - later))
+        self._wait(MAX_SLEEP_S if step.deadline is None else step.deadline - later)
+
+    def _wait(self, seconds: float) -> None:
+        """Sleep in ``select`` at most ``seconds`` (and ``MAX_SLEEP_S``): a wake-up byte or
+        an RPC socket ends it sooner; the RPC sockets are served here."""
         readers: list[int] = [self._rt.wake_read_fd]
         writers: list[int] = []
         for server in self._servers:
             r, w = server.fds()
             readers += r
             writers += w
+        sleep = max(0.0, min(MAX_SLEEP_S, seconds))
         ready, writable, _ = select.select(readers, writers, [], sleep)
         if self._rt.wake_read_fd in ready:
             wakeup.drain(self._rt.wake_read_fd)
         for server in self._servers:
             server.handle(ready, writable)
-
-    def _lag(self, now: float) -> float:
-        """How late this step starts after the deadline the last one asked for (/metrics)."""
-        lag = max(0.0, now - self._deadline) if self._deadline is not None else 0.0
-        if now - self._lag_since >= LAG_WINDOW_S:
-            self._lag_since, self._lag_max = now, 0.0
-        self._lag_max = max(self._lag_max, lag)
-        return lag
 
     def _send(self, ping: Ping) -> None:
         busy = self._sender.busy

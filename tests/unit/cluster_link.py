@@ -1,6 +1,7 @@
 """Cluster machines on an in-memory dmq link, in virtual time (h11's ``ConnectionPair``): each
-node is a table, a prober and a ``ClusterMachine``; the test moves the bodies they broadcast
-and send, answers their pings, and can stop, freeze or cut off a node."""
+node is a table, a prober and a ``ClusterMachine``, stepped by ``ka_core.node.Node``; the test
+moves the bodies they broadcast and send, answers their pings, and can stop, freeze or cut off
+a node."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from ka_core.cluster.codec import Message, StateMessage, decode, node_host
 from ka_core.cluster.machine import ClusterMachine
 from ka_core.cluster.outputs import ClusterOut, ClusterSettings, DmqReply
 from ka_core.events import Event
+from ka_core.node import Inputs
+from ka_core.node import Node as KaNode
 from ka_core.probe.prober import Ping, Prober
 from ka_core.store.table import SharedTable, buffer_size
 
@@ -38,6 +41,11 @@ class Node:
     linked: bool = True
     """False: its link is cut (nothing it sends arrives, nothing reaches it)."""
     reply_code: int = 200
+    node: KaNode = field(init=False)
+    """The node machine that steps them together, as the pinger does."""
+
+    def __post_init__(self) -> None:
+        self.node = KaNode(self.table, self.prober, self.machine)
 
     def sent(self) -> list[Message]:
         return [decode(b) for o in self.outs for b in [*o.bcasts, *(x for _, x in o.sends)]]
@@ -84,16 +92,14 @@ class Link:
         for ping in n.unanswered:  # the replies to last step's pings
             n.table.push_reply(ping.seq, n.reply_code, now, wall)
         n.unanswered = []
-        entries = n.table.drain()
         inbox, n.inbox = n.inbox, []
-        events, out = n.machine.before(entries, inbox, now, wall)
-        self._carry(n, out)
-        step = n.prober.step(now, wall, entries)
+        dmq = dmq_list(self.nodes) if n.node.wants_dmq_nodes(now) else None
+        step = n.node.step(now, wall, Inputs(n.table.drain(), messages=inbox, dmq=dmq))
+        for out in step.cluster:
+            self._carry(n, out)
         n.pings += [(now, p) for p in step.pings]
         n.unanswered = list(step.pings)
-        dmq = dmq_list(self.nodes) if n.machine.wants_dmq_nodes(now) else None
-        self._carry(n, n.machine.after(step.events, now, wall, dmq))
-        n.events += events + step.events
+        n.events += step.events
 
     def _carry(self, n: Node, out: ClusterOut) -> None:
         n.outs.append(out)

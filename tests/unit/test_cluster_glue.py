@@ -271,5 +271,5 @@ def test_a_failing_dmq_send_is_logged_rate_limited(pair: list[Node]) -> None:
     b.port.rc = -1
     cluster = b.pinger._cluster
     assert cluster is not None
-    cluster._perform(ClusterOut(sends=[(A, b"{}")]))
+    cluster.perform(ClusterOut(sends=[(A, b"{}")]))
     assert any(f"cluster: dmq send to {A} failed" in t for t in b.glue.ksr.texts("err"))
