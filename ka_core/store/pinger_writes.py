@@ -11,16 +11,14 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 
 from ka_core.events import StateChanged
-from ka_core.ops.metrics import CODE_CLASSES, RTT_BUCKETS_MS, code_class, rtt_bucket
-from ka_core.ops.state_file import Saved
 from ka_core.state import State
 from ka_core.store.layout import (
+    CODE_CLASSES,
     CONTROLS_AT,
     FIXED,
     FLAG_OWN_INTERVAL,
     FLAG_PAUSED,
     FLAG_STOPPED,
-    FLAG_TARGET,
     HOT,
     INTERVAL_AT,
     LIFE,
@@ -30,11 +28,14 @@ from ka_core.store.layout import (
     PAUSED_AT,
     PINGER,
     PINGER_AT,
+    RTT_BUCKETS_MS,
     SLOT_SIZE,
     STRINGS,
     USED,
+    code_class,
     index,
     offset,
+    rtt_bucket,
 )
 
 EWMA_WEIGHT = 0.2
@@ -282,36 +283,3 @@ class PingerWrites:
         return b"".join(
             self._buf[start + k : end : SLOT_SIZE].tobytes() for k in range(_FINGERPRINT_BYTES)
         )
-
-    def snapshot(self) -> list[Saved]:
-        """Every used destination as the state file keeps it, but the targets ``KA_DNS``
-        resolved (resolved again at start-up).  Each is read under the lock (consistent),
-        which is held a few µs at a time, never for the whole table."""
-        out = []
-        buf, unpack = self._buf, FIXED.unpack_from
-        for slot in range(self.capacity):
-            off = self._slots_at + slot * SLOT_SIZE
-            if buf[off + _USED_AT] != USED:
-                continue
-            with self._lock:
-                f = unpack(buf, off)
-                raw = [bytes(buf[off + at : off + at + f[n]]) for at, n in _SAVED_STRINGS]
-            if f[_I_USED] != USED:
-                continue  # deleted meanwhile
-            uri, owner, settings, state_cb, response_cb, user = (
-                b.decode("utf-8", "replace") for b in raw
-            )
-            flags = f[_FLAGS]
-            if flags & FLAG_TARGET:
-                continue
-            out.append(
-                Saved(
-                    uri=uri, owner=owner, settings=settings, interval_ms=f[_I_INTERVAL],
-                    own_interval=bool(flags & FLAG_OWN_INTERVAL),
-                    paused=bool(flags & FLAG_PAUSED), state=State(f[_STATE]),
-                    last_checked=f[_CHECKED], last_up=f[_UP],
-                    last_down=f[_DOWN], state_cb=state_cb, response_cb=response_cb,
-                    user=user,
-                )
-            )  # fmt: skip
-        return out

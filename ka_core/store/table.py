@@ -24,13 +24,14 @@ from __future__ import annotations
 import functools
 import struct
 import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
+from typing import Any
 
 from ka_core import ratelimit
 from ka_core.errors import DuplicateDestination, InvalidArgument, TableFull, UnknownDestination
-from ka_core.ops.metrics import CODE_CLASSES, DestinationMetrics
 from ka_core.state import State
+from ka_core.store import codec
 from ka_core.store.chains import ProbeChains
 from ka_core.store.layout import (
     BUCKET_AT,
@@ -45,8 +46,6 @@ from ka_core.store.layout import (
     INTERVAL_AT,
     MAGIC,
     MEMBERSHIP_AT,
-    METRICS,
-    METRICS_AT,
     SLOT_SIZE,
     STATE_FLAGS,
     STRINGS,
@@ -71,6 +70,8 @@ from ka_core.store.ring import (
 from ka_core.uri import SipUri
 
 HotRead = tuple[int, int, int]
+Row = tuple[Any, ...]
+"""The fields a view asked ``rows`` for, in its order."""
 """(gen, used, state) of a slot."""
 _U32 = struct.Struct("<I")
 _INTERVAL_AT = offset("interval_ms")
@@ -217,28 +218,11 @@ class SharedTable(ProbeChains, PingerWrites):
             )  # fmt: skip
         return out
 
-    def metrics_rows(self) -> list[DestinationMetrics]:
-        """Every used record's counters for /metrics (no lock: single-field reads)."""
-        out = []
-        buf, at = self._buf, self._slots_at
-        uri_at, owner_at = STRINGS["uri"][0], STRINGS["owner"][0]
-        n_cls = len(CODE_CLASSES)
-        for slot in range(self.capacity):
-            off = at + slot * SLOT_SIZE
-            if buf[off + _USED_AT] != USED:
-                continue
-            f = Fixed._make(FIXED.unpack_from(buf, off))
-            m = METRICS.unpack_from(buf, off + METRICS_AT)
-            uri = bytes(buf[off + uri_at : off + uri_at + f.uri_len])
-            owner = bytes(buf[off + owner_at : off + owner_at + f.owner_len])
-            out.append(
-                DestinationMetrics(
-                    uri.decode("utf-8", "replace"), owner.decode("utf-8", "replace"),
-                    f.state, f.pings, f.timeouts, f.replies, m[:n_cls], m[n_cls:-1],
-                    f.rtt_sum, m[-1],
-                )
-            )  # fmt: skip
-        return out
+    def rows(self, fields: Sequence[str], slots: Iterable[int] | None = None) -> list[Row]:
+        """``fields`` (fixed fields, strings, ``slot``, ``metrics``) of every used slot, or of
+        those in ``slots``: views build their own shapes from these (``ka_core.store.codec``)."""
+        every = range(self.capacity) if slots is None else slots
+        return codec.read_rows(self._buf, self._slots_at, every, self._lock, fields)
 
     def get(self, key: str, owner: str) -> Record:
         slot = self.find(key, owner)

@@ -116,7 +116,7 @@ def _table_with_one() -> tuple[SharedTable, int, int]:
 
 
 def _changes(t: SharedTable) -> int:
-    return sum(row.state_changes for row in t.metrics_rows())
+    return sum(m[-1] for (m,) in t.rows(["metrics"]))
 
 
 def test_a_peer_or_derived_state_returns_the_same_event_as_a_probe_and_is_counted() -> None:
