@@ -92,7 +92,6 @@ class _Dest:
     failures: int
     successes: int
     stopped: bool
-    state_cb: str
     response_cb: str
     user: str
     source: int
@@ -311,11 +310,14 @@ class Prober(ClusterHooks):
         uri = parse_uri(rec.key)
         transport = transport_of(uri)
         dest = _Dest(
-            gen, rec.uri, rec.owner, rec.interval_ms / 1000.0, rec.state, rec.failures,
-            rec.successes, rec.stopped, rec.state_cb, rec.response_cb, rec.user,
-            address_tag(uri.host), settings.policy(self._policy), settings.from_uri,
-            settings.socket, local, transport, uri.host.startswith("["),
-            f"sip:{uri.host}:{uri.port};transport={transport}", rec.paused, self._epoch,
+            gen=gen, uri=rec.uri, owner=rec.owner, interval_s=rec.interval_ms / 1000.0,
+            state=rec.state, failures=rec.failures, successes=rec.successes,
+            stopped=rec.stopped, response_cb=rec.response_cb, user=rec.user,
+            source=address_tag(uri.host), policy=settings.policy(self._policy),
+            from_uri=settings.from_uri, socket=settings.socket, local=local,
+            transport=transport, ipv6=uri.host.startswith("["),
+            hop=f"sip:{uri.host}:{uri.port};transport={transport}", paused=rec.paused,
+            epoch=self._epoch,
         )  # fmt: skip
         self._dests[slot] = dest
         return dest

@@ -45,6 +45,8 @@ FIELDS: dict[str, tuple[struct.Struct, int]] = {
     for name, code in zip(Fixed._fields, _expand(FIXED.format.lstrip("<")), strict=True)
 }
 """Fixed field name -> (its struct, its byte offset in a slot)."""
+USED_AT = FIELDS["used"][1]
+"""Offset of the one-byte ``used`` mark, which every scan of the slots tests first."""
 
 
 def get(buf: memoryview, off: int, name: str) -> Any:
@@ -83,11 +85,11 @@ def read_rows(
     strings (decoded), ``slot`` and ``metrics`` (the 16 counters).  Each slot is read under
     the lock (consistent), held a few µs at a time, never for the whole table."""
     plan = [_reader(name) for name in fields]
-    used_at, i_used = offset("used"), index("used")
+    i_used = index("used")
     out = []
     for slot in slots:
         off = slots_at + slot * SLOT_SIZE
-        if buf[off + used_at] != USED:
+        if buf[off + USED_AT] != USED:
             continue
         with lock:
             f = FIXED.unpack_from(buf, off)

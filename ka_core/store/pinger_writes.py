@@ -12,6 +12,7 @@ from contextlib import AbstractContextManager
 
 from ka_core.events import StateChanged
 from ka_core.state import State
+from ka_core.store import codec
 from ka_core.store.layout import (
     CODE_CLASSES,
     CONTROLS_AT,
@@ -41,10 +42,8 @@ from ka_core.store.layout import (
 EWMA_WEIGHT = 0.2
 """Weight of the newest round trip in ``rtt_ewma`` (about the last 5 replies)."""
 _U16, _U32, _F64 = struct.Struct("<H"), struct.Struct("<I"), struct.Struct("<d")
-_PINGS_AT, _NEXT_PING_AT, _INTERVAL_MS_AT = (
-    offset(n) for n in ("pings", "next_ping", "interval_ms")
-)
-_FLAGS_AT, _USED_AT = offset("flags"), offset("used")
+_PINGS_AT, _NEXT_PING_AT = offset("pings"), offset("next_ping")
+_FLAGS_AT = offset("flags")
 _I = {
     n: index(n)
     for n in (
@@ -71,6 +70,7 @@ class PingerWrites:
     _slots_at: int
     capacity: int
     _str: Callable[[int, str], bytes]  # ka_core.store.chains
+    _off: Callable[[int], int]
 
     def is_used(self, slot: int, gen: int) -> bool:
         g, used, _ = HOT.unpack_from(self._buf, self._slots_at + slot * SLOT_SIZE)
@@ -206,7 +206,7 @@ class PingerWrites:
         return bool(self._buf[PAUSED_AT])
 
     def flags(self, slot: int) -> int:
-        return int(self._buf[self._slots_at + slot * SLOT_SIZE + _FLAGS_AT])
+        return int(codec.get(self._buf, self._off(slot), "flags"))
 
     def pause_all(self, paused: bool) -> None:
         self._buf[PAUSED_AT] = 1 if paused else 0
@@ -222,9 +222,9 @@ class PingerWrites:
         with self._lock:
             if not self.is_used(slot, gen):
                 return False
-            at = self._slots_at + slot * SLOT_SIZE + _FLAGS_AT
-            flags = self._buf[at] & ~FLAG_PAUSED
-            self._buf[at] = flags | (FLAG_PAUSED if paused else 0)
+            off = self._off(slot)
+            flags = codec.get(self._buf, off, "flags") & ~FLAG_PAUSED
+            codec.put(self._buf, off, "flags", flags | (FLAG_PAUSED if paused else 0))
             self._bump_controls()
             return True
 
@@ -249,11 +249,12 @@ class PingerWrites:
         with self._lock:
             _U32.pack_into(self._buf, INTERVAL_AT, seconds)
             for slot in range(self.capacity):
-                off = self._slots_at + slot * SLOT_SIZE
-                if self._buf[off + _USED_AT] == USED and not (
-                    self._buf[off + _FLAGS_AT] & FLAG_OWN_INTERVAL
+                off = self._off(slot)
+                get = codec.get
+                if get(self._buf, off, "used") == USED and not (
+                    get(self._buf, off, "flags") & FLAG_OWN_INTERVAL
                 ):
-                    _U32.pack_into(self._buf, off + _INTERVAL_MS_AT, seconds * 1000)
+                    codec.put(self._buf, off, "interval_ms", seconds * 1000)
                     changed += 1
             self._bump_controls()
         return changed

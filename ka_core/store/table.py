@@ -33,6 +33,7 @@ from ka_core.errors import DuplicateDestination, InvalidArgument, TableFull, Unk
 from ka_core.state import State
 from ka_core.store import codec
 from ka_core.store.chains import ProbeChains
+from ka_core.store.codec import USED_AT
 from ka_core.store.layout import (
     BUCKET_AT,
     COUNT_AT,
@@ -54,7 +55,6 @@ from ka_core.store.layout import (
     Fixed,
     index,
     length_field,
-    offset,
 )
 from ka_core.store.pinger_writes import PingerWrites
 from ka_core.store.records import Record, Summary
@@ -74,8 +74,6 @@ Row = tuple[Any, ...]
 """The fields a view asked ``rows`` for, in its order."""
 """(gen, used, state) of a slot."""
 _U32 = struct.Struct("<I")
-_INTERVAL_AT = offset("interval_ms")
-_USED_AT = offset("used")
 # keepalive.list touches these by position (a hot path): named here
 _I_STATE, _I_CHECKED, _I_UP, _I_DOWN, _I_ADDED, _I_URI_LEN, _I_OWNER_LEN = (
     index(n)
@@ -156,7 +154,7 @@ class SharedTable(ProbeChains, PingerWrites):
         return int(state), int(flags)
 
     def interval_ms(self, slot: int) -> int:
-        return int(_U32.unpack_from(self._buf, self._off(slot) + _INTERVAL_AT)[0])
+        return int(codec.get(self._buf, self._off(slot), "interval_ms"))
 
     def hot_reader(self, slot: int) -> Callable[[], HotRead]:
         """A ready-made ``hot(slot)`` for a per-process cache: one C call per lookup."""
@@ -194,7 +192,7 @@ class SharedTable(ProbeChains, PingerWrites):
     def records(self) -> Iterator[Record]:
         """Every used record, newest slot order not guaranteed (callers sort)."""
         for slot in range(self.capacity):
-            if self._buf[self._off(slot) + _USED_AT] == USED:
+            if self._buf[self._off(slot) + USED_AT] == USED:
                 yield self.read(slot)
 
     def summaries(self, slots: Iterable[int] | None = None) -> list[Summary]:
@@ -206,7 +204,7 @@ class SharedTable(ProbeChains, PingerWrites):
         uri_at, owner_at = STRINGS["uri"][0], STRINGS["owner"][0]
         for slot in range(self.capacity) if slots is None else slots:
             off = at + slot * SLOT_SIZE
-            if buf[off + _USED_AT] != USED:
+            if buf[off + USED_AT] != USED:
                 continue
             f = unpack(buf, off)
             uri = bytes(buf[off + uri_at : off + uri_at + f[_I_URI_LEN]]).decode("utf-8", "replace")
@@ -265,7 +263,7 @@ class SharedTable(ProbeChains, PingerWrites):
             free = -1
             for slot in self._chain(key_b):
                 off = self._off(slot)
-                used = self._buf[off + _USED_AT]
+                used = self._buf[off + USED_AT]
                 if used == USED:
                     if self._str(off, "key") == key_b and self._str(off, "owner") == owner_b:
                         raise DuplicateDestination(f"{uri.display} already added by {owner}")
@@ -321,7 +319,7 @@ class SharedTable(ProbeChains, PingerWrites):
         with self._lock:
             removed = 0
             for slot in range(self.capacity):
-                used = self._buf[self._off(slot) + _USED_AT]
+                used = self._buf[self._off(slot) + USED_AT]
                 if used == USED:
                     removed += 1
                 if used != EMPTY:
