@@ -24,15 +24,51 @@ class State(enum.IntEnum):
     DEGRADED = 3
 
 
+class Outcome(enum.Enum):
+    """What one probe says (``ka_core.probe.health.Policy.judge`` decides it)."""
+
+    OK = "ok"
+    SLOW = "slow"
+    FAIL = "fail"
+
+
+def _diagram() -> dict[tuple[State, Outcome, bool], State]:
+    table = {}
+    for state in State:
+        alive = state in (State.UP, State.DEGRADED)
+        for met in (False, True):
+            table[state, Outcome.FAIL, met] = State.DOWN if met else state
+            table[state, Outcome.OK, met] = State.UP if met or alive else state
+            table[state, Outcome.SLOW, met] = State.DEGRADED if met or alive else state
+    return table
+
+
+TRANSITIONS: dict[tuple[State, Outcome, bool], State] = _diagram()
+"""The state diagram as data: (state, outcome, threshold met) -> new state.  The threshold
+is ``down_after`` failures in a row for FAIL, ``up_after`` alive replies in a row for OK and
+SLOW; an alive destination follows every alive reply at once.  docs/health.md prints this
+table (tests/unit/test_one_writer.py pins one to the other)."""
+
+
+def _default_target(outcome: Outcome) -> int:
+    """The one state every state goes to on ``outcome`` under the default policy (thresholds
+    1, so always met), read off ``TRANSITIONS``."""
+    (target,) = {TRANSITIONS[state, outcome, True] for state in State}
+    return target.value
+
+
+_UP_ON_2XX, _DOWN_OTHERWISE = _default_target(Outcome.OK), _default_target(Outcome.FAIL)
+
+
 def changes_state(state: int, code: int) -> bool:
     """Whether a final reply ``code`` moves a destination with the default policy out of
     ``state`` (raw table value).
 
-    Under that policy every state goes UP on 2xx and DOWN on anything else, so this is one
-    comparison: it runs in the SIP worker for every reply to a ping.  For destinations with
-    another policy the workers do not ask (``layout.FLAG_CUSTOM_POLICY``).
+    ``TRANSITIONS`` sends every state to one target per outcome under that policy, so this is
+    one comparison: it runs in the SIP worker for every reply to a ping.  For destinations
+    with another policy the workers do not ask (``layout.FLAG_CUSTOM_POLICY``).
     """
-    return state != (State.UP.value if 200 <= code <= 299 else State.DOWN.value)
+    return state != (_UP_ON_2XX if 200 <= code <= 299 else _DOWN_OTHERWISE)
 
 
 def stops(failures: int, delete_counter: int, probe_while_down: bool) -> bool:

@@ -25,7 +25,7 @@ def exposition(rt: Runtime) -> str:
         paused=table.paused,
         ping_interval_s=table.ping_interval,
     )
-    text = metrics.render(pinger, table.metrics_rows())
+    text = metrics.render(pinger, metrics.from_rows(table.rows(metrics.ROW_FIELDS)))
     if rt.cluster is not None:  # KA_CLUSTER: per-node figures the pinger last published
         text += cluster_status.metrics_text(rt.cluster.inbox.status(), metrics.PREFIX)
     return text

@@ -200,7 +200,8 @@ class StateWriter:
         mark = self._table.fingerprint()
         if mark == self._written:
             return False
-        data = persist.encode(self._table.snapshot(), self._wall())
+        rows = self._table.rows(persist.ROW_FIELDS)
+        data = persist.encode(persist.from_rows(rows), self._wall())
         try:
             write_atomic(self._path, data)
         except OSError as exc:

@@ -10,30 +10,18 @@ Names follow Prometheus conventions: ``_total`` counters, seconds, ``le`` histog
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import NamedTuple
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, NamedTuple
 
+from ka_core.store.layout import CODE_CLASSES as CODE_CLASSES
+from ka_core.store.layout import RTT_BUCKETS_MS as RTT_BUCKETS_MS
+from ka_core.store.layout import code_class as code_class
+from ka_core.store.layout import rtt_bucket as rtt_bucket
 from ka_core.version import __version__
 
 PREFIX = "kamailio_keepalive_"
-RTT_BUCKETS_MS = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
-"""Upper bounds of the round-trip histogram (ms); an RTT above the last one is only in +Inf."""
-CODE_CLASSES = ("2xx", "3xx", "4xx", "5xx", "6xx")
 STATE_NAMES = ("unknown", "up", "down", "degraded")
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-
-
-def rtt_bucket(rtt_ms: float) -> int:
-    """Index of the first bucket holding ``rtt_ms``; ``len(RTT_BUCKETS_MS)`` = above all."""
-    for i, bound in enumerate(RTT_BUCKETS_MS):
-        if rtt_ms <= bound:
-            return i
-    return len(RTT_BUCKETS_MS)
-
-
-def code_class(code: int) -> int:
-    """Index into ``CODE_CLASSES`` of a final reply code (-1 for anything else)."""
-    return code // 100 - 2 if 200 <= code <= 699 else -1
 
 
 class DestinationMetrics(NamedTuple):
@@ -52,6 +40,19 @@ class DestinationMetrics(NamedTuple):
 
 
 Row = DestinationMetrics
+
+ROW_FIELDS = ("uri", "owner", "state", "pings", "timeouts", "replies", "rtt_sum", "metrics")
+"""What /metrics asks the table for (``SharedTable.rows``)."""
+
+
+def from_rows(rows: Iterable[Sequence[Any]]) -> list[DestinationMetrics]:
+    """Table rows of ``ROW_FIELDS`` as /metrics shows them (the counters split by meaning)."""
+    n_cls = len(CODE_CLASSES)
+    return [
+        DestinationMetrics(uri, owner, state, pings, timeouts, replies, m[:n_cls], m[n_cls:-1],
+                           rtt_sum, m[-1])
+        for uri, owner, state, pings, timeouts, replies, rtt_sum, m in rows
+    ]  # fmt: skip
 
 
 class PingerMetrics(NamedTuple):

@@ -4,7 +4,7 @@ destinations and every destination's last state survive a restart.
 Pure: ``encode`` turns rows into bytes and ``decode`` bytes into rows, refusing anything it
 does not fully understand with a ``StateFileError`` that names the problem (a half-trusted
 file must never half-restore).  Reading, writing and deciding what to restore are the glue's
-(``kemi.persistence``); the table reads itself into rows (``SharedTable.snapshot``).
+(``kemi.persistence``); ``from_rows`` shapes the table's rows (``SharedTable.rows``).
 
 One destination per line: each is encoded by its own small ``json.dumps`` call, so the
 pinger's core thread gets the GIL between them (one call for 10,000 holds it ~50 ms), and an
@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
 from ka_core.errors import KaError
 from ka_core.state import State
+from ka_core.store.layout import FLAG_OWN_INTERVAL, FLAG_PAUSED, FLAG_TARGET
 
 FORMAT = "ka-kemi-state"
 VERSION = 1
@@ -57,6 +58,26 @@ class Snapshot:
     written: float
     """Wall-clock time of the write."""
     destinations: tuple[Saved, ...]
+
+
+ROW_FIELDS = (
+    "uri", "owner", "settings", "interval_ms", "flags", "state", "last_checked", "last_up",
+    "last_down", "state_cb", "response_cb", "user",
+)  # fmt: skip
+"""What the state file asks the table for (``SharedTable.rows``)."""
+
+
+def from_rows(rows: Iterable[Sequence[Any]]) -> list[Saved]:
+    """Table rows of ``ROW_FIELDS`` as the file keeps them, but the targets ``KA_DNS``
+    resolved (resolved again at start-up)."""
+    return [
+        Saved(uri, owner, settings, interval_ms, bool(flags & FLAG_OWN_INTERVAL),
+              bool(flags & FLAG_PAUSED), State(state), checked, up, down, state_cb,
+              response_cb, user)
+        for (uri, owner, settings, interval_ms, flags, state, checked, up, down, state_cb,
+             response_cb, user) in rows
+        if not flags & FLAG_TARGET
+    ]  # fmt: skip
 
 
 _KEYS = tuple(f.name for f in fields(Saved))

@@ -15,20 +15,13 @@ every 2xx makes a destination UP, every other outcome makes it DOWN.
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 
 from ka_core.errors import InvalidArgument
-from ka_core.state import State
+from ka_core.state import TRANSITIONS, Outcome, State
 
 FINAL_CODES = range(200, 700)
 MAX_BACKOFF_SHIFT = 16
-
-
-class Outcome(enum.Enum):
-    OK = "ok"
-    SLOW = "slow"
-    FAIL = "fail"
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,18 +103,14 @@ class Verdict:
     failures: int
 
 
-def advance(state: State, successes: int, failures: int, outcome: Outcome, p: Policy) -> Verdict:
-    """The next state and streaks after one outcome."""
+def transition(state: State, successes: int, failures: int, outcome: Outcome, p: Policy) -> Verdict:
+    """The next state (looked up in ``TRANSITIONS``) and streaks after one outcome: what the
+    table's one state writer (``SharedTable.write_state``) stores; it returns the event."""
     if outcome is Outcome.FAIL:
         failures, successes = failures + 1, 0
-        if state is not State.DOWN and failures >= p.down_after:
-            state = State.DOWN
-        return Verdict(state, successes, failures)
+        return Verdict(TRANSITIONS[state, outcome, failures >= p.down_after], 0, failures)
     successes, failures = successes + 1, 0
-    target = State.UP if outcome is Outcome.OK else State.DEGRADED
-    if state in (State.UP, State.DEGRADED) or successes >= p.up_after:
-        state = target
-    return Verdict(state, successes, failures)
+    return Verdict(TRANSITIONS[state, outcome, successes >= p.up_after], successes, 0)
 
 
 def backoff_interval(interval_s: float, failures: int, p: Policy, cap_s: float) -> float:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from ka_core.config.settings import parse_settings, parse_socket, socket_tag
 from ka_core.events import Event, ProbingStopped, ResponseReceived, StateChanged
 from ka_core.probe.cluster_hooks import ClusterHooks
-from ka_core.probe.health import DEFAULT_POLICY, Outcome, Policy, advance, backoff_interval
+from ka_core.probe.health import DEFAULT_POLICY, Policy, backoff_interval, transition
 from ka_core.probe.scheduler import (
     FIRST_DELAY_S,
     TICK_S,
@@ -40,7 +40,7 @@ from ka_core.probe.scheduler import (
     on_grid,
 )
 from ka_core.probe.wire import Resends, transport_of
-from ka_core.state import State, stops
+from ka_core.state import Outcome, State, stops
 from ka_core.store.layout import FLAG_NAME, FLAG_PAUSED
 from ka_core.store.ring import KIND_ADDED, KIND_REPLY, RingEntry
 from ka_core.store.table import SharedTable
@@ -92,7 +92,6 @@ class _Dest:
     failures: int
     successes: int
     stopped: bool
-    state_cb: str
     response_cb: str
     user: str
     source: int
@@ -311,11 +310,14 @@ class Prober(ClusterHooks):
         uri = parse_uri(rec.key)
         transport = transport_of(uri)
         dest = _Dest(
-            gen, rec.uri, rec.owner, rec.interval_ms / 1000.0, rec.state, rec.failures,
-            rec.successes, rec.stopped, rec.state_cb, rec.response_cb, rec.user,
-            address_tag(uri.host), settings.policy(self._policy), settings.from_uri,
-            settings.socket, local, transport, uri.host.startswith("["),
-            f"sip:{uri.host}:{uri.port};transport={transport}", rec.paused, self._epoch,
+            gen=gen, uri=rec.uri, owner=rec.owner, interval_s=rec.interval_ms / 1000.0,
+            state=rec.state, failures=rec.failures, successes=rec.successes,
+            stopped=rec.stopped, response_cb=rec.response_cb, user=rec.user,
+            source=address_tag(uri.host), policy=settings.policy(self._policy),
+            from_uri=settings.from_uri, socket=settings.socket, local=local,
+            transport=transport, ipv6=uri.host.startswith("["),
+            hop=f"sip:{uri.host}:{uri.port};transport={transport}", paused=rec.paused,
+            epoch=self._epoch,
         )  # fmt: skip
         self._dests[slot] = dest
         return dest
@@ -357,35 +359,29 @@ class Prober(ClusterHooks):
             return []  # deleted meanwhile, or probing stopped: C bug #3028
         rtt_ms = (now - pending.sent) * 1000.0 if replied else 0.0
         outcome = dest.policy.judge(code, replied, rtt_ms)
-        verdict = advance(dest.state, dest.successes, dest.failures, outcome, dest.policy)
+        verdict = transition(dest.state, dest.successes, dest.failures, outcome, dest.policy)
         # only a DOWN destination stops: down_after may be above delete_counter
         stopped = verdict.state is State.DOWN and stops(
             verdict.failures, self._delete_counter, self._backoff_max_s > 0
         )
-        old_state = dest.state
         dest.state, dest.failures, dest.successes = (
             verdict.state,
             verdict.failures,
             verdict.successes,
         )
         dest.stopped = stopped
-        self._table.record_result(
-            pending.slot, pending.gen, state=verdict.state, failures=verdict.failures,
-            successes=verdict.successes, alive=outcome is not Outcome.FAIL, stopped=stopped,
-            code=code, wall=wall, rtt_ms=rtt_ms, replied=replied,
+        alive = outcome is not Outcome.FAIL
+        changed = self._table.write_state(
+            pending.slot, pending.gen, verdict.state, wall, code=code, rtt_ms=rtt_ms,
+            probe=(verdict.failures, verdict.successes, stopped, replied, alive),
         )  # fmt: skip
         events: list[Event] = []
         if dest.response_cb:
             events.append(
                 ResponseReceived(dest.uri, dest.owner, code, dest.response_cb, dest.user, rtt_ms)
             )
-        if verdict.state is not old_state:
-            events.append(
-                StateChanged(
-                    dest.uri, dest.owner, old_state, verdict.state, dest.state_cb, dest.user,
-                    code, rtt_ms,
-                )
-            )  # fmt: skip
+        if isinstance(changed, StateChanged):
+            events.append(changed)
         if stopped:
             events.append(ProbingStopped(dest.uri, dest.owner, verdict.failures))
         return events

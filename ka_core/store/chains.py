@@ -9,9 +9,9 @@ import struct
 import zlib
 from collections.abc import Iterator
 
+from ka_core.store.codec import USED_AT
 from ka_core.store.layout import EMPTY, SLOT_SIZE, STRINGS, TOMB, USED, offset
 
-_USED_AT = offset("used")
 _U16 = struct.Struct("<H")
 _LEN_AT = {name: offset(f"{name}_len") for name in STRINGS}
 
@@ -27,7 +27,7 @@ class ProbeChains:
         owner_b = None if owner is None else owner.encode()
         for slot in self._chain(key_b):
             off = self._off(slot)
-            used = self._buf[off + _USED_AT]
+            used = self._buf[off + USED_AT]
             if used == EMPTY:
                 return -1
             if (
@@ -48,7 +48,7 @@ class ProbeChains:
 
     def slot_usage(self) -> tuple[int, int, int]:
         """(used, tombstones, empty) slots: how long probe chains can get (benchmarks)."""
-        marks = [self._buf[self._off(slot) + _USED_AT] for slot in range(self.capacity)]
+        marks = [self._buf[self._off(slot) + USED_AT] for slot in range(self.capacity)]
         return marks.count(USED), marks.count(TOMB), marks.count(EMPTY)
 
     def probe_length(self, key: str) -> int:
@@ -56,7 +56,7 @@ class ProbeChains:
         key_b = key.encode()
         for visited, slot in enumerate(self._chain(key_b), 1):
             off = self._off(slot)
-            used = self._buf[off + _USED_AT]
+            used = self._buf[off + USED_AT]
             if used == EMPTY or (used == USED and self._str(off, "key") == key_b):
                 return visited
         return self.capacity
@@ -73,7 +73,7 @@ class ProbeChains:
         slot at or before it.  Emptying the others keeps chains as short as on day one
         after any churn (a million adds and deletes), and no record moves: slots and
         generations that readers cached stay valid.  Cost: the length of one run."""
-        cap, buf, at = self.capacity, self._buf, _USED_AT
+        cap, buf, at = self.capacity, self._buf, USED_AT
         start = slot
         while buf[self._off((start - 1) % cap) + at] != EMPTY and (start - 1) % cap != slot:
             start = (start - 1) % cap

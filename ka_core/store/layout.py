@@ -74,8 +74,26 @@ STRINGS = {  # name -> (offset in the slot, capacity in bytes)
     "user": (1232, 256),
 }
 METRICS = struct.Struct("<16I")
-"""Counters for /metrics after the strings: replies per code class (2xx..6xx), replies per
-RTT bucket (``ka_core.ops.metrics.RTT_BUCKETS_MS``), state changes."""
+"""Counters for /metrics after the strings: replies per code class (``CODE_CLASSES``), replies
+per RTT bucket (``RTT_BUCKETS_MS``), state changes."""
+RTT_BUCKETS_MS = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
+"""Upper bounds of the round-trip histogram (ms); an RTT above the last one is only in +Inf."""
+CODE_CLASSES = ("2xx", "3xx", "4xx", "5xx", "6xx")
+
+
+def rtt_bucket(rtt_ms: float) -> int:
+    """Index of the first bucket holding ``rtt_ms``; ``len(RTT_BUCKETS_MS)`` = above all."""
+    for i, bound in enumerate(RTT_BUCKETS_MS):
+        if rtt_ms <= bound:
+            return i
+    return len(RTT_BUCKETS_MS)
+
+
+def code_class(code: int) -> int:
+    """Index into ``CODE_CLASSES`` of a final reply code (-1 for anything else)."""
+    return code // 100 - 2 if 200 <= code <= 699 else -1
+
+
 METRICS_AT = 1488
 HOT = struct.Struct("<IBB")
 """(gen, used, state): the first fields, read together on the routing path."""
@@ -141,5 +159,6 @@ if (
     or FIXED.size > min(off for off, _ in STRINGS.values())
     or max(off + size for off, size in STRINGS.values()) > METRICS_AT
     or METRICS_AT + METRICS.size > SLOT_SIZE
+    or len(CODE_CLASSES) + len(RTT_BUCKETS_MS) + 1 != METRICS.size // 4
 ):
     raise AssertionError("layout overlaps")

@@ -7,18 +7,19 @@ Kept apart from ``ka_core.store.table`` so each stays small; ``SharedTable`` inh
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 
-from ka_core.ops.metrics import CODE_CLASSES, RTT_BUCKETS_MS, code_class, rtt_bucket
-from ka_core.ops.state_file import Saved
+from ka_core.events import StateChanged
 from ka_core.state import State
+from ka_core.store import codec
 from ka_core.store.layout import (
+    CODE_CLASSES,
     CONTROLS_AT,
     FIXED,
     FLAG_OWN_INTERVAL,
     FLAG_PAUSED,
     FLAG_STOPPED,
-    FLAG_TARGET,
     HOT,
     INTERVAL_AT,
     LIFE,
@@ -28,22 +29,21 @@ from ka_core.store.layout import (
     PAUSED_AT,
     PINGER,
     PINGER_AT,
+    RTT_BUCKETS_MS,
     SLOT_SIZE,
     STRINGS,
     USED,
+    code_class,
     index,
     offset,
+    rtt_bucket,
 )
 
 EWMA_WEIGHT = 0.2
 """Weight of the newest round trip in ``rtt_ewma`` (about the last 5 replies)."""
 _U16, _U32, _F64 = struct.Struct("<H"), struct.Struct("<I"), struct.Struct("<d")
-_PINGS_AT, _NEXT_PING_AT, _INTERVAL_MS_AT = (
-    offset(n) for n in ("pings", "next_ping", "interval_ms")
-)
-_FLAGS_AT, _USED_AT = offset("flags"), offset("used")
-_U32_AT = struct.Struct("<I")
-_CHANGES_AT = METRICS_AT + METRICS.size - 4
+_PINGS_AT, _NEXT_PING_AT = offset("pings"), offset("next_ping")
+_FLAGS_AT = offset("flags")
 _I = {
     n: index(n)
     for n in (
@@ -69,6 +69,8 @@ class PingerWrites:
     _lock: AbstractContextManager[object]
     _slots_at: int
     capacity: int
+    _str: Callable[[int, str], bytes]  # ka_core.store.chains
+    _off: Callable[[int], int]
 
     def is_used(self, slot: int, gen: int) -> bool:
         g, used, _ = HOT.unpack_from(self._buf, self._slots_at + slot * SLOT_SIZE)
@@ -87,6 +89,75 @@ class PingerWrites:
             _F64.pack_into(self._buf, off + _NEXT_PING_AT, next_ping)
             return True
 
+    def write_state(
+        self,
+        slot: int,
+        gen: int,
+        state: State,
+        wall: float,
+        *,
+        code: int = 0,
+        rtt_ms: float = 0.0,
+        probe: tuple[int, int, bool, bool, bool] | None = None,
+        restored: tuple[float, float] | None = None,
+    ) -> StateChanged | bool:
+        """The one writer of a destination's state: probe results, peer reports, derived
+        (DNS) states and restored states all pass here, and a change is counted here only.
+
+        ``probe`` = (failures, successes, stopped, replied, alive) of a probe result: it also
+        stores the code, the streaks, the round trip and the /metrics counters; ``alive``
+        chooses between ``last_up`` and ``last_down``.  ``restored`` = (last_up, last_down)
+        from the state file: put back as they were, not counted as a change.  Otherwise last
+        up or down is stamped from the state (UNKNOWN stamps neither).  Returns False when
+        the slot was deleted, the ``StateChanged`` when the state changed, else True."""
+        with self._lock:
+            if not self.is_used(slot, gen):
+                return False
+            off = self._slots_at + slot * SLOT_SIZE
+            f = list(FIXED.unpack_from(self._buf, off))  # by index: once per probe result
+            old = f[_STATE]
+            changed = old != state
+            replied = probe is not None and probe[3]
+            if replied or changed:  # the /metrics counters: one read and one write
+                m = list(METRICS.unpack_from(self._buf, off + METRICS_AT))
+                counted = [len(m) - 1] if changed and restored is None else []
+                if replied:
+                    if (cls := code_class(code)) >= 0:
+                        counted.append(cls)
+                    if (bucket := rtt_bucket(rtt_ms)) < len(RTT_BUCKETS_MS):
+                        counted.append(len(CODE_CLASSES) + bucket)
+                for at in counted:
+                    m[at] = (m[at] + 1) & 0xFFFFFFFF
+                METRICS.pack_into(self._buf, off + METRICS_AT, *m)
+            f[_STATE], f[_CHECKED] = state, wall
+            if probe is not None:
+                failures, successes, stopped, replied, alive = probe
+                f[_FLAGS] = (f[_FLAGS] & ~FLAG_STOPPED) | (FLAG_STOPPED if stopped else 0)
+                f[_CODE], f[_FAILURES], f[_SUCCESSES] = code, failures, successes
+                f[_UP if alive else _DOWN] = wall
+                if replied:
+                    first = f[_REPLIES] == 0
+                    f[_REPLIES] += 1
+                    f[_RTT] = rtt_ms
+                    f[_RTT_SUM] += rtt_ms
+                    ewma = f[_EWMA]
+                    f[_EWMA] = rtt_ms if first else ewma + EWMA_WEIGHT * (rtt_ms - ewma)
+                    f[_RTT_MAX] = max(f[_RTT_MAX], rtt_ms)
+                else:
+                    f[_TIMEOUTS] += 1
+            elif restored is not None:
+                f[_UP], f[_DOWN] = restored
+            elif state is not State.UNKNOWN:
+                f[_DOWN if state is State.DOWN else _UP] = wall
+            FIXED.pack_into(self._buf, off, *f)
+            if not changed:
+                return True
+            uri, owner, callback, user = (
+                self._str(off, n).decode("utf-8", "replace")
+                for n in ("uri", "owner", "state_cb", "user")
+            )
+        return StateChanged(uri, owner, State(old), state, callback, user, code, rtt_ms)
+
     def record_result(
         self,
         slot: int,
@@ -102,51 +173,13 @@ class PingerWrites:
         successes: int = 0,
         alive: bool | None = None,
     ) -> bool:
-        """Store a probe result and its round trip; False when the slot was deleted.
-        ``alive`` (the reply counted as alive; default: the new state is UP or DEGRADED)
-        chooses between ``last_up`` and ``last_down``."""
+        """Store a probe result through ``write_state``; False when the slot was deleted.
+        ``alive`` defaults to: the new state is UP or DEGRADED."""
         if alive is None:
             alive = state in (State.UP, State.DEGRADED)
-        with self._lock:
-            if not self.is_used(slot, gen):
-                return False
-            off = self._slots_at + slot * SLOT_SIZE
-            f = list(FIXED.unpack_from(self._buf, off))  # by index: once per probe result
-            changed = f[_STATE] != int(state)
-            if replied or changed:  # the /metrics counters: one read and one write
-                m = list(METRICS.unpack_from(self._buf, off + METRICS_AT))
-                counted = [len(m) - 1] if changed else []
-                if replied:
-                    if (cls := code_class(code)) >= 0:
-                        counted.append(cls)
-                    if (bucket := rtt_bucket(rtt_ms)) < len(RTT_BUCKETS_MS):
-                        counted.append(len(CODE_CLASSES) + bucket)
-                for at in counted:
-                    m[at] = (m[at] + 1) & 0xFFFFFFFF
-                METRICS.pack_into(self._buf, off + METRICS_AT, *m)
-            f[_STATE] = int(state)
-            f[_FLAGS] = (f[_FLAGS] & ~FLAG_STOPPED) | (FLAG_STOPPED if stopped else 0)
-            f[_CODE] = code
-            f[_FAILURES], f[_SUCCESSES] = failures, successes
-            f[_CHECKED] = wall
-            f[_UP if alive else _DOWN] = wall
-            if replied:
-                first = f[_REPLIES] == 0
-                f[_REPLIES] += 1
-                f[_RTT] = rtt_ms
-                f[_RTT_SUM] += rtt_ms
-                ewma = f[_EWMA]
-                f[_EWMA] = rtt_ms if first else ewma + EWMA_WEIGHT * (rtt_ms - ewma)
-                f[_RTT_MAX] = max(f[_RTT_MAX], rtt_ms)
-            else:
-                f[_TIMEOUTS] += 1
-            FIXED.pack_into(self._buf, off, *f)
-            return True
-
-    def _bump(self, at: int) -> None:
-        """Count one in the u32 at ``at``."""
-        (value,) = _U32_AT.unpack_from(self._buf, at)
-        _U32_AT.pack_into(self._buf, at, (value + 1) & 0xFFFFFFFF)
+        probe = (failures, successes, stopped, replied, alive)
+        written = self.write_state(slot, gen, state, wall, code=code, rtt_ms=rtt_ms, probe=probe)
+        return written is not False
 
     def write_pinger_stats(self, lag_s: float, lag_max_s: float, in_flight: int) -> None:
         """The pinger's health for /metrics (no lock: only the pinger writes it)."""
@@ -173,34 +206,25 @@ class PingerWrites:
         return bool(self._buf[PAUSED_AT])
 
     def flags(self, slot: int) -> int:
-        return int(self._buf[self._slots_at + slot * SLOT_SIZE + _FLAGS_AT])
+        return int(codec.get(self._buf, self._off(slot), "flags"))
 
     def pause_all(self, paused: bool) -> None:
         self._buf[PAUSED_AT] = 1 if paused else 0
 
-    def set_state(self, slot: int, gen: int, state: State, wall: float) -> bool:
-        """Write a derived state (a host name's, from its targets: ``kemi.dns_resolver``),
-        stamping last checked and last up or down; False when the slot was deleted."""
-        with self._lock:
-            if not self.is_used(slot, gen):
-                return False
-            off = self._slots_at + slot * SLOT_SIZE
-            f = list(FIXED.unpack_from(self._buf, off))
-            if f[_STATE] != int(state):
-                self._bump(off + _CHANGES_AT)
-            f[_STATE], f[_CHECKED] = int(state), wall
-            if state is not State.UNKNOWN:
-                f[_DOWN if state is State.DOWN else _UP] = wall
-            FIXED.pack_into(self._buf, off, *f)
-            return True
+    def set_state(self, slot: int, gen: int, state: State, wall: float) -> StateChanged | None:
+        """Write a state from elsewhere than a probe (a peer's report, a host name's state
+        derived from its targets), stamping last checked and last up or down; the change,
+        or None when the slot was deleted or the state was already that."""
+        written = self.write_state(slot, gen, state, wall)
+        return written if isinstance(written, StateChanged) else None
 
     def pause_slot(self, slot: int, gen: int, paused: bool) -> bool:
         with self._lock:
             if not self.is_used(slot, gen):
                 return False
-            at = self._slots_at + slot * SLOT_SIZE + _FLAGS_AT
-            flags = self._buf[at] & ~FLAG_PAUSED
-            self._buf[at] = flags | (FLAG_PAUSED if paused else 0)
+            off = self._off(slot)
+            flags = codec.get(self._buf, off, "flags") & ~FLAG_PAUSED
+            codec.put(self._buf, off, "flags", flags | (FLAG_PAUSED if paused else 0))
             self._bump_controls()
             return True
 
@@ -225,11 +249,12 @@ class PingerWrites:
         with self._lock:
             _U32.pack_into(self._buf, INTERVAL_AT, seconds)
             for slot in range(self.capacity):
-                off = self._slots_at + slot * SLOT_SIZE
-                if self._buf[off + _USED_AT] == USED and not (
-                    self._buf[off + _FLAGS_AT] & FLAG_OWN_INTERVAL
+                off = self._off(slot)
+                get = codec.get
+                if get(self._buf, off, "used") == USED and not (
+                    get(self._buf, off, "flags") & FLAG_OWN_INTERVAL
                 ):
-                    _U32.pack_into(self._buf, off + _INTERVAL_MS_AT, seconds * 1000)
+                    codec.put(self._buf, off, "interval_ms", seconds * 1000)
                     changed += 1
             self._bump_controls()
         return changed
@@ -247,14 +272,8 @@ class PingerWrites:
     ) -> bool:
         """Put back a destination's last state (at start-up, before the pinger reads the
         record), so routing sees it before the first probe; False if the slot changed."""
-        with self._lock:
-            if not self.is_used(slot, gen):
-                return False
-            off = self._slots_at + slot * SLOT_SIZE
-            f = list(FIXED.unpack_from(self._buf, off))
-            f[_STATE], f[_CHECKED], f[_UP], f[_DOWN] = int(state), last_checked, last_up, last_down
-            FIXED.pack_into(self._buf, off, *f)
-            return True
+        restored = (last_up, last_down)
+        return self.write_state(slot, gen, state, last_checked, restored=restored) is not False
 
     def fingerprint(self) -> bytes:
         """Every slot's gen, used, state and flags (~2 ms at 10,000 destinations): it
@@ -265,36 +284,3 @@ class PingerWrites:
         return b"".join(
             self._buf[start + k : end : SLOT_SIZE].tobytes() for k in range(_FINGERPRINT_BYTES)
         )
-
-    def snapshot(self) -> list[Saved]:
-        """Every used destination as the state file keeps it, but the targets ``KA_DNS``
-        resolved (resolved again at start-up).  Each is read under the lock (consistent),
-        which is held a few µs at a time, never for the whole table."""
-        out = []
-        buf, unpack = self._buf, FIXED.unpack_from
-        for slot in range(self.capacity):
-            off = self._slots_at + slot * SLOT_SIZE
-            if buf[off + _USED_AT] != USED:
-                continue
-            with self._lock:
-                f = unpack(buf, off)
-                raw = [bytes(buf[off + at : off + at + f[n]]) for at, n in _SAVED_STRINGS]
-            if f[_I_USED] != USED:
-                continue  # deleted meanwhile
-            uri, owner, settings, state_cb, response_cb, user = (
-                b.decode("utf-8", "replace") for b in raw
-            )
-            flags = f[_FLAGS]
-            if flags & FLAG_TARGET:
-                continue
-            out.append(
-                Saved(
-                    uri=uri, owner=owner, settings=settings, interval_ms=f[_I_INTERVAL],
-                    own_interval=bool(flags & FLAG_OWN_INTERVAL),
-                    paused=bool(flags & FLAG_PAUSED), state=State(f[_STATE]),
-                    last_checked=f[_CHECKED], last_up=f[_UP],
-                    last_down=f[_DOWN], state_cb=state_cb, response_cb=response_cb,
-                    user=user,
-                )
-            )  # fmt: skip
-        return out

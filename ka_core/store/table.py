@@ -24,14 +24,16 @@ from __future__ import annotations
 import functools
 import struct
 import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
+from typing import Any
 
 from ka_core import ratelimit
 from ka_core.errors import DuplicateDestination, InvalidArgument, TableFull, UnknownDestination
-from ka_core.ops.metrics import CODE_CLASSES, DestinationMetrics
 from ka_core.state import State
+from ka_core.store import codec
 from ka_core.store.chains import ProbeChains
+from ka_core.store.codec import USED_AT
 from ka_core.store.layout import (
     BUCKET_AT,
     COUNT_AT,
@@ -45,8 +47,6 @@ from ka_core.store.layout import (
     INTERVAL_AT,
     MAGIC,
     MEMBERSHIP_AT,
-    METRICS,
-    METRICS_AT,
     SLOT_SIZE,
     STATE_FLAGS,
     STRINGS,
@@ -55,7 +55,6 @@ from ka_core.store.layout import (
     Fixed,
     index,
     length_field,
-    offset,
 )
 from ka_core.store.pinger_writes import PingerWrites
 from ka_core.store.records import Record, Summary
@@ -71,10 +70,10 @@ from ka_core.store.ring import (
 from ka_core.uri import SipUri
 
 HotRead = tuple[int, int, int]
+Row = tuple[Any, ...]
+"""The fields a view asked ``rows`` for, in its order."""
 """(gen, used, state) of a slot."""
 _U32 = struct.Struct("<I")
-_INTERVAL_AT = offset("interval_ms")
-_USED_AT = offset("used")
 # keepalive.list touches these by position (a hot path): named here
 _I_STATE, _I_CHECKED, _I_UP, _I_DOWN, _I_ADDED, _I_URI_LEN, _I_OWNER_LEN = (
     index(n)
@@ -155,7 +154,7 @@ class SharedTable(ProbeChains, PingerWrites):
         return int(state), int(flags)
 
     def interval_ms(self, slot: int) -> int:
-        return int(_U32.unpack_from(self._buf, self._off(slot) + _INTERVAL_AT)[0])
+        return int(codec.get(self._buf, self._off(slot), "interval_ms"))
 
     def hot_reader(self, slot: int) -> Callable[[], HotRead]:
         """A ready-made ``hot(slot)`` for a per-process cache: one C call per lookup."""
@@ -193,7 +192,7 @@ class SharedTable(ProbeChains, PingerWrites):
     def records(self) -> Iterator[Record]:
         """Every used record, newest slot order not guaranteed (callers sort)."""
         for slot in range(self.capacity):
-            if self._buf[self._off(slot) + _USED_AT] == USED:
+            if self._buf[self._off(slot) + USED_AT] == USED:
                 yield self.read(slot)
 
     def summaries(self, slots: Iterable[int] | None = None) -> list[Summary]:
@@ -205,7 +204,7 @@ class SharedTable(ProbeChains, PingerWrites):
         uri_at, owner_at = STRINGS["uri"][0], STRINGS["owner"][0]
         for slot in range(self.capacity) if slots is None else slots:
             off = at + slot * SLOT_SIZE
-            if buf[off + _USED_AT] != USED:
+            if buf[off + USED_AT] != USED:
                 continue
             f = unpack(buf, off)
             uri = bytes(buf[off + uri_at : off + uri_at + f[_I_URI_LEN]]).decode("utf-8", "replace")
@@ -217,28 +216,11 @@ class SharedTable(ProbeChains, PingerWrites):
             )  # fmt: skip
         return out
 
-    def metrics_rows(self) -> list[DestinationMetrics]:
-        """Every used record's counters for /metrics (no lock: single-field reads)."""
-        out = []
-        buf, at = self._buf, self._slots_at
-        uri_at, owner_at = STRINGS["uri"][0], STRINGS["owner"][0]
-        n_cls = len(CODE_CLASSES)
-        for slot in range(self.capacity):
-            off = at + slot * SLOT_SIZE
-            if buf[off + _USED_AT] != USED:
-                continue
-            f = Fixed._make(FIXED.unpack_from(buf, off))
-            m = METRICS.unpack_from(buf, off + METRICS_AT)
-            uri = bytes(buf[off + uri_at : off + uri_at + f.uri_len])
-            owner = bytes(buf[off + owner_at : off + owner_at + f.owner_len])
-            out.append(
-                DestinationMetrics(
-                    uri.decode("utf-8", "replace"), owner.decode("utf-8", "replace"),
-                    f.state, f.pings, f.timeouts, f.replies, m[:n_cls], m[n_cls:-1],
-                    f.rtt_sum, m[-1],
-                )
-            )  # fmt: skip
-        return out
+    def rows(self, fields: Sequence[str], slots: Iterable[int] | None = None) -> list[Row]:
+        """``fields`` (fixed fields, strings, ``slot``, ``metrics``) of every used slot, or of
+        those in ``slots``: views build their own shapes from these (``ka_core.store.codec``)."""
+        every = range(self.capacity) if slots is None else slots
+        return codec.read_rows(self._buf, self._slots_at, every, self._lock, fields)
 
     def get(self, key: str, owner: str) -> Record:
         slot = self.find(key, owner)
@@ -281,7 +263,7 @@ class SharedTable(ProbeChains, PingerWrites):
             free = -1
             for slot in self._chain(key_b):
                 off = self._off(slot)
-                used = self._buf[off + _USED_AT]
+                used = self._buf[off + USED_AT]
                 if used == USED:
                     if self._str(off, "key") == key_b and self._str(off, "owner") == owner_b:
                         raise DuplicateDestination(f"{uri.display} already added by {owner}")
@@ -337,7 +319,7 @@ class SharedTable(ProbeChains, PingerWrites):
         with self._lock:
             removed = 0
             for slot in range(self.capacity):
-                used = self._buf[self._off(slot) + _USED_AT]
+                used = self._buf[self._off(slot) + USED_AT]
                 if used == USED:
                     removed += 1
                 if used != EMPTY:

@@ -110,3 +110,34 @@ def test_the_rooms_exist_and_the_top_level_holds_only_shared_vocabulary() -> Non
 def test_no_module_over_the_line_limit() -> None:
     long = {n: len(p.read_text().splitlines()) for n, p in modules().items()}
     assert not {n: k for n, k in long.items() if k > MAX_LINES}
+
+
+STORE_MAY_NOT_IMPORT = ("ka_core.ops", "ka_core.probe", "ka_core.cluster", "ka_core.names")
+"""The store holds the bytes; its readers (views, prober, cluster, names) import it, never the
+other way round."""
+
+
+def store_violations(edges: dict[str, set[str]]) -> dict[str, set[str]]:
+    def banned(dep: str) -> bool:
+        return any(dep == room or dep.startswith(room + ".") for room in STORE_MAY_NOT_IMPORT)
+
+    return {
+        name: {d for d in deps if banned(d)}
+        for name, deps in edges.items()
+        if name.startswith("ka_core.store") and any(banned(d) for d in deps)
+    }
+
+
+def test_the_store_imports_none_of_its_readers() -> None:
+    assert store_violations(graph(real_sources())) == {}
+
+
+def test_a_store_module_importing_a_reader_is_found() -> None:
+    planted = dict(real_sources())
+    planted["ka_core.store.planted"] = (
+        "from ka_core.ops.metrics import render\nimport ka_core.probe.health\n"
+        "from ka_core.state import State\n"
+    )
+    assert store_violations(graph(planted)) == {
+        "ka_core.store.planted": {"ka_core.ops.metrics", "ka_core.probe.health"}
+    }

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ka_core.probe.callid import callid_prefix, make_callid, parse_callid
-from ka_core.probe.health import DEFAULT_POLICY, advance
+from ka_core.probe.health import DEFAULT_POLICY, transition
 from ka_core.state import State, changes_state
 
 PREFIX = callid_prefix("1a2b3c4d")
@@ -60,5 +60,5 @@ def test_reply_wakes_the_pinger_only_when_it_changes_the_state(
 @pytest.mark.parametrize("state", list(State))
 @pytest.mark.parametrize("code", [200, 202, 299, 300, 404, 408, 503, 699])
 def test_wake_rule_agrees_with_the_transition_table(state: State, code: int) -> None:
-    verdict = advance(state, 0, 0, DEFAULT_POLICY.judge(code, True, 1.0), DEFAULT_POLICY)
+    verdict = transition(state, 0, 0, DEFAULT_POLICY.judge(code, True, 1.0), DEFAULT_POLICY)
     assert changes_state(int(state), code) is (verdict.state is not state)

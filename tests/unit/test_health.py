@@ -10,8 +10,8 @@ from ka_core.probe.health import (
     CodeSet,
     Outcome,
     Policy,
-    advance,
     backoff_interval,
+    transition,
 )
 from ka_core.state import State, script_value, stops
 
@@ -21,7 +21,7 @@ def run(policy: Policy, replies: list[int | None], rtt: float = 1.0) -> list[Sta
     state, ok, fail, out = State.UNKNOWN, 0, 0, []
     for code in replies:
         outcome = policy.judge(code or 408, code is not None, rtt)
-        v = advance(state, ok, fail, outcome, policy)
+        v = transition(state, ok, fail, outcome, policy)
         state, ok, fail = v.state, v.successes, v.failures
         out.append(state)
     return out
@@ -92,7 +92,7 @@ def test_slow_replies_degrade_or_count_as_failures() -> None:
 
 def test_degraded_back_to_up_on_a_fast_reply() -> None:
     p = Policy(degraded_ms=100, up_after=3)
-    v = advance(State.DEGRADED, 1, 0, p.judge(200, True, 10.0), p)
+    v = transition(State.DEGRADED, 1, 0, p.judge(200, True, 10.0), p)
     assert v.state is State.UP  # alive states follow the latest reply at once
 
 

@@ -163,7 +163,7 @@ def test_snapshot_and_restore_state() -> None:
     assert not t.restore_state(slot, gen + 1, State.UP, 1.0, 1.0, 1.0), "stale generation"
     rec = t.read(slot)
     assert (rec.state, rec.last_checked, rec.last_up, rec.last_down) == (State.DOWN, 10, 8, 10)
-    assert sorted(t.snapshot(), key=lambda s: s.owner) == [
+    assert sorted(persist.from_rows(t.rows(persist.ROW_FIELDS)), key=lambda s: s.owner) == [
         saved("sip:10.0.0.2", "_params", state=State.UNKNOWN, last_checked=0.0, last_up=0.0),
         saved("sip:h", "own", settings="x=1", interval_ms=500, own_interval=True, paused=True,
               state=State.DOWN, last_checked=10.0, last_up=8.0, last_down=10.0,

@@ -9,7 +9,8 @@ import pytest
 
 from ka_core.config.settings import Settings, parse_settings, parse_socket, socket_tag
 from ka_core.errors import InvalidArgument
-from ka_core.probe.health import CodeSet, Outcome, Policy
+from ka_core.probe.health import CodeSet, Policy
+from ka_core.state import Outcome
 
 EVERY_KEY = (
     "interval=10;from=sip:probe@example.com;down_after=3;up_after=2;alive=2xx,404;"

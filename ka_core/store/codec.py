@@ -1,0 +1,115 @@
+"""The slot codec: accessors for every named slot field, generated once from the layout.
+
+``FIELDS`` maps each fixed field to its struct and byte offset (from ``layout.FIXED`` and
+``layout.Fixed``), so a single field is read, written or counted by its name, never by a
+hand-written offset.  ``read_rows`` decodes the fields a view asks for (fixed ones, strings,
+``slot`` and ``metrics``) from every used slot: each view (RPC list, /metrics, the state file,
+the cluster dump) builds its own shape from those rows.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
+from typing import Any
+
+from ka_core.store.layout import (
+    FIXED,
+    METRICS,
+    METRICS_AT,
+    SLOT_SIZE,
+    STRINGS,
+    USED,
+    Fixed,
+    index,
+    offset,
+)
+
+
+def _expand(fmt: str) -> list[str]:
+    out: list[str] = []
+    repeat = ""
+    for code in fmt:
+        if code.isdigit():
+            repeat += code
+            continue
+        if code != "x":
+            out.extend(code * int(repeat or 1))
+        repeat = ""
+    return out
+
+
+FIELDS: dict[str, tuple[struct.Struct, int]] = {
+    name: (struct.Struct("<" + code), offset(name))
+    for name, code in zip(Fixed._fields, _expand(FIXED.format.lstrip("<")), strict=True)
+}
+"""Fixed field name -> (its struct, its byte offset in a slot)."""
+USED_AT = FIELDS["used"][1]
+"""Offset of the one-byte ``used`` mark, which every scan of the slots tests first."""
+
+
+def get(buf: memoryview, off: int, name: str) -> Any:
+    """Field ``name`` of the slot at byte ``off``."""
+    codec, at = FIELDS[name]
+    return codec.unpack_from(buf, off + at)[0]
+
+
+def put(buf: memoryview, off: int, name: str, value: object) -> None:
+    codec, at = FIELDS[name]
+    codec.pack_into(buf, off + at, value)
+
+
+def bump(buf: memoryview, off: int, name: str) -> int:
+    """Count one in unsigned counter ``name`` (wrapping); returns the new value."""
+    codec, at = FIELDS[name]
+    value = (codec.unpack_from(buf, off + at)[0] + 1) & ((1 << (8 * codec.size)) - 1)
+    codec.pack_into(buf, off + at, value)
+    return int(value)
+
+
+def text(buf: memoryview, off: int, name: str) -> bytes:
+    """String ``name`` of the slot at ``off`` (its length field read alone, not all of FIXED)."""
+    at, _ = STRINGS[name]
+    return bytes(buf[off + at : off + at + get(buf, off, f"{name}_len")])
+
+
+def read_rows(
+    buf: memoryview,
+    slots_at: int,
+    slots: Iterable[int],
+    lock: AbstractContextManager[object],
+    fields: Sequence[str],
+) -> list[tuple[Any, ...]]:
+    """One tuple per used slot of ``slots``, holding ``fields`` in that order: fixed fields,
+    strings (decoded), ``slot`` and ``metrics`` (the 16 counters).  Each slot is read under
+    the lock (consistent), held a few µs at a time, never for the whole table."""
+    plan = [_reader(name) for name in fields]
+    i_used = index("used")
+    out = []
+    for slot in slots:
+        off = slots_at + slot * SLOT_SIZE
+        if buf[off + USED_AT] != USED:
+            continue
+        with lock:
+            f = FIXED.unpack_from(buf, off)
+            row = tuple(read(buf, off, slot, f) for read in plan)
+        if f[i_used] == USED:  # not deleted meanwhile
+            out.append(row)
+    return out
+
+
+def _reader(name: str) -> Any:
+    if name == "slot":
+        return lambda buf, off, slot, f: slot
+    if name == "metrics":
+        return lambda buf, off, slot, f: METRICS.unpack_from(buf, off + METRICS_AT)
+    if name in STRINGS:
+        at, length = STRINGS[name][0], index(f"{name}_len")
+        return lambda buf, off, slot, f: bytes(buf[off + at : off + at + f[length]]).decode(
+            "utf-8", "replace"
+        )
+    if name not in FIELDS:
+        raise KeyError(f"no slot field {name!r}")
+    position = index(name)
+    return lambda buf, off, slot, f: f[position]
