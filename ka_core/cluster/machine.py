@@ -50,7 +50,7 @@ from ka_core.cluster.replica import Replica
 from ka_core.cluster.status import status_json
 from ka_core.cluster.trust import Trust
 from ka_core.errors import KaError
-from ka_core.events import Event, StateChanged
+from ka_core.events import Event
 from ka_core.probe.prober import Prober
 from ka_core.probe.scheduler import on_grid
 from ka_core.state import State
@@ -258,10 +258,11 @@ class ClusterMachine:
             sender=sender, sender_live=sender in self.live, ts=ts,
             local_state_known=rec.state != State.UNKNOWN, local_checked=rec.last_checked,
         )  # fmt: skip
-        if not accepted or not table.set_state(slot, gen, State(state), ts):
+        change = table.set_state(slot, gen, State(state), ts) if accepted else None
+        if change is None:
             return []
         self._prober.refresh(slot, gen)
-        return [StateChanged(rec.uri, rec.owner, rec.state, State(state), rec.state_cb, rec.user)]
+        return [change]
 
     # -- after the prober's step ----------------------------------------------------------
 

@@ -178,14 +178,13 @@ class NamesMachine:
                 continue
             states = [self._table.state_at(c.slot) for c in name.children.values()]
             new = derive_state(states, self._mode)
-            if new is name.state or not self._table.set_state(name.slot, name.gen, new, wall):
+            if new is name.state:
                 continue
-            old, name.state = name.state, new
-            out.append(
-                StateChanged(
-                    name.uri.display, name.owner, old, new, name.state_cb, name.user, code, rtt_ms
-                )
-            )
+            change = self._table.set_state(name.slot, name.gen, new, wall, code, rtt_ms)
+            if change is None:
+                continue
+            name.state = new
+            out.append(change)
         return out
 
     def _log(self, name: _Name, text: str, level: str = INFO) -> None:

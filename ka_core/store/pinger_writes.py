@@ -211,11 +211,14 @@ class PingerWrites:
     def pause_all(self, paused: bool) -> None:
         self._buf[PAUSED_AT] = 1 if paused else 0
 
-    def set_state(self, slot: int, gen: int, state: State, wall: float) -> StateChanged | None:
+    def set_state(
+        self, slot: int, gen: int, state: State, wall: float, code: int = 0, rtt_ms: float = 0.0
+    ) -> StateChanged | None:
         """Write a state from elsewhere than a probe (a peer's report, a host name's state
-        derived from its targets), stamping last checked and last up or down; the change,
-        or None when the slot was deleted or the state was already that."""
-        written = self.write_state(slot, gen, state, wall)
+        derived from its targets, with the code and RTT that caused it), stamping last
+        checked and last up or down; the change, or None when the slot was deleted or the
+        state was already that."""
+        written = self.write_state(slot, gen, state, wall, code=code, rtt_ms=rtt_ms)
         return written if isinstance(written, StateChanged) else None
 
     def pause_slot(self, slot: int, gen: int, paused: bool) -> bool:
