@@ -13,26 +13,15 @@ import os
 import queue
 import socket
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
 
 from ka_core.ops import binrpc
+from ka_core.ops.kamcmd import Pending, Relay
 from kemi import wakeup
 
 FORWARD_TIMEOUT_S = 5.0
 RECV_BYTES = 65536
 MAX_QUEUED = 256
 MAX_REPLY = 64 << 20
-
-
-@dataclass(slots=True)
-class Pending:
-    """A reply to come; ``data`` is set once, by whichever thread produces it."""
-
-    data: bytes | None = None
-
-
-Transform = Callable[[bytes], bytes]
 
 
 def exchange(path: str, packet: bytes, cookie: int) -> bytes:
@@ -56,20 +45,19 @@ def exchange(path: str, packet: bytes, cookie: int) -> bytes:
 class CtlRelay:
     def __init__(self, path: str) -> None:
         self._path = path
-        self._jobs: queue.Queue[tuple[bytes, int, Pending, Transform | None] | None] = queue.Queue(
-            MAX_QUEUED
-        )
+        self._jobs: queue.Queue[tuple[Relay, Pending] | None] = queue.Queue(MAX_QUEUED)
         self.done_fd, self._done_w = wakeup.pipe()
         self._thread = threading.Thread(target=self._run, name="ka-ctl-relay", daemon=True)
         self._thread.start()
 
-    def submit(self, packet: bytes, cookie: int, transform: Transform | None = None) -> Pending:
-        """Queue a packet; ``transform`` (pure, no KSR) is applied to the reply here."""
+    def submit(self, relay: Relay) -> Pending:
+        """Queue a packet; its ``transform`` (pure, no KSR) is applied to the reply here."""
         pending = Pending()
         try:
-            self._jobs.put_nowait((packet, cookie, pending, transform))
+            self._jobs.put_nowait((relay, pending))
         except queue.Full:
-            pending.data = binrpc.encode_fault(cookie, 500, "kamailio ctl relay busy, try again")
+            text = "kamailio ctl relay busy, try again"
+            pending.data = binrpc.encode_fault(relay.cookie, 500, text)
         return pending
 
     def drain_done(self) -> None:
@@ -85,10 +73,11 @@ class CtlRelay:
 
     def _run(self) -> None:
         while (job := self._jobs.get()) is not None:
-            packet, cookie, pending, transform = job
-            reply = exchange(self._path, packet, cookie)
+            relay, pending = job
+            reply = exchange(self._path, relay.packet, relay.cookie)
             try:
-                pending.data = reply if transform is None else transform(reply)
+                pending.data = reply if relay.transform is None else relay.transform(reply)
             except (binrpc.BinrpcError, ValueError) as exc:
-                pending.data = binrpc.encode_fault(cookie, 500, f"bad reply from ctl: {exc}")
+                text = f"bad reply from ctl: {exc}"
+                pending.data = binrpc.encode_fault(relay.cookie, 500, text)
             wakeup.poke(self._done_w)

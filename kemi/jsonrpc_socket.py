@@ -1,33 +1,31 @@
 """jsonrpcs-compatible unix datagram socket for the stock ``kamcli``, run by the pinger's core
-thread.
+thread: the sockets only; what each datagram gets is ``ka_core.ops.jsonrpc_dgram``.
 
-kamcli 2.0 speaks JSON-RPC only over jsonrpcs' FIFO or datagram socket, and Kamailio's
-jsonrpcs does not know ``keepalive.*``.  So, as ``kemi.rpc_server`` does for kamcmd, ka-kemi
-serves the datagram path kamcli uses: ``keepalive.*`` is answered here with the very JSON the
-HTTP endpoint gives (``ka_core.ops.jsonrpc``); every other request is relayed to Kamailio's own
-jsonrpcs socket (``KA_JSONRPC_FORWARD``) and its reply passed back to the client.
-
-Nothing here blocks the core thread: all sockets are non-blocking.  jsonrpcs answers to the
-sender's address, so the relay has a socket of its own, bound next to the served path (mode
-0600); each relayed request carries an id of ours and waits in a bounded map until its reply
-comes (the client's id is put back) or ``RELAY_TIMEOUT_S`` passes (the client gets a JSON-RPC
-error, before kamcli gives up at 4 s even with the pinger's longest sleep of 1 s).  Every
-datagram gets a JSON-RPC answer, errors included, except those from an unbound client socket:
+Nothing here blocks the core thread: all sockets are non-blocking.  The relay to Kamailio's
+jsonrpcs has a socket of its own, bound next to the served path (mode 0600), because jsonrpcs
+answers to the sender's address.  A datagram from an unbound client socket gets no answer:
 there is nowhere to send one.  The served socket is mode 0660.
 """
 
 from __future__ import annotations
 
 import errno
-import itertools
-import json
 import os
 import socket
 import stat
-from dataclasses import dataclass
 
 from ka_core.ops import jsonrpc
-from ka_core.ops.commands import METHODS, RpcCommands
+from ka_core.ops.commands import RpcCommands
+from ka_core.ops.jsonrpc_dgram import (
+    BUSY,
+    SERVER_ERROR,
+    Address,
+    Outgoing,
+    RelayBook,
+    answer_datagram,
+    error,
+    too_big,
+)
 from kemi.ksr_port import Clock
 
 SOCKET_MODE = 0o660
@@ -36,26 +34,8 @@ RELAY_SUFFIX = ".reply"
 RECV_BYTES = jsonrpc.MAX_BODY_BYTES + 1
 """A longer datagram is cut to this and refused as too large by ``jsonrpc.answer``."""
 RELAY_RECV_BYTES = 1 << 20
-KAMCLI_MAX_REPLY = 84000
-"""kamcli 2.0 reads a reply with ``recv(84000)``: a longer one would reach it cut."""
 BATCH = 64
 """Datagrams read per socket per call, so a flood cannot hold the core thread."""
-MAX_PENDING = 256
-RELAY_TIMEOUT_S = 2.0
-SERVER_ERROR = 500
-MAX_RELAY_ID = (1 << 31) - 1
-TOO_BIG = (
-    "reply too big for a datagram ({size} bytes): page with 'keepalive.list <offset> "
-    "<count>' (integers; kamcli: i:0 i:300) or use JSON-RPC over HTTP (see README)"
-)
-
-
-def error(req_id: object, code: int, message: str) -> bytes:
-    return jsonrpc.error_body(req_id, code, message).encode()
-
-
-def result(req_id: object, value: object) -> bytes:
-    return json.dumps({"jsonrpc": "2.0", "id": req_id, "result": value}).encode()
 
 
 def bind_datagram(path: str, mode: int) -> socket.socket:
@@ -91,20 +71,8 @@ def _inode(path: str) -> tuple[int, int]:
     return st.st_dev, st.st_ino
 
 
-Address = str | bytes
-Outgoing = list[tuple[Address, bytes]]
-
-
-@dataclass(slots=True)
-class _Waiting:
-    client: Address
-    client_id: object
-    deadline: float
-    list_methods: bool
-
-
 class JsonrpcRelay:
-    """Relayed requests in flight to jsonrpcs, matched to their replies by an id of ours."""
+    """The relay's socket; which reply goes to which client is ``RelayBook``'s."""
 
     def __init__(self, target: str, reply_path: str, monotonic: Clock) -> None:
         self._target = target
@@ -112,24 +80,22 @@ class JsonrpcRelay:
         self._monotonic = monotonic
         self.sock = bind_datagram(reply_path, RELAY_MODE)
         self._inode = _inode(reply_path)
-        self._ids = itertools.count(1)
-        self._pending: dict[int, _Waiting] = {}
+        self._book = RelayBook()
 
     def submit(self, request: dict[str, object], client: Address) -> bytes | None:
         """Send the request on; None, or at once the error the client gets instead."""
         client_id = request.get("id")
-        if len(self._pending) >= MAX_PENDING:
-            return error(client_id, SERVER_ERROR, "kamailio jsonrpcs relay busy, try again")
-        relay_id = next(self._ids) % MAX_RELAY_ID + 1
+        out = self._book.outgoing(request)
+        if out is None:
+            return error(client_id, SERVER_ERROR, BUSY)
+        relay_id, data = out
         try:
-            self.sock.sendto(json.dumps({**request, "id": relay_id}).encode(), self._target)
+            self.sock.sendto(data, self._target)
         except BlockingIOError:
-            return error(client_id, SERVER_ERROR, "kamailio jsonrpcs relay busy, try again")
+            return error(client_id, SERVER_ERROR, BUSY)
         except OSError as exc:
             return error(client_id, SERVER_ERROR, f"kamailio jsonrpcs not reachable: {exc}")
-        listing = request.get("method") == "system.listMethods"
-        deadline = self._monotonic() + RELAY_TIMEOUT_S
-        self._pending[relay_id] = _Waiting(client, client_id, deadline, listing)
+        self._book.wait(relay_id, request, client, self._monotonic())
         return None
 
     def replies(self) -> Outgoing:
@@ -140,30 +106,13 @@ class JsonrpcRelay:
                 data = self.sock.recv(RELAY_RECV_BYTES)
             except (BlockingIOError, InterruptedError):
                 break
-            try:
-                reply = json.loads(data)
-            except (ValueError, RecursionError):
-                continue
-            relay_id = reply.get("id") if isinstance(reply, dict) else None
-            if not isinstance(relay_id, int) or relay_id not in self._pending:
-                continue
-            waiting = self._pending.pop(relay_id)
-            reply["id"] = waiting.client_id
-            if waiting.list_methods and isinstance(reply.get("result"), list):
-                reply["result"] = [*reply["result"], *METHODS]
-            out.append((waiting.client, json.dumps(reply).encode()))
+            reply = self._book.reply(data)
+            if reply is not None:
+                out.append(reply)
         return out
 
     def expired(self) -> Outgoing:
-        """Timeout errors for requests jsonrpcs has not answered in time."""
-        now, out = self._monotonic(), []
-        for relay_id, waiting in list(self._pending.items()):
-            if waiting.deadline > now:
-                break  # inserted in deadline order
-            del self._pending[relay_id]
-            text = f"no reply from kamailio jsonrpcs within {RELAY_TIMEOUT_S} s"
-            out.append((waiting.client, error(waiting.client_id, SERVER_ERROR, text)))
-        return out
+        return self._book.expired(self._monotonic())
 
     def close(self) -> None:
         self.sock.close()
@@ -211,19 +160,11 @@ class JsonrpcSocket:
                 self._send(client, reply)
 
     def _answer(self, data: bytes, client: Address) -> bytes | None:
-        answered = jsonrpc.answer(data, self._commands)
-        if answered is not None:
-            body = answered.body.encode()
-            if len(body) <= KAMCLI_MAX_REPLY:
-                return body
-            return error(_id_of(data), SERVER_ERROR, TOO_BIG.format(size=len(body)))
-        request = json.loads(data)  # a well-formed request object: ``answer`` checked it
-        method = request["method"]
-        if self._relay is not None:
-            return self._relay.submit(request, client)
-        if method == "system.listMethods":
-            return result(request.get("id"), list(METHODS))
-        return error(request.get("id"), SERVER_ERROR, "Method Not Found")  # as jsonrpcs says
+        answered = answer_datagram(data, self._commands, self._relay is not None)
+        if isinstance(answered, bytes):
+            return answered
+        assert self._relay is not None  # a request to relay comes only when relaying
+        return self._relay.submit(answered, client)
 
     def _send_all(self, replies: Outgoing) -> None:
         for client, data in replies:
@@ -235,19 +176,10 @@ class JsonrpcSocket:
             self._sock.sendto(data, client)
         except OSError as exc:
             if exc.errno == errno.EMSGSIZE:
-                text = TOO_BIG.format(size=len(data))
-                self._send(client, error(_id_of(data), SERVER_ERROR, text))
+                self._send(client, too_big(data))
 
     def close(self) -> None:
         self._sock.close()
         _unlink_if_ours(self._path, self._inode)
         if self._relay is not None:
             self._relay.close()
-
-
-def _id_of(data: bytes) -> object:
-    try:
-        message = json.loads(data)
-    except (ValueError, RecursionError):
-        return None
-    return message.get("id") if isinstance(message, dict) else None

@@ -18,9 +18,8 @@ from pathlib import Path
 import pytest
 
 from ka_core.errors import InvalidArgument
-from ka_core.ops import jsonrpc
+from ka_core.ops import jsonrpc, jsonrpc_dgram
 from ka_core.ops.commands import METHODS
-from kemi import jsonrpc_socket
 from kemi.jsonrpc_socket import JsonrpcSocket
 from tests.unit.conftest import Glue, GlueFactory
 
@@ -210,7 +209,7 @@ def test_a_slow_relayed_command_holds_up_nothing_else(tmp_path: Path, setup: Set
 def test_an_unanswered_relay_is_a_timeout_error_and_its_late_reply_is_dropped(
     setup: Setup, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(jsonrpc_socket, "RELAY_TIMEOUT_S", 0.3)
+    monkeypatch.setattr(jsonrpc_dgram, "RELAY_TIMEOUT_S", 0.3)
     _, client = setup()
     started = time.monotonic()
     reply = client.call("silent.cmd", req_id=9)
@@ -304,7 +303,7 @@ def test_replies_over_kamclis_buffer_are_an_error_that_says_how_to_page(
 
 
 def test_pending_relays_are_bounded(setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(jsonrpc_socket, "MAX_PENDING", 2)
+    monkeypatch.setattr(jsonrpc_dgram, "MAX_PENDING", 2)
     _, client = setup()
     for i in range(3):
         client.send(request("slow.x", req_id=i))
