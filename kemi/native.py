@@ -85,6 +85,12 @@ class NativeHandler(KeepaliveHandler):
         words = _words("ka_del_destination", arg, "<uri> <owner>", 2, 2)
         return -1 if words is None else functions.ka_del_destination(*words)
 
+    def ka_report(self, msg: object, arg: object = None) -> int:
+        """``"<uri> <code> [<owner>]"`` (e.g. ``"$du $T_reply_code"`` in failure_route):
+        1 queued for passive health, -1 unknown destination or bad input."""
+        words = _words("ka_report", arg, "<uri> <code> [<owner>]", 2, 3)
+        return -1 if words is None else functions.ka_report(*words)
+
     def ka_cluster_request(self, msg: object, arg: object = None) -> int:
         """Cluster mode: 1 a KDMQ, answered (``exit``), -1 anything else."""
         return functions.ka_cluster_request()

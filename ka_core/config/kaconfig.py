@@ -17,11 +17,18 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from ka_core.cluster.codec import BadMessage, node_id
-from ka_core.config.settings import MAX_INTERVAL_S, Settings, parse_from, parse_settings
+from ka_core.config.settings import (
+    MAX_INTERVAL_S,
+    Settings,
+    parse_failure_codes,
+    parse_from,
+    parse_settings,
+)
 from ka_core.errors import InvalidArgument, InvalidUri
 from ka_core.names.resolve import parse_dns_server, server_text
 from ka_core.ops.access import LOOPBACK, HttpGuard, Network, parse_allow, parse_path, parse_token
 from ka_core.probe.health import DEFAULT_ALIVE, CodeSet, Policy
+from ka_core.probe.outlier import DEFAULT_AFTER, DEFAULT_FAILURE_CODES, Ejection
 from ka_core.uri import SipUri, parse_uri
 
 DEFINE_PREFIX = "KA_"
@@ -107,6 +114,28 @@ class KaConfig:
     """The DMQ channel (the KDMQ R-URI user) of ka-kemi's messages."""
     cluster_heartbeat_ms: int = 1000
     """Heartbeat period; a node silent for three of them is out."""
+    passive: int = 0
+    """1: passive health for every destination (``ka_report`` outcomes eject it)."""
+    eject_after: int = DEFAULT_AFTER
+    """Reported failures in a row that eject a destination (Envoy's default 5)."""
+    eject_codes: CodeSet = DEFAULT_FAILURE_CODES
+    """Reported codes that count as failures (5xx, and 408 for a local timeout)."""
+    eject_time: int = 30
+    """Seconds of the first ejection; the n-th lasts n times this, at most ``eject_max``."""
+    eject_max: int = 300
+    eject_max_percent: int = 10
+    """At most this share of an owner's destinations is ejected at once (at least one)."""
+    eject_as: str = "ejected"
+    """``down``: ``ka_is_alive`` answers 2 for an ejected destination instead of 4."""
+
+    @property
+    def ejection(self) -> Ejection:
+        """The module-wide passive-health policy (off unless ``passive`` is 1)."""
+        return Ejection(
+            self.eject_after if self.passive else 0, self.eject_codes, self.eject_time,
+            max(self.eject_max, self.eject_time), self.eject_max_percent,
+            self.eject_as == "down",
+        )  # fmt: skip
 
     @property
     def policy(self) -> Policy:
@@ -249,6 +278,15 @@ _SCALARS: Mapping[str, Callable[[str], object]] = {
     "cluster_mode": _choice("cluster_mode", ("distributed", "all")),
     "cluster_channel": _channel,
     "cluster_heartbeat_ms": _int("cluster_heartbeat_ms", 200, 60_000),
+    "passive": _int("passive", 0, 1),
+    "eject_after": _int("eject_after", 1, 1000),
+    "eject_codes": lambda text: parse_failure_codes(
+        text.strip().strip('"'), "parameter eject_codes"
+    ),
+    "eject_time": _int("eject_time", 1, MAX_INTERVAL_S),
+    "eject_max": _int("eject_max", 1, MAX_INTERVAL_S),
+    "eject_max_percent": _int("eject_max_percent", 1, 100),
+    "eject_as": _choice("eject_as", ("ejected", "down")),
 }
 
 

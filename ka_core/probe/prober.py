@@ -29,6 +29,8 @@ from ka_core.config.settings import parse_settings, parse_socket, socket_tag
 from ka_core.events import Event, ProbingStopped, ResponseReceived, StateChanged
 from ka_core.probe.cluster_hooks import ClusterHooks
 from ka_core.probe.health import DEFAULT_POLICY, Policy, backoff_interval, transition
+from ka_core.probe.outlier import OFF, Ejection
+from ka_core.probe.passive import PassiveHooks
 from ka_core.probe.scheduler import (
     FIRST_DELAY_S,
     TICK_S,
@@ -42,7 +44,7 @@ from ka_core.probe.scheduler import (
 from ka_core.probe.wire import Resends, transport_of
 from ka_core.state import Outcome, State, stops
 from ka_core.store.layout import FLAG_NAME, FLAG_PAUSED
-from ka_core.store.ring import KIND_ADDED, KIND_REPLY, RingEntry
+from ka_core.store.ring import KIND_ADDED, KIND_OUTCOME, KIND_REPLY, RingEntry
 from ka_core.store.table import SharedTable
 from ka_core.uri import address_tag, parse_uri
 
@@ -119,7 +121,7 @@ class _Pending:
     """Kept for UDP pings, which are sent again until answered."""
 
 
-class Prober(ClusterHooks):
+class Prober(ClusterHooks, PassiveHooks):
     def __init__(
         self,
         table: SharedTable,
@@ -129,11 +131,14 @@ class Prober(ClusterHooks):
         policy: Policy = DEFAULT_POLICY,
         down_backoff_max_s: float = 0.0,
         retransmit: tuple[float, ...] = (),
+        ejection: Ejection = OFF,
     ) -> None:
         """``policy``: the module's health parameters; ``down_backoff_max_s`` > 0 keeps
         probing DOWN destinations (never stops), backing off up to that many seconds;
         ``retransmit``: seconds after a UDP ping's due time at which it is sent again while
-        unanswered (``ka_core.probe.wire.retransmit_offsets``)."""
+        unanswered (``ka_core.probe.wire.retransmit_offsets``); ``ejection``: the module's
+        passive-health policy (``ka_core.probe.outlier``)."""
+        self._init_passive(ejection)
         self._table = table
         self._delete_counter = delete_counter
         self._timeout_s = ping_timeout_s
@@ -190,6 +195,7 @@ class Prober(ClusterHooks):
         for seq in unsent:
             events.extend(self._finish(seq, TIMEOUT_CODE, now, wall, False))
         events.extend(self._expire(now, wall))
+        events.extend(self._reinstate_due(now, wall))
         return Step(pings, resent, events, self._next_deadline(now))
 
     def _handle(self, entries: list[RingEntry], now: float, wall: float) -> list[Event]:
@@ -211,6 +217,8 @@ class Prober(ClusterHooks):
         for entry in entries:
             if entry.kind == KIND_REPLY and self._from_destination(entry):
                 events.extend(self._finish(entry.seq, entry.code, entry.mono, entry.wall, True))
+            elif entry.kind == KIND_OUTCOME:
+                events.extend(self._reported(entry, now, wall))
         return events
 
     def _due(self, now: float, wall: float) -> list[Ping]:
@@ -288,7 +296,7 @@ class Prober(ClusterHooks):
         candidates = [self._schedule.next_deadline()]
         if self._timeouts:
             candidates.append(self._timeouts[0][0])
-        candidates.append(self._resends.next_time())
+        candidates += [self._resends.next_time(), self._next_reinstatement()]
         if self._pending:
             candidates.append(on_grid(now + 0.005, self._grid))
         present = [c for c in candidates if c is not None]
@@ -371,9 +379,11 @@ class Prober(ClusterHooks):
         )
         dest.stopped = stopped
         alive = outcome is not Outcome.FAIL
+        out, held = self._held(pending.slot, pending.gen, alive)  # passive health
         changed = self._table.write_state(
-            pending.slot, pending.gen, verdict.state, wall, code=code, rtt_ms=rtt_ms,
-            probe=(verdict.failures, verdict.successes, stopped, replied, alive),
+            pending.slot, pending.gen, State.DOWN if out else verdict.state, wall, code=code,
+            rtt_ms=rtt_ms, probe=(verdict.failures, verdict.successes, stopped, replied, alive),
+            ejected=held,
         )  # fmt: skip
         events: list[Event] = []
         if dest.response_cb:

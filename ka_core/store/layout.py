@@ -28,7 +28,7 @@ step, so the main process sees it start and SIP workers see it stop."""
 LIFE_AT = 96
 
 SLOT_SIZE = 1552
-FIXED = struct.Struct("<IBBBxHHHHHHHHIIIIIIIxxxxddddddddd")
+FIXED = struct.Struct("<IBBBBHHHHHHHHIIIIIIIIddddddddd")
 
 
 class Fixed(NamedTuple):
@@ -38,6 +38,8 @@ class Fixed(NamedTuple):
     used: int
     state: int
     flags: int
+    ejections: int
+    """Times passive health ejected it (``ka_core.probe.outlier``), at most 255."""
     uri_len: int
     key_len: int
     owner_len: int
@@ -53,6 +55,8 @@ class Fixed(NamedTuple):
     interval_ms: int
     pings: int
     replies: int
+    out_until: int
+    """Wall-clock second an ejection ends (``FLAG_EJECTED``); 0 = none."""
     last_checked: float
     last_up: float
     last_down: float
@@ -97,6 +101,8 @@ def code_class(code: int) -> int:
 METRICS_AT = 1488
 HOT = struct.Struct("<IBB")
 """(gen, used, state): the first fields, read together on the routing path."""
+ROUTE = struct.Struct("<IBBB")
+"""(gen, used, state, flags): what ``ka_is_alive`` reads (an ejection is a flag)."""
 STATE_FLAGS = struct.Struct("<5xBB")
 """(state, flags): what a SIP worker reads for each reply to a ping."""
 
@@ -116,6 +122,9 @@ FLAG_NAME = 32
 from its targets' (``ka_core.names.resolve``)."""
 FLAG_TARGET = 64
 """An address a name resolved to, added and removed by ka-kemi (``kemi.dns_resolver``)."""
+FLAG_EJECTED = 128
+"""Held out by real traffic (passive health, ``ka_core.probe.outlier``): the state is DOWN
+and ``ka_is_alive`` answers ``EJECTED_VALUE`` (or 2); only ``write_state`` sets it."""
 
 
 def index(name: str) -> int:

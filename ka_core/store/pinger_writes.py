@@ -17,6 +17,7 @@ from ka_core.store.layout import (
     CODE_CLASSES,
     CONTROLS_AT,
     FIXED,
+    FLAG_EJECTED,
     FLAG_OWN_INTERVAL,
     FLAG_PAUSED,
     FLAG_STOPPED,
@@ -51,6 +52,7 @@ _I = {
         "last_checked", "last_up", "last_down", "rtt_ms", "rtt_sum", "rtt_ewma", "rtt_max",
     )
 }  # fmt: skip
+_EJECTIONS, _OUT_UNTIL = index("ejections"), index("out_until")
 # record_result runs once per ping: positions as constants, not dict lookups
 (_STATE, _FLAGS, _CODE, _FAILURES, _SUCCESSES, _TIMEOUTS, _REPLIES, _CHECKED, _UP, _DOWN,
  _RTT, _RTT_SUM, _EWMA, _RTT_MAX) = _I.values()  # fmt: skip
@@ -100,6 +102,7 @@ class PingerWrites:
         rtt_ms: float = 0.0,
         probe: tuple[int, int, bool, bool, bool] | None = None,
         restored: tuple[float, float] | None = None,
+        ejected: tuple[bool, int, int] | None = None,
     ) -> StateChanged | bool:
         """The one writer of a destination's state: probe results, peer reports, derived
         (DNS) states and restored states all pass here, and a change is counted here only.
@@ -108,7 +111,9 @@ class PingerWrites:
         stores the code, the streaks, the round trip and the /metrics counters; ``alive``
         chooses between ``last_up`` and ``last_down``.  ``restored`` = (last_up, last_down)
         from the state file: put back as they were, not counted as a change.  Otherwise last
-        up or down is stamped from the state (UNKNOWN stamps neither).  Returns False when
+        up or down is stamped from the state (UNKNOWN stamps neither).  ``ejected`` =
+        (held out, times ejected, wall second it ends) of passive health (``FLAG_EJECTED``);
+        None keeps them as they are.  Returns False when
         the slot was deleted, the ``StateChanged`` when the state changed, else True."""
         with self._lock:
             if not self.is_used(slot, gen):
@@ -130,6 +135,9 @@ class PingerWrites:
                     m[at] = (m[at] + 1) & 0xFFFFFFFF
                 METRICS.pack_into(self._buf, off + METRICS_AT, *m)
             f[_STATE], f[_CHECKED] = state, wall
+            if ejected is not None:
+                out, f[_EJECTIONS], f[_OUT_UNTIL] = ejected[0], min(ejected[1], 255), ejected[2]
+                f[_FLAGS] = (f[_FLAGS] & ~FLAG_EJECTED) | (FLAG_EJECTED if out else 0)
             if probe is not None:
                 failures, successes, stopped, replied, alive = probe
                 f[_FLAGS] = (f[_FLAGS] & ~FLAG_STOPPED) | (FLAG_STOPPED if stopped else 0)

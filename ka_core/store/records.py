@@ -53,3 +53,8 @@ class Record:
     response_cb: str
     settings: str
     user: str
+    ejected: bool = False
+    """Held out by real traffic (passive health): the state shown is DOWN."""
+    ejections: int = 0
+    out_until: float = 0.0
+    """Wall time the ejection ends; 0 when not ejected."""

@@ -2,7 +2,8 @@
 
 ``ADDED`` entries name slots any process filled; ``REPLY`` entries carry replies SIP workers
 matched to a ping; ``REMOVED`` and ``FLUSHED`` tell cluster mode (``kemi.cluster``) what to
-replicate (the prober ignores them: it checks generations).  The ring sits in the shared
+replicate (the prober ignores them: it checks generations); ``OUTCOME`` entries carry the
+final codes of real requests a script reported (passive health).  The ring sits in the shared
 table's buffer; its head and tail are in the table header, and the table's lock covers every
 call.  It is bounded: a full ring makes an add fail cleanly and a reply be dropped (counted
 as a timeout).
@@ -22,6 +23,8 @@ KIND_REPLY = 2
 KIND_REMOVED = 3
 """A slot freed by a delete (``gen``: the generation deleted); only cluster mode reads it."""
 KIND_FLUSHED = 4
+KIND_OUTCOME = 5
+"""A real outcome (final code) a script reported for slot ``slot`` generation ``gen``."""
 
 
 @dataclass(frozen=True, slots=True)

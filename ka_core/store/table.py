@@ -39,6 +39,7 @@ from ka_core.store.layout import (
     COUNT_AT,
     EMPTY,
     FIXED,
+    FLAG_EJECTED,
     FLAG_PAUSED,
     FLAG_STOPPED,
     HEADER,
@@ -47,6 +48,7 @@ from ka_core.store.layout import (
     INTERVAL_AT,
     MAGIC,
     MEMBERSHIP_AT,
+    ROUTE,
     SLOT_SIZE,
     STATE_FLAGS,
     STRINGS,
@@ -62,6 +64,7 @@ from ka_core.store.ring import (
     ENTRY,
     KIND_ADDED,
     KIND_FLUSHED,
+    KIND_OUTCOME,
     KIND_REMOVED,
     KIND_REPLY,
     Ring,
@@ -70,6 +73,8 @@ from ka_core.store.ring import (
 from ka_core.uri import SipUri
 
 HotRead = tuple[int, int, int]
+RouteRead = tuple[int, int, int, int]
+"""(gen, used, state, flags) of a slot."""
 Row = tuple[Any, ...]
 """The fields a view asked ``rows`` for, in its order."""
 """(gen, used, state) of a slot."""
@@ -156,9 +161,10 @@ class SharedTable(ProbeChains, PingerWrites):
     def interval_ms(self, slot: int) -> int:
         return int(codec.get(self._buf, self._off(slot), "interval_ms"))
 
-    def hot_reader(self, slot: int) -> Callable[[], HotRead]:
-        """A ready-made ``hot(slot)`` for a per-process cache: one C call per lookup."""
-        return functools.partial(HOT.unpack_from, self._buf, self._off(slot))
+    def hot_reader(self, slot: int) -> Callable[[], RouteRead]:
+        """A ready-made read of (gen, used, state, flags) for a per-process cache: one C
+        call per lookup."""
+        return functools.partial(ROUTE.unpack_from, self._buf, self._off(slot))
 
     def read(self, slot: int) -> Record:
         off = self._off(slot)
@@ -187,6 +193,9 @@ class SharedTable(ProbeChains, PingerWrites):
             next_ping=f.next_ping,
             added=f.added,
             **text,
+            ejected=bool(f.flags & FLAG_EJECTED),
+            ejections=f.ejections,
+            out_until=float(f.out_until),
         )
 
     def records(self) -> Iterator[Record]:
@@ -340,6 +349,16 @@ class SharedTable(ProbeChains, PingerWrites):
             if self._ring.free() < 1:
                 return False
             self._ring.push(RingEntry(KIND_REPLY, code, source, local, seq, mono, wall))
+            return True
+
+    def push_outcome(self, slot: int, gen: int, code: int, mono: float, wall: float) -> bool:
+        """Queue a real outcome a script reported for a destination (passive health, see
+        ``ka_core.probe.outlier``); False when the ring is more than half full, which keeps
+        the rest for adds and ping replies."""
+        with self._lock:
+            if self._ring.free() <= self.ring_capacity // 2:
+                return False
+            self._ring.push(RingEntry(KIND_OUTCOME, code, slot, gen, 0, mono, wall))
             return True
 
     def drain(self) -> list[RingEntry]:
