@@ -75,6 +75,18 @@ def list_struct(rec: Record | Summary) -> dict[str, object]:
     }
 
 
+def passive_fields(rec: Record) -> dict[str, object]:
+    """Passive health, once it ever ejected the destination: why the state is what it is
+    (``traffic`` while ejected, else ``probe``), how often, and until when."""
+    if not rec.ejections:
+        return {}
+    return {
+        "cause": "traffic" if rec.ejected else "probe",
+        "ejections": rec.ejections,
+        "ejected until": ctime(rec.out_until) if rec.ejected else "-\n",
+    }
+
+
 def info_struct(rec: Record) -> dict[str, object]:
     """Everything ``keepalive.list`` cannot show without changing its text."""
     return {
@@ -99,6 +111,7 @@ def info_struct(rec: Record) -> dict[str, object]:
         "last down": ctime(rec.last_down),
         "next ping": ctime(rec.next_ping) if rec.next_ping else "-\n",
         "added": ctime(rec.added),
+        **passive_fields(rec),
     }
 
 
@@ -212,7 +225,8 @@ class RpcCommands:
     def _get(self, params: Sequence[object]) -> list[RpcValue]:
         uri, owner = _two_strings(params)
         rec = self._lookup(uri, owner, "couldn't get data from list")
-        return [{"uri": rec.uri, "owner": rec.owner, "state": int(rec.state)}]
+        shown = {"uri": rec.uri, "owner": rec.owner, "state": int(rec.state)}
+        return [{**shown, **{k: v for k, v in passive_fields(rec).items() if k == "cause"}}]
 
     def _pause(self, paused: bool, params: Sequence[object]) -> list[RpcValue]:
         """No parameters: all probing (the state of every destination stays as it was);
