@@ -16,6 +16,9 @@ from tests.harness.kamailio import Kamailio
 from tests.harness.sipclient import request
 from tests.integration.test_health import info
 from tests.integration.test_keepalive import wait_state
+from tests.integration.test_native import events as native_events
+from tests.integration.test_native import py_exec, start_native
+from tests.integration.test_native import wait_state as native_wait_state
 from tests.peers.uas import Request, ScriptedUAS
 
 pytestmark = pytest.mark.integration
@@ -119,3 +122,27 @@ def test_bad_reports_are_minus_one_and_logged(kam: Kamailio) -> None:
     kam.wait_log(r"ka_report: not a final reply code \(200-699\): '180'")
     kam.wait_log(r"ka_report: not a final reply code \(200-699\): 'abc'")
     assert alive(kam, uri) in (1, 2), "passive health is off: a report changes nothing"
+
+
+def test_native_cfg_report_ejects_and_runs_the_event_routes(
+    kamailio_factory: KamailioFactory, uas_factory, tmp_path: Path
+) -> None:
+    kam = start_native(
+        kamailio_factory, tmp_path, KA_PING_INTERVAL=60, KA_PASSIVE=1, KA_EJECT_AFTER=2,
+        KA_EJECT_TIME=2, KA_EVENT_INITIAL=1,
+    )  # fmt: skip
+    uas: ScriptedUAS = uas_factory()
+    uri = f"sip:{uas.host}:{uas.port}"
+    assert py_exec(kam, "ka_add_destination", f"{uri} gw") == "rc=1"
+    native_wait_state(kam, uri, "gw", 1)
+    assert py_exec(kam, "ka_report", f"{uri} 503") == "rc=1"
+    assert py_exec(kam, "ka_report", f"{uri} five") == "rc=-1"
+    kam.wait_log(r"ka_report: not a final reply code \(200-699\): 'five'")
+    assert py_exec(kam, "ka_report", f"{uri} 408 gw") == "rc=1"
+    native_wait_state(kam, uri, "gw", 2, timeout=1.0)
+    assert py_exec(kam, "ka_is_alive", uri) == "rc=4"
+    native_wait_state(kam, uri, "gw", 1, timeout=4.0)
+    assert [e[:5] for e in native_events(kam, uri)] == [
+        ("gw", "up", "0", "1", "200"), ("gw", "down", "1", "2", "408"),
+        ("gw", "up", "2", "1", "0"),
+    ]  # fmt: skip
