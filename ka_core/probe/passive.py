@@ -32,6 +32,8 @@ class PassiveHooks:
         self._outliers: dict[int, Outlier] = {}
         self._ejected: dict[int, Outlier] = {}
         """The ejected ones only: checked every step for their end."""
+        self._groups: tuple[int, dict[str, int]] = (-1, {})
+        """(the table's ``membership`` they were counted at, destinations per owner)."""
 
     def _reported(self, entry: RingEntry, now: float, wall: float) -> list[Event]:
         """A script's report (``KIND_OUTCOME``): count it, eject when due."""
@@ -39,8 +41,7 @@ class PassiveHooks:
         if o is None or not count(o, entry.code):
             return []
         group = [x for x in self._ejected.values() if x.owner == o.owner]
-        size = sum(1 for (owner,) in self._table.rows(["owner"]) if owner == o.owner)
-        if not may_eject(size, len(group), o.policy.max_percent):
+        if not may_eject(self._group_size(o.owner), len(group), o.policy.max_percent):
             return []  # the group's share is used up: it stays in service, counting on
         until = eject(o, now)
         self._ejected[entry.slot] = o
@@ -83,6 +84,17 @@ class PassiveHooks:
             self._outliers.pop(slot, None)
             self._ejected.pop(slot, None)
         return [changed] if isinstance(changed, StateChanged) else []
+
+    def _group_size(self, owner: str) -> int:
+        """Destinations of ``owner``, counted again only after an add or a delete (a group
+        whose share is used up asks on every failure it reports)."""
+        membership = self._table.membership
+        if self._groups[0] != membership:
+            sizes: dict[str, int] = {}
+            for (name,) in self._table.rows(["owner"]):
+                sizes[name] = sizes.get(name, 0) + 1
+            self._groups = (membership, sizes)
+        return self._groups[1].get(owner, 0)
 
     def _outlier(self, slot: int, gen: int) -> Outlier | None:
         """The slot's passive-health record (made at its first report), None when the slot

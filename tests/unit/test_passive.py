@@ -233,3 +233,15 @@ def test_bad_settings_are_refused(text: str, error: str) -> None:
 def test_bad_parameters_stop_the_start(defines: dict[str, str], error: str) -> None:
     with pytest.raises(InvalidArgument, match=error.replace("[", r"\[")):
         load_config(defines)
+
+
+def test_the_share_follows_adds_to_the_group() -> None:
+    p = Passive(2, Ejection(after=1, max_percent=50))
+    p.report(0, 503)
+    p.report(1, 503)
+    assert p.ejected() == [True, False], "one of two is 50 %"
+    for host in ("10.0.0.8", "10.0.0.9"):
+        registry.add(p.table, host, "gw", interval_s=None, wall=0)
+    registry.add(p.table, "10.0.0.7", "other", interval_s=None, wall=0)
+    p.report(1, 503)
+    assert p.ejected() == [True, True], "two of four"
