@@ -17,7 +17,7 @@ from typing import ParamSpec
 
 from ka_core.errors import InvalidArgument, KaError, TableFull
 from ka_core.probe.liveness import NO_PINGER, not_running_reason
-from ka_core.probe.outlier import EJECTED_VALUE
+from ka_core.probe.outlier import EJECTED_VALUE, parse_retry_after
 from ka_core.state import SCRIPT_VALUES
 from ka_core.store import registry
 from ka_core.store.layout import FLAG_EJECTED, USED
@@ -150,12 +150,14 @@ def ka_del_destination(uri: str, owner: str) -> int:
 
 
 @script_function("ka_report")
-def ka_report(uri: str, code: object, owner: str = "") -> int:
+def ka_report(uri: str, code: object, owner: str = "", retry_after: object = None) -> int:
     """Passive health: the final code of a request relayed to ``uri`` (408 for a local
     timeout), from failure_route or onreply_route.  1 queued for the pinger (which ignores
     it unless passive health is on for that destination), -1 unknown destination (not
     logged, as ``ka_is_alive``), or (logged) a code outside 200-699, bad input, or the
-    pinger's queue too full."""
+    pinger's queue too full.  ``retry_after``: the reply's Retry-After header (or seconds),
+    which holds the destination out with ``KA_RETRY_AFTER_MAX`` (an unreadable one is
+    ignored, as a peer's)."""
     number = _final_code(code)
     rt = runtime.get()
     key = parse_uri(uri).key
@@ -163,7 +165,8 @@ def ka_report(uri: str, code: object, owner: str = "") -> int:
     if slot < 0:
         return -1  # not a monitored destination: as ka_is_alive, no log line per request
     gen = rt.table.hot(slot)[0]
-    if not rt.table.push_outcome(slot, gen, number, rt.monotonic(), rt.wall()):
+    seconds = parse_retry_after(retry_after)
+    if not rt.table.push_outcome(slot, gen, number, rt.monotonic(), rt.wall(), seconds):
         raise TableFull("pinger queue more than half full: report dropped")
     rt.wake()
     return 1

@@ -35,6 +35,10 @@ class KamailioKsr:
         pv = KSR.pv.get
         return pv("$ci"), pv("$rs"), pv("$si"), pv("$via0(branch)")
 
+    def reply_header(self, name: str) -> str | None:
+        value = KSR.pv.get(f"$hdr({name})")
+        return None if value is None else str(value)
+
     def http_request(self) -> HttpRequest:
         pv = KSR.pv.get
         return HttpRequest(

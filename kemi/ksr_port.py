@@ -45,6 +45,10 @@ class KsrPort(Protocol):
         """(Call-ID, status code, source IP, top Via branch) of the reply being processed."""
         ...
 
+    def reply_header(self, name: str) -> str | None:
+        """The first ``name`` header of the reply being processed, or None."""
+        ...
+
     def http_request(self) -> HttpRequest: ...
 
     def http_body(self) -> bytes | None:

@@ -86,9 +86,13 @@ class NativeHandler(KeepaliveHandler):
         return -1 if words is None else functions.ka_del_destination(*words)
 
     def ka_report(self, msg: object, arg: object = None) -> int:
-        """``"<uri> <code> [<owner>]"`` (e.g. ``"$du $T_reply_code"`` in failure_route):
-        1 queued for passive health, -1 unknown destination or bad input."""
-        words = _words("ka_report", arg, "<uri> <code> [<owner>]", 2, 3)
+        """``"<uri> <code> [<owner>|* [<retry-after seconds>]]"`` (e.g. ``"$du
+        $T_reply_code"`` in failure_route; ``*``: any owner): 1 queued for passive health,
+        -1 unknown destination or bad input."""
+        usage = "<uri> <code> [<owner>|* [<retry-after>]]"
+        words = _words("ka_report", arg, usage, 2, 4)
+        if words is not None and len(words) > 2 and words[2] == "*":
+            words[2] = ""
         return -1 if words is None else functions.ka_report(*words)
 
     def ka_cluster_request(self, msg: object, arg: object = None) -> int:

@@ -30,6 +30,7 @@ from ka_core.node import Inputs, Node
 from ka_core.probe import replies
 from ka_core.probe.callid import callid_prefix
 from ka_core.probe.liveness import PingerStatus
+from ka_core.probe.outlier import parse_retry_after
 from ka_core.probe.prober import Ping, Prober
 from ka_core.probe.wire import retransmit_offsets
 from ka_core.state import State
@@ -257,6 +258,10 @@ def on_reply(rt: Runtime) -> int:
     state, flags = rt.table.state_flags(reply.slot)
     local = socket_tag(*rt.ksr.reply_local()) if flags & FLAG_SOCKET else 0
     tag = address_tag(source) if source else 0
+    if rt.config.retry_after_max and reply.code in rt.config.retry_after_codes:
+        seconds = parse_retry_after(rt.ksr.reply_header("Retry-After"))
+        if seconds and not rt.table.push_retry_after(reply.seq, seconds):
+            rt.ksr.warn("pinger queue full: Retry-After dropped")
     if not rt.table.push_reply(reply.seq, reply.code, rt.monotonic(), rt.wall(), tag, local):
         rt.ksr.warn("pinger queue full: reply dropped")
     elif replies.wakes(state, flags, reply.code, rt.wakes_on_change):

@@ -28,7 +28,13 @@ from ka_core.errors import InvalidArgument, InvalidUri
 from ka_core.names.resolve import parse_dns_server, server_text
 from ka_core.ops.access import LOOPBACK, HttpGuard, Network, parse_allow, parse_path, parse_token
 from ka_core.probe.health import DEFAULT_ALIVE, CodeSet, Policy
-from ka_core.probe.outlier import DEFAULT_AFTER, DEFAULT_FAILURE_CODES, Ejection
+from ka_core.probe.outlier import (
+    DEFAULT_AFTER,
+    DEFAULT_FAILURE_CODES,
+    DEFAULT_RETRY_CODES,
+    MAX_RETRY_AFTER_S,
+    Ejection,
+)
 from ka_core.uri import SipUri, parse_uri
 
 DEFINE_PREFIX = "KA_"
@@ -127,6 +133,10 @@ class KaConfig:
     """At most this share of an owner's destinations is ejected at once (at least one)."""
     eject_as: str = "ejected"
     """``down``: ``ka_is_alive`` answers 2 for an ejected destination instead of 4."""
+    retry_after_max: int = 0
+    """Seconds: a reply in ``retry_after_codes`` with Retry-After holds the destination out
+    that long, at most this; 0 = Retry-After is ignored."""
+    retry_after_codes: CodeSet = DEFAULT_RETRY_CODES
 
     @property
     def ejection(self) -> Ejection:
@@ -134,7 +144,7 @@ class KaConfig:
         return Ejection(
             self.eject_after if self.passive else 0, self.eject_codes, self.eject_time,
             max(self.eject_max, self.eject_time), self.eject_max_percent,
-            self.eject_as == "down",
+            self.eject_as == "down", self.retry_after_codes, self.retry_after_max,
         )  # fmt: skip
 
     @property
@@ -287,6 +297,10 @@ _SCALARS: Mapping[str, Callable[[str], object]] = {
     "eject_max": _int("eject_max", 1, MAX_INTERVAL_S),
     "eject_max_percent": _int("eject_max_percent", 1, 100),
     "eject_as": _choice("eject_as", ("ejected", "down")),
+    "retry_after_max": _int("retry_after_max", 0, MAX_RETRY_AFTER_S),
+    "retry_after_codes": lambda text: parse_failure_codes(
+        text.strip().strip('"'), "parameter retry_after_codes"
+    ),
 }
 
 

@@ -76,12 +76,14 @@ def list_struct(rec: Record | Summary) -> dict[str, object]:
 
 
 def passive_fields(rec: Record) -> dict[str, object]:
-    """Passive health, once it ever ejected the destination: why the state is what it is
-    (``traffic`` while ejected, else ``probe``), how often, and until when."""
-    if not rec.ejections:
+    """Passive health, once it ever held the destination out: why the state is what it is
+    (``traffic`` while ejected, ``retry-after`` while a Retry-After holds it, else
+    ``probe``), how often it was ejected, and until when it is out."""
+    if not (rec.ejections or rec.ejected):
         return {}
+    cause = "retry-after" if rec.by_retry_after else "traffic"
     return {
-        "cause": "traffic" if rec.ejected else "probe",
+        "cause": cause if rec.ejected else "probe",
         "ejections": rec.ejections,
         "ejected until": ctime(rec.out_until) if rec.ejected else "-\n",
     }

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
 
 from ka_core.store.layout import CODE_CLASSES as CODE_CLASSES
-from ka_core.store.layout import FLAG_EJECTED
+from ka_core.store.layout import EJECTED_BY_RETRY_AFTER, FLAG_EJECTED
 from ka_core.store.layout import RTT_BUCKETS_MS as RTT_BUCKETS_MS
 from ka_core.store.layout import code_class as code_class
 from ka_core.store.layout import rtt_bucket as rtt_bucket
@@ -57,7 +57,8 @@ def from_rows(rows: Iterable[Sequence[Any]]) -> list[DestinationMetrics]:
     n_cls = len(CODE_CLASSES)
     return [
         DestinationMetrics(uri, owner, state, pings, timeouts, replies, m[:n_cls], m[n_cls:-1],
-                           rtt_sum, m[-1], bool(flags & FLAG_EJECTED), ejections)
+                           rtt_sum, m[-1], bool(flags & FLAG_EJECTED),
+                           ejections & ~EJECTED_BY_RETRY_AFTER)
         for uri, owner, state, pings, timeouts, replies, rtt_sum, m, flags, ejections in rows
     ]  # fmt: skip
 
@@ -140,7 +141,7 @@ def render(pinger: PingerMetrics, rows: Iterable[DestinationMetrics]) -> str:
         "state_changes_total", "counter", "State changes of the destination.",
         lambda d: d.state_changes,
     )  # fmt: skip
-    if any(d.ejections for d in dests):  # passive health has acted: show its cause
+    if any(d.ejections or d.ejected for d in dests):  # passive health acted: its cause
         per_destination(
             "destination_ejected", "gauge",
             "1 while passive health holds the destination out (cause traffic), else 0.",

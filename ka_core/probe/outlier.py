@@ -14,6 +14,11 @@ While ejected a destination's state in the table is DOWN (events and ``keepalive
 a change to DOWN and back) with ``FLAG_EJECTED`` set, so ``ka_is_alive`` answers
 ``EJECTED_VALUE`` (or 2 with ``as_down``) and RPC and /metrics show the cause.  Everything
 here is off (``after`` 0) unless the operator turns it on.
+
+Retry-After: a reply whose code is in ``retry_codes`` (a ping's, or one a script reported)
+with a Retry-After header holds the destination out until then, capped by ``retry_max_s``;
+only that time ends such a hold (the peer said when to come back), and it does not count
+against the group's share.
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ DEFAULT_AFTER = 5
 """Envoy's ``consecutive_5xx``: used when ``KA_PASSIVE 1`` gives no count of its own."""
 DEFAULT_FAILURE_CODES = CodeSet.parse("5xx,408")
 """5xx replies and 408, which Kamailio's tm uses for a local timeout."""
+DEFAULT_RETRY_CODES = CodeSet.parse("503")
+MAX_RETRY_AFTER_S = 86400
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +49,10 @@ class Ejection:
     max_percent: int = 10
     as_down: bool = False
     """``ka_is_alive`` answers 2 (DOWN) for an ejected destination instead of 4."""
+    retry_codes: CodeSet = DEFAULT_RETRY_CODES
+    retry_max_s: int = 0
+    """A reply in ``retry_codes`` with Retry-After holds the destination out for that long,
+    at most this many seconds; 0 = Retry-After is ignored."""
 
     @property
     def on(self) -> bool:
@@ -66,6 +77,8 @@ class Outlier:
     ejections: int = 0
     until: float = 0.0
     """Monotonic time the ejection ends; 0 = in service."""
+    retry: bool = False
+    """The hold is a Retry-After's: only its time ends it, not an alive probe."""
 
     @property
     def ejected(self) -> bool:
@@ -100,3 +113,29 @@ def reinstate(o: Outlier) -> None:
     ejection lasts longer."""
     o.until = 0.0
     o.failures = 0
+    o.retry = False
+
+
+def retry_hold(o: Outlier, code: int, retry_after_s: int, now: float) -> bool:
+    """A reply ``code`` that said Retry-After: hold the destination out until then (capped
+    by ``retry_max_s``), or longer if it is already out for longer.  True when it holds."""
+    p = o.policy
+    if not (p.retry_max_s and retry_after_s > 0 and code in p.retry_codes):
+        return False
+    until = now + min(retry_after_s, p.retry_max_s)
+    if until > o.until:
+        o.until, o.retry = until, True
+    return True
+
+
+def parse_retry_after(value: object) -> int:
+    """Seconds of a Retry-After header (RFC 3261 20.33: ``120``, ``18000;duration=3600``,
+    ``120 (in a meeting)``), or an int; 0 for anything else.  Above a day counts as a day."""
+    if isinstance(value, bool):
+        return 0
+    if isinstance(value, int):
+        return max(0, min(value, MAX_RETRY_AFTER_S))
+    if not isinstance(value, str):
+        return 0
+    digits = value.strip().split(";")[0].split("(")[0].strip()
+    return min(int(digits), MAX_RETRY_AFTER_S) if digits.isdecimal() else 0

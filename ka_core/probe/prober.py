@@ -30,7 +30,7 @@ from ka_core.events import Event, ProbingStopped, ResponseReceived, StateChanged
 from ka_core.probe.cluster_hooks import ClusterHooks
 from ka_core.probe.health import DEFAULT_POLICY, Policy, backoff_interval, transition
 from ka_core.probe.outlier import OFF, Ejection
-from ka_core.probe.passive import PassiveHooks
+from ka_core.probe.passive import PASSIVE_KINDS, PassiveHooks
 from ka_core.probe.scheduler import (
     FIRST_DELAY_S,
     TICK_S,
@@ -44,7 +44,7 @@ from ka_core.probe.scheduler import (
 from ka_core.probe.wire import Resends, transport_of
 from ka_core.state import Outcome, State, stops
 from ka_core.store.layout import FLAG_NAME, FLAG_PAUSED
-from ka_core.store.ring import KIND_ADDED, KIND_OUTCOME, KIND_REPLY, RingEntry
+from ka_core.store.ring import KIND_ADDED, KIND_REPLY, RingEntry
 from ka_core.store.table import SharedTable
 from ka_core.uri import address_tag, parse_uri
 
@@ -217,7 +217,7 @@ class Prober(ClusterHooks, PassiveHooks):
         for entry in entries:
             if entry.kind == KIND_REPLY and self._from_destination(entry):
                 events.extend(self._finish(entry.seq, entry.code, entry.mono, entry.wall, True))
-            elif entry.kind == KIND_OUTCOME:
+            elif entry.kind in PASSIVE_KINDS:
                 events.extend(self._reported(entry, now, wall))
         return events
 
@@ -379,7 +379,7 @@ class Prober(ClusterHooks, PassiveHooks):
         )
         dest.stopped = stopped
         alive = outcome is not Outcome.FAIL
-        out, held = self._held(pending.slot, pending.gen, alive)  # passive health
+        out, held = self._held(seq, pending.slot, pending.gen, code, alive, now, wall)
         changed = self._table.write_state(
             pending.slot, pending.gen, State.DOWN if out else verdict.state, wall, code=code,
             rtt_ms=rtt_ms, probe=(verdict.failures, verdict.successes, stopped, replied, alive),

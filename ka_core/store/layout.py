@@ -39,7 +39,8 @@ class Fixed(NamedTuple):
     state: int
     flags: int
     ejections: int
-    """Times passive health ejected it (``ka_core.probe.outlier``), at most 255."""
+    """Times passive health ejected it (``ka_core.probe.outlier``), at most 127; the top
+    bit (``EJECTED_BY_RETRY_AFTER``) says the current hold is a Retry-After's."""
     uri_len: int
     key_len: int
     owner_len: int
@@ -122,6 +123,8 @@ FLAG_NAME = 32
 from its targets' (``ka_core.names.resolve``)."""
 FLAG_TARGET = 64
 """An address a name resolved to, added and removed by ka-kemi (``kemi.dns_resolver``)."""
+EJECTED_BY_RETRY_AFTER = 128
+"""In ``ejections``: the hold in force came from a Retry-After header."""
 FLAG_EJECTED = 128
 """Held out by real traffic (passive health, ``ka_core.probe.outlier``): the state is DOWN
 and ``ka_is_alive`` answers ``EJECTED_VALUE`` (or 2); only ``write_state`` sets it."""

@@ -1,5 +1,6 @@
-"""The shared table's writes that are not adds and deletes: probe results (the pinger only)
-and the operator's controls (pause, the current ``ping_interval``; any process, by RPC).
+"""The shared table's writes that are not adds and deletes: probe results (the pinger only),
+the operator's controls (pause, the current ``ping_interval``; any process, by RPC) and the
+outcomes SIP workers queue for passive health.
 
 Kept apart from ``ka_core.store.table`` so each stays small; ``SharedTable`` inherits these.
 """
@@ -16,6 +17,7 @@ from ka_core.store import codec
 from ka_core.store.layout import (
     CODE_CLASSES,
     CONTROLS_AT,
+    EJECTED_BY_RETRY_AFTER,
     FIXED,
     FLAG_EJECTED,
     FLAG_OWN_INTERVAL,
@@ -39,6 +41,7 @@ from ka_core.store.layout import (
     offset,
     rtt_bucket,
 )
+from ka_core.store.ring import KIND_OUTCOME, KIND_RETRY_AFTER, Ring, RingEntry
 
 EWMA_WEIGHT = 0.2
 """Weight of the newest round trip in ``rtt_ewma`` (about the last 5 replies)."""
@@ -71,6 +74,8 @@ class PingerWrites:
     _lock: AbstractContextManager[object]
     _slots_at: int
     capacity: int
+    ring_capacity: int
+    _ring: Ring
     _str: Callable[[int, str], bytes]  # ka_core.store.chains
     _off: Callable[[int], int]
 
@@ -102,7 +107,7 @@ class PingerWrites:
         rtt_ms: float = 0.0,
         probe: tuple[int, int, bool, bool, bool] | None = None,
         restored: tuple[float, float] | None = None,
-        ejected: tuple[bool, int, int] | None = None,
+        ejected: tuple[bool, int, int, bool] | None = None,
     ) -> StateChanged | bool:
         """The one writer of a destination's state: probe results, peer reports, derived
         (DNS) states and restored states all pass here, and a change is counted here only.
@@ -112,8 +117,8 @@ class PingerWrites:
         chooses between ``last_up`` and ``last_down``.  ``restored`` = (last_up, last_down)
         from the state file: put back as they were, not counted as a change.  Otherwise last
         up or down is stamped from the state (UNKNOWN stamps neither).  ``ejected`` =
-        (held out, times ejected, wall second it ends) of passive health (``FLAG_EJECTED``);
-        None keeps them as they are.  Returns False when
+        (held out, times ejected, wall second it ends, by a Retry-After) of passive health
+        (``FLAG_EJECTED``); None keeps them as they are.  Returns False when
         the slot was deleted, the ``StateChanged`` when the state changed, else True."""
         with self._lock:
             if not self.is_used(slot, gen):
@@ -136,7 +141,8 @@ class PingerWrites:
                 METRICS.pack_into(self._buf, off + METRICS_AT, *m)
             f[_STATE], f[_CHECKED] = state, wall
             if ejected is not None:
-                out, f[_EJECTIONS], f[_OUT_UNTIL] = ejected[0], min(ejected[1], 255), ejected[2]
+                out, count, f[_OUT_UNTIL], retry = ejected
+                f[_EJECTIONS] = min(count, 127) | (EJECTED_BY_RETRY_AFTER if retry else 0)
                 f[_FLAGS] = (f[_FLAGS] & ~FLAG_EJECTED) | (FLAG_EJECTED if out else 0)
             if probe is not None:
                 failures, successes, stopped, replied, alive = probe
@@ -188,6 +194,30 @@ class PingerWrites:
         probe = (failures, successes, stopped, replied, alive)
         written = self.write_state(slot, gen, state, wall, code=code, rtt_ms=rtt_ms, probe=probe)
         return written is not False
+
+    # -- passive health (SIP workers) --------------------------------------------------
+
+    def push_outcome(
+        self, slot: int, gen: int, code: int, mono: float, wall: float, retry_after: int = 0
+    ) -> bool:
+        """Queue a real outcome a script reported for a destination (passive health, see
+        ``ka_core.probe.outlier``; ``retry_after``: its seconds, 0 = none); False when the
+        ring is more than half full, which keeps
+        the rest for adds and ping replies."""
+        with self._lock:
+            if self._ring.free() <= self.ring_capacity // 2:
+                return False
+            self._ring.push(RingEntry(KIND_OUTCOME, code, slot, gen, retry_after, mono, wall))
+            return True
+
+    def push_retry_after(self, seq: int, seconds: int) -> bool:
+        """Queue the Retry-After of ping ``seq``'s reply, just before ``push_reply`` queues
+        the reply; False if the ring is full (the reply then counts as one without it)."""
+        with self._lock:
+            if self._ring.free() < 2:
+                return False
+            self._ring.push(RingEntry(KIND_RETRY_AFTER, min(seconds, 0xFFFF), 0, 0, seq, 0, 0))
+            return True
 
     def write_pinger_stats(self, lag_s: float, lag_max_s: float, in_flight: int) -> None:
         """The pinger's health for /metrics (no lock: only the pinger writes it)."""

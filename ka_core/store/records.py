@@ -56,5 +56,7 @@ class Record:
     ejected: bool = False
     """Held out by real traffic (passive health): the state shown is DOWN."""
     ejections: int = 0
+    by_retry_after: bool = False
+    """The hold in force came from a Retry-After header."""
     out_until: float = 0.0
     """Wall time the ejection ends; 0 when not ejected."""

@@ -24,7 +24,10 @@ KIND_REMOVED = 3
 """A slot freed by a delete (``gen``: the generation deleted); only cluster mode reads it."""
 KIND_FLUSHED = 4
 KIND_OUTCOME = 5
-"""A real outcome (final code) a script reported for slot ``slot`` generation ``gen``."""
+"""A real outcome (final code) a script reported for slot ``slot`` generation ``gen``;
+``seq`` holds the seconds of its Retry-After (0: none)."""
+KIND_RETRY_AFTER = 6
+"""The Retry-After seconds (in ``code``) of the reply to ping ``seq``, queued just before it."""
 
 
 @dataclass(frozen=True, slots=True)

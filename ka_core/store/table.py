@@ -37,6 +37,7 @@ from ka_core.store.codec import USED_AT
 from ka_core.store.layout import (
     BUCKET_AT,
     COUNT_AT,
+    EJECTED_BY_RETRY_AFTER,
     EMPTY,
     FIXED,
     FLAG_EJECTED,
@@ -64,7 +65,6 @@ from ka_core.store.ring import (
     ENTRY,
     KIND_ADDED,
     KIND_FLUSHED,
-    KIND_OUTCOME,
     KIND_REMOVED,
     KIND_REPLY,
     Ring,
@@ -194,7 +194,8 @@ class SharedTable(ProbeChains, PingerWrites):
             added=f.added,
             **text,
             ejected=bool(f.flags & FLAG_EJECTED),
-            ejections=f.ejections,
+            ejections=f.ejections & ~EJECTED_BY_RETRY_AFTER,
+            by_retry_after=bool(f.ejections & EJECTED_BY_RETRY_AFTER),
             out_until=float(f.out_until),
         )
 
@@ -349,16 +350,6 @@ class SharedTable(ProbeChains, PingerWrites):
             if self._ring.free() < 1:
                 return False
             self._ring.push(RingEntry(KIND_REPLY, code, source, local, seq, mono, wall))
-            return True
-
-    def push_outcome(self, slot: int, gen: int, code: int, mono: float, wall: float) -> bool:
-        """Queue a real outcome a script reported for a destination (passive health, see
-        ``ka_core.probe.outlier``); False when the ring is more than half full, which keeps
-        the rest for adds and ping replies."""
-        with self._lock:
-            if self._ring.free() <= self.ring_capacity // 2:
-                return False
-            self._ring.push(RingEntry(KIND_OUTCOME, code, slot, gen, 0, mono, wall))
             return True
 
     def drain(self) -> list[RingEntry]:

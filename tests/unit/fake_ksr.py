@@ -48,6 +48,8 @@ class FakeKsr:
     ) = (None, None, None)
     """($ci, $rs, $si[, $via0(branch)]) of the reply being processed; without a branch,
     the one of the request sent with that Call-ID (a peer echoes the Via)."""
+    reply_headers: dict[str, str] = field(default_factory=dict)
+    """Headers of the reply being processed (``reply_header``)."""
     request: HttpRequest = field(
         default_factory=lambda: HttpRequest("POST", "/RPC", "127.0.0.1", None)
     )
@@ -97,6 +99,9 @@ class FakeKsr:
 
     def reply_local(self) -> tuple[str, int]:
         return self.local
+
+    def reply_header(self, name: str) -> str | None:
+        return self.reply_headers.get(name)
 
     def reply_fields(self) -> tuple[str | None, int | None, str | None, str | None]:
         if len(self.reply) == 4:

@@ -14,7 +14,7 @@ from ka_core.errors import InvalidArgument
 from ka_core.events import Event, StateChanged
 from ka_core.ops import metrics
 from ka_core.ops.commands import RpcCommands
-from ka_core.probe.outlier import OFF, Ejection, Outlier, count, may_eject
+from ka_core.probe.outlier import OFF, Ejection, Outlier, count, may_eject, parse_retry_after
 from ka_core.probe.prober import Ping, Prober
 from ka_core.state import State
 from ka_core.store import registry
@@ -245,3 +245,80 @@ def test_the_share_follows_adds_to_the_group() -> None:
     registry.add(p.table, "10.0.0.7", "other", interval_s=None, wall=0)
     p.report(1, 503)
     assert p.ejected() == [True, True], "two of four"
+
+
+RETRY = Ejection(retry_max_s=20)
+"""Passive health off, Retry-After on (capped at 20 s)."""
+
+
+def answer(p: Passive, code: int, retry_after: int = 0, at: float | None = None) -> None:
+    """The next ping of destination 0, answered ``code`` with that Retry-After."""
+    (ping,) = p.poll(at)
+    if retry_after:
+        assert p.table.push_retry_after(ping.seq, retry_after)
+    p.table.push_reply(ping.seq, code, p.now, p.now)
+    p.poll()
+
+
+def test_parse_retry_after() -> None:
+    texts = ["120", " 18000;duration=3600", "120 (I'm in a meeting)", "0", "soon", "", "-5"]
+    assert [parse_retry_after(t) for t in texts] == [120, 18000, 120, 0, 0, 0, 0]
+    assert [parse_retry_after(v) for v in (30, None, True, 10**9)] == [30, 0, 0, 86400]
+
+
+def test_a_pings_retry_after_holds_it_out_through_alive_probes_until_then() -> None:
+    p = Passive(1, Ejection(retry_max_s=200))
+    answer(p, 503, 90, at=START + 60)
+    held_at = p.now
+    rec = p.table.read(p.slots[0])
+    assert (rec.state, rec.ejected, rec.by_retry_after, rec.ejections) == (
+        State.DOWN,
+        True,
+        True,
+        0,
+    )
+    assert rec.out_until == int(held_at + 90)
+    answer(p, 200, at=held_at + 60)
+    assert (p.state(), p.ejected()) == (State.DOWN, [True]), "the peer said 90 s"
+    p.poll(held_at + 89.9)
+    assert p.ejected() == [True]
+    p.poll(held_at + 90)
+    assert (p.state(), p.ejected()) == (State.UP, [False]), "the probe's state: UP"
+
+
+def test_retry_after_is_capped_and_only_for_its_codes() -> None:
+    p = Passive(1, RETRY)
+    answer(p, 503, 1000, at=START + 60)
+    assert p.prober._next_reinstatement() == p.now + 20, "capped at retry_max_s"
+    other = Passive(1, RETRY)
+    answer(other, 500, 30, at=START + 60)
+    assert other.ejected() == [False], "500 is not in the Retry-After codes"
+    off = Passive(1, OFF)
+    answer(off, 503, 30, at=START + 60)
+    assert off.ejected() == [False] and off.state() is State.DOWN, "off: the probe as before"
+
+
+def test_a_reported_retry_after_holds_without_passive_health_and_outside_the_share() -> None:
+    p = Passive(2, Ejection(after=1, max_percent=10, retry_max_s=20))
+    p.report(0, 503)
+    assert p.ejected() == [True, False]
+    slot = p.slots[1]
+    assert p.table.push_outcome(slot, p.table.hot(slot)[0], 503, p.now, 0, 5)
+    p.poll()
+    assert p.ejected() == [True, True], "the peer asked: no share applies"
+    assert p.table.read(slot).by_retry_after
+    p.poll(START + 5)
+    assert p.ejected() == [True, False]
+    alone = Passive(1, RETRY)
+    alone.report(0, *[503] * 10)
+    assert alone.ejected() == [False], "no Retry-After, passive off: nothing"
+
+
+def test_info_shows_a_retry_after_hold() -> None:
+    p = Passive(1, RETRY)
+    commands = RpcCommands(p.table, lambda: p.now)
+    answer(p, 503, 15, at=START + 60)
+    (info,) = commands.call("keepalive.info", ["sip:10.0.0.1", "gw"])
+    assert isinstance(info, dict)
+    assert (info["cause"], info["ejections"]) == ("retry-after", 0)
+    assert info["ejected until"] != "-\n"

@@ -8,10 +8,11 @@ import pytest
 from ka_core.state import State
 from ka_core.store.ring import KIND_OUTCOME
 from ka_core.uri import parse_uri
-from kemi import functions
+from kemi import functions, pinger
 from kemi.functions import ka_add_destination, ka_is_alive, ka_report
 from kemi.native import NativeHandler
 from tests.unit.conftest import Glue, GlueFactory
+from tests.unit.test_pinger_glue import answer, tick
 
 URI = "sip:10.0.0.1"
 MSG = object()
@@ -26,7 +27,7 @@ def eject(glue: Glue, uri: str = URI) -> None:
     """What the pinger writes when passive health ejects a destination."""
     table = glue.rt.table
     slot = table.find(parse_uri(uri).key)
-    assert table.write_state(slot, table.hot(slot)[0], State.DOWN, 1.0, ejected=(True, 1, 9))
+    assert table.write_state(slot, table.hot(slot)[0], State.DOWN, 1.0, ejected=(True, 1, 9, False))
 
 
 def test_a_report_is_queued_for_the_pinger_with_its_slot_and_code(glue: Glue) -> None:
@@ -105,8 +106,52 @@ def test_native_report_and_its_usage(glue: Glue) -> None:
     assert handler.ka_report(MSG, f"{URI} 503") == 1
     assert handler.ka_report(MSG, f"{URI} 503 gw") == 1
     assert handler.ka_report(MSG, f"{URI} <null>") == -1, "$T_reply_code unset"
-    usage = 'ka_report: use python_exec("ka_report", "<uri> <code> [<owner>]"), not '
-    for arg in (None, "", URI, f"{URI} 503 gw extra"):
+    usage = (
+        'ka_report: use python_exec("ka_report", "<uri> <code> [<owner>|* [<retry-after>]]"), not '
+    )
+    for arg in (None, "", URI, f"{URI} 503 gw 5 extra"):
         assert handler.ka_report(MSG, arg) == -1
         assert glue.ksr.texts("err")[-1] == usage + repr(arg)
     assert [e.code for e in glue.rt.table.drain()] == [503, 503]
+
+
+def test_a_ping_reply_with_retry_after_holds_the_destination(glue_factory: GlueFactory) -> None:
+    glue = glue_factory(
+        KA_PING_INTERVAL="1", KA_PING_TIMEOUT_MS="500", KA_RETRY_AFTER_MAX="10",
+        KA_RETRY_AFTER_CODES="503,480",
+    )  # fmt: skip
+    assert ka_add_destination(URI, "gw") == 1
+    p = pinger.Pinger(glue.rt)
+    tick(glue, p, 1000.0)
+    tick(glue, p, 1000.4)
+    glue.ksr.reply_headers = {"Retry-After": "30;duration=60"}
+    assert answer(glue, 480) == 0
+    tick(glue, p, 1000.41)
+    rec = glue.rt.table.read(glue.rt.table.find(parse_uri(URI).key))
+    assert (rec.state, rec.ejected, rec.by_retry_after) == (State.DOWN, True, True)
+    assert 9 <= rec.out_until - glue.rt.wall() <= 10, "capped at KA_RETRY_AFTER_MAX"
+    assert ka_is_alive(URI) == 4
+
+
+def test_retry_after_off_by_default_is_not_even_read(glue: Glue) -> None:
+    assert ka_add_destination(URI, "gw") == 1
+    p = pinger.Pinger(glue.rt)
+    tick(glue, p, 1000.0)
+    tick(glue, p, 1000.4)
+    glue.ksr.reply_headers = {"Retry-After": "30"}
+    glue.ksr.reply_header = None  # type: ignore[assignment,method-assign]
+    assert answer(glue, 503) == 0, "KA_RETRY_AFTER_MAX 0: the header is not read"
+    tick(glue, p, 1000.41)
+    rec = glue.rt.table.read(glue.rt.table.find(parse_uri(URI).key))
+    assert (rec.state, rec.ejected) == (State.DOWN, False)
+
+
+def test_ka_report_passes_retry_after(glue_factory: GlueFactory) -> None:
+    glue = glue_factory(KA_RETRY_AFTER_MAX="60")
+    handler = NativeHandler()
+    ka_add_destination(URI, "gw")
+    glue.rt.table.drain()
+    assert ka_report(URI, 503, "", "120 (maintenance)") == 1
+    assert ka_report(URI, 503, "gw", "soon") == 1, "an unreadable header is ignored"
+    assert handler.ka_report(MSG, f"{URI} 503 * 7") == 1
+    assert [(e.code, e.seq) for e in glue.rt.table.drain()] == [(503, 120), (503, 0), (503, 7)]
