@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ from tests.integration.test_keepalive import wait_state
 from tests.integration.test_native import events as native_events
 from tests.integration.test_native import py_exec, start_native
 from tests.integration.test_native import wait_state as native_wait_state
-from tests.peers.uas import Request, ScriptedUAS
+from tests.peers.uas import Answer, Request, ScriptedUAS
 
 pytestmark = pytest.mark.integration
 
@@ -146,3 +147,58 @@ def test_native_cfg_report_ejects_and_runs_the_event_routes(
         ("gw", "up", "0", "1", "200"), ("gw", "down", "1", "2", "408"),
         ("gw", "up", "2", "1", "0"),
     ]  # fmt: skip
+
+
+def once_then_200(answer: Answer) -> Callable[[Request], int | Answer]:
+    """``answer`` to the first request after it is armed (``armed[0] = True``), 200 else."""
+    armed = [False]
+
+    def behaviour(req: Request) -> int | Answer:
+        if armed[0] and req.method != "ACK":
+            armed[0] = False
+            return answer
+        return 200
+
+    behaviour.armed = armed  # type: ignore[attr-defined]
+    return behaviour
+
+
+@pytest.mark.parametrize(("retry_after", "cap", "held"), [(3, 10, 3.0), (100, 2, 2.0)])
+def test_a_pings_retry_after_holds_exactly_as_long_as_it_says_capped(
+    kamailio_factory: KamailioFactory, uas_factory, retry_after: int, cap: int, held: float
+) -> None:
+    kam = kamailio_factory(defines={"KA_RETRY_AFTER_MAX": cap})
+    uas: ScriptedUAS = uas_factory()
+    behaviour = once_then_200(Answer(503, headers=(f"Retry-After: {retry_after}",)))
+    uas.set_behaviour(behaviour)
+    uri = f"sip:{uas.host}:{uas.port}"
+    assert result_of(kam, "ka_add_destination", uri, "gw") == "1"
+    wait_state(kam, uri, 1, owner="gw")
+    behaviour.armed[0] = True  # type: ignore[attr-defined]
+    wait_alive(kam, uri, 4, timeout=2.5)
+    out_at = time.monotonic()
+    shown = info(kam, uri, "gw")
+    assert (shown["state"], shown["cause"]) == ("2", "retry-after"), shown
+    back = wait_alive(kam, uri, 1, timeout=held + 2)
+    assert held - 0.5 <= back <= held + 0.6, back
+    assert uas.count("OPTIONS") >= 1 + int(held), "pings went on, answered 200, while held"
+    assert time.monotonic() - out_at < held + 1
+
+
+def test_a_reported_retry_after_holds_the_gateway(
+    kamailio_factory: KamailioFactory, uas_factory
+) -> None:
+    kam = kamailio_factory(defines={"KA_PING_INTERVAL": 60, "KA_RETRY_AFTER_MAX": 30})
+    uas: ScriptedUAS = uas_factory()
+    uas.set_behaviour(
+        lambda req: Answer(503, headers=("Retry-After: 2",)) if req.method == "INVITE" else 200
+    )
+    uri = f"sip:{uas.host}:{uas.port}"
+    assert result_of(kam, "ka_add_destination", uri, "gw") == "1"
+    wait_state(kam, uri, 1, owner="gw")
+    ruri = f"sip:gwra@{kam.ip}:{kam.port}"
+    assert request(kam.ip, kam.port, "INVITE", ruri, {"X-Dst": uri}).code == 500
+    wait_alive(kam, uri, 4, timeout=1.0)
+    assert info(kam, uri, "gw")["cause"] == "retry-after"
+    back = wait_alive(kam, uri, 1, timeout=4.0)
+    assert 1.3 <= back <= 2.4, back

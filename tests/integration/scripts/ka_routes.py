@@ -114,12 +114,16 @@ class Handler(KeepaliveHandler):
             if KSR.tm.t_relay() < 0:
                 KSR.sl.sl_send_reply(500, "Relay failed")
             return 1
-        if KSR.pv.get("$rU") == "gw":
-            # Passive health (test_passive.py): relayed to X-Dst, a failure is reported
-            # from failure_route with the destination and tm's final code
+        if KSR.pv.get("$rU") in ("gw", "gwra"):
+            # Passive health (test_passive.py): relayed to X-Dst; "gw" reports a failure from
+            # failure_route with tm's final code, "gwra" every final reply from onreply_route
+            # with its Retry-After
             KSR.pv.sets("$avp(gw)", KSR.pv.get("$hdr(X-Dst)"))
             KSR.pv.sets("$du", KSR.pv.get("$hdr(X-Dst)"))
-            KSR.tm.t_on_failure("ksr_failure_gw")
+            if KSR.pv.get("$rU") == "gw":
+                KSR.tm.t_on_failure("ksr_failure_gw")
+            else:
+                KSR.tm.t_on_reply("ksr_onreply_gwra")
             if KSR.tm.t_relay() < 0:
                 KSR.sl.sl_send_reply(500, "Relay failed")
             return 1
@@ -127,6 +131,12 @@ class Handler(KeepaliveHandler):
             KSR.sl.sl_send_reply(200, "OK")
             return 1
         KSR.sl.sl_send_reply(404, "Not here")
+        return 1
+
+    def ksr_onreply_gwra(self, msg):
+        code = KSR.pv.get("$rs")
+        if code >= 200:
+            functions.ka_report(KSR.pv.get("$avp(gw)"), code, "", KSR.pv.get("$hdr(Retry-After)"))
         return 1
 
     def ksr_failure_gw(self, msg):
