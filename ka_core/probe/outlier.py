@@ -77,12 +77,17 @@ class Outlier:
     ejections: int = 0
     until: float = 0.0
     """Monotonic time the ejection ends; 0 = in service."""
-    retry: bool = False
-    """The hold is a Retry-After's: only its time ends it, not an alive probe."""
+    hold_until: float = 0.0
+    """Monotonic end of a Retry-After's hold: until then no alive probe ends it."""
 
     @property
     def ejected(self) -> bool:
         return self.until > 0
+
+    @property
+    def retry(self) -> bool:
+        """The hold in force is a Retry-After's (it ends last)."""
+        return 0 < self.until <= self.hold_until
 
 
 def may_eject(group_size: int, ejected_now: int, max_percent: int) -> bool:
@@ -111,20 +116,19 @@ def eject(o: Outlier, now: float) -> float:
 def reinstate(o: Outlier) -> None:
     """Back in service (time up, or an alive probe); the ejection count stays, so the next
     ejection lasts longer."""
-    o.until = 0.0
+    o.until = o.hold_until = 0.0
     o.failures = 0
-    o.retry = False
 
 
 def retry_hold(o: Outlier, code: int, retry_after_s: int, now: float) -> bool:
-    """A reply ``code`` that said Retry-After: hold the destination out until then (capped
-    by ``retry_max_s``), or longer if it is already out for longer.  True when it holds."""
+    """A reply ``code`` that said Retry-After: hold the destination out at least until then
+    (capped by ``retry_max_s``); an ejection that ends later still ends later.  True when
+    it holds."""
     p = o.policy
     if not (p.retry_max_s and retry_after_s > 0 and code in p.retry_codes):
         return False
-    until = now + min(retry_after_s, p.retry_max_s)
-    if until > o.until:
-        o.until, o.retry = until, True
+    o.hold_until = max(o.hold_until, now + min(retry_after_s, p.retry_max_s))
+    o.until = max(o.until, o.hold_until)
     return True
 
 

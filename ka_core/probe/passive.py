@@ -87,7 +87,7 @@ class PassiveHooks:
         o = self._ejected.get(slot)
         if o is None or o.gen != gen:
             return False, None
-        if not alive or o.retry:
+        if not alive or o.hold_until > now:
             return True, None
         reinstate(o)
         del self._ejected[slot]

@@ -322,3 +322,17 @@ def test_info_shows_a_retry_after_hold() -> None:
     assert isinstance(info, dict)
     assert (info["cause"], info["ejections"]) == ("retry-after", 0)
     assert info["ejected until"] != "-\n"
+
+
+def test_a_retry_after_during_a_longer_ejection_still_holds_against_probes() -> None:
+    p = Passive(1, Ejection(after=1, base_s=1000, max_s=1000, retry_max_s=200))
+    p.report(0, 500)
+    slot = p.slots[0]
+    assert p.table.push_outcome(slot, p.table.hot(slot)[0], 503, p.now, 0, 90)
+    p.poll()
+    rec = p.table.read(slot)
+    assert (rec.ejected, rec.by_retry_after) == (True, False), "the ejection ends later"
+    answer(p, 200, at=START + 60)
+    assert p.ejected() == [True], "the Retry-After's 90 s are not over"
+    answer(p, 200, at=START + 120)
+    assert (p.state(), p.ejected()) == (State.UP, [False])
