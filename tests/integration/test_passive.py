@@ -88,6 +88,38 @@ def test_invites_failing_with_503_eject_the_gateway_until_the_time_ends(
     assert "failure_route: reported 503" in kam.log()
 
 
+def short_tm_timers(cfg: str) -> str:
+    """tm gives up on an unanswered INVITE after 1.5 s (its default: 30 s)."""
+    load = 'loadmodule "tm.so"\n'
+    assert load in cfg
+    timers = 'modparam("tm", "fr_timer", 1500)\nmodparam("tm", "fr_inv_timer", 1500)\n'
+    return cfg.replace(load, load + timers, 1)
+
+
+def test_local_timeouts_count_as_408(
+    kamailio_factory: KamailioFactory, uas_factory, tmp_path: Path
+) -> None:
+    """A gateway that swallows INVITEs: tm's timer ends each call with a local 408, which
+    failure_route reports."""
+    events = tmp_path / "events.jsonl"
+    kam = kamailio_factory(
+        defines={
+            "KA_PING_INTERVAL": 60, "KA_PASSIVE": 1, "KA_EJECT_AFTER": 2,
+            "KA_EVENT_CALLBACK": '"ka_event"', "KA_TEST_EVENTS": f'"{events}"',
+        },
+        cfg_edit=short_tm_timers,
+    )  # fmt: skip
+    uas: ScriptedUAS = uas_factory()
+    uas.set_behaviour(lambda req: None if req.method == "INVITE" else 200)
+    uri = f"sip:{uas.host}:{uas.port}"
+    assert result_of(kam, "ka_add_destination", uri, "gw") == "1"
+    wait_state(kam, uri, 1, owner="gw")
+    assert [call(kam, uri) for _ in range(2)] == [408, 408]
+    wait_alive(kam, uri, 4, timeout=1.0)
+    rows = [json.loads(line) for line in events.read_text().splitlines()]
+    assert [(r[0], r[5]) for r in rows if r[3] != 0] == [("keepalive:dst-down", 408)], rows
+
+
 def test_a_fault_on_every_gateway_ejects_no_more_than_the_share(
     kamailio_factory: KamailioFactory, uas_factory
 ) -> None:
