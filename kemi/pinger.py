@@ -39,6 +39,7 @@ from kemi import events as ka_events
 from kemi import persistence, wakeup
 from kemi.api import decode_user
 from kemi.cluster import Cluster
+from kemi.dispatcher_link import DispatcherLink
 from kemi.dns_resolver import DnsNames
 from kemi.jsonrpc_socket import JsonrpcSocket
 from kemi.rpc_server import RpcServer
@@ -103,6 +104,7 @@ class Pinger:
             None if self._dns is None else self._dns.machine,
         )  # fmt: skip
         self._unsent: list[int] = []
+        self._dispatcher = DispatcherLink(rt) if rt.config.dispatcher_bridge else None
         self._writer = persistence.writer(rt.table, rt.config, rt.wall)  # KA_STATE_FILE
         self._frozen_at = 0.0
         self._sender = Sender(rt.ksr, rt.key, callid_prefix(rt.token), rt.config.ping_from)
@@ -183,13 +185,18 @@ class Pinger:
                 self._act(event)
             except Exception:
                 rt.ksr.err(f"keepalive event {event!r} failed: {traceback.format_exc()}")
+        deadline = step.deadline
+        if self._dispatcher is not None:
+            self._dispatcher.step(now)
+            later_sync = self._dispatcher.bridge.next_sync
+            deadline = later_sync if deadline is None else min(deadline, later_sync)
         if self._writer is not None:
             self._writer.report(rt.ksr)  # its thread never calls KSR
         later = rt.monotonic()
         if later - self._frozen_at >= FREEZE_EVERY_S:
             gc.freeze()  # long-lived: never scanned again (freed by reference counts)
             self._frozen_at = later
-        self._wait(MAX_SLEEP_S if step.deadline is None else step.deadline - later)
+        self._wait(MAX_SLEEP_S if deadline is None else deadline - later)
 
     def _wait(self, seconds: float) -> None:
         """Sleep in ``select`` at most ``seconds`` (and ``MAX_SLEEP_S``): a wake-up byte or
@@ -228,6 +235,8 @@ class Pinger:
                     )  # fmt: skip
             finally:
                 self._events.deliver(event)  # the script's method sees every change
+                if self._dispatcher is not None:
+                    self._dispatcher.on_event(event)
         elif isinstance(event, ResponseReceived):
             if event.callback:
                 ka_events.call_with_rtt(
