@@ -24,7 +24,6 @@ import traceback
 from collections.abc import Callable
 from typing import TypeVar
 
-from ka_core.config.settings import socket_tag
 from ka_core.events import Event, ProbingStopped, ResponseReceived, StateChanged
 from ka_core.node import Inputs, Node
 from ka_core.probe import replies
@@ -33,6 +32,7 @@ from ka_core.probe.liveness import PingerStatus
 from ka_core.probe.outlier import parse_retry_after
 from ka_core.probe.prober import Ping, Prober
 from ka_core.probe.wire import retransmit_offsets
+from ka_core.settings import socket_tag
 from ka_core.state import State
 from ka_core.store.layout import FLAG_SOCKET
 from ka_core.uri import address_tag
@@ -40,6 +40,7 @@ from kemi import events as ka_events
 from kemi import persistence, wakeup
 from kemi.api import decode_user
 from kemi.cluster import Cluster
+from kemi.dispatcher_link import DispatcherLink
 from kemi.dns_resolver import DnsNames
 from kemi.jsonrpc_socket import JsonrpcSocket
 from kemi.rpc_server import RpcServer
@@ -105,6 +106,7 @@ class Pinger:
             None if self._dns is None else self._dns.machine,
         )  # fmt: skip
         self._unsent: list[int] = []
+        self._dispatcher = DispatcherLink(rt) if rt.config.dispatcher_bridge else None
         self._writer = persistence.writer(rt.table, rt.config, rt.wall)  # KA_STATE_FILE
         self._frozen_at = 0.0
         self._sender = Sender(rt.ksr, rt.key, callid_prefix(rt.token), rt.config.ping_from)
@@ -185,13 +187,18 @@ class Pinger:
                 self._act(event)
             except Exception:
                 rt.ksr.err(f"keepalive event {event!r} failed: {traceback.format_exc()}")
+        deadline = step.deadline
+        if self._dispatcher is not None:
+            self._dispatcher.step(now)
+            later_sync = self._dispatcher.bridge.next_sync
+            deadline = later_sync if deadline is None else min(deadline, later_sync)
         if self._writer is not None:
             self._writer.report(rt.ksr)  # its thread never calls KSR
         later = rt.monotonic()
         if later - self._frozen_at >= FREEZE_EVERY_S:
             gc.freeze()  # long-lived: never scanned again (freed by reference counts)
             self._frozen_at = later
-        self._wait(MAX_SLEEP_S if step.deadline is None else step.deadline - later)
+        self._wait(MAX_SLEEP_S if deadline is None else deadline - later)
 
     def _wait(self, seconds: float) -> None:
         """Sleep in ``select`` at most ``seconds`` (and ``MAX_SLEEP_S``): a wake-up byte or
@@ -230,6 +237,8 @@ class Pinger:
                     )  # fmt: skip
             finally:
                 self._events.deliver(event)  # the script's method sees every change
+                if self._dispatcher is not None:
+                    self._dispatcher.on_event(event)
         elif isinstance(event, ResponseReceived):
             if event.callback:
                 ka_events.call_with_rtt(

@@ -56,6 +56,8 @@ def check_modules(ksr: KsrPort) -> None:
     ]
     if ksr.define("KA_CLUSTER") is not None:
         needed.append(("dmq", "KA_CLUSTER shares destinations over dmq"))
+    if ksr.define("KA_DISPATCHER_BRIDGE") not in (None, "0"):
+        needed.append(("dispatcher", "KA_DISPATCHER_BRIDGE keeps dispatcher's states"))
     for module, why in needed:
         if not ksr.module_loaded(module):
             raise RuntimeError(

@@ -5,7 +5,7 @@ readable in ``mod_init``; ``#!define`` values are (``$def(NAME)``).  ``destinati
 repeatable through numbered defines (``KA_DESTINATION``, ``KA_DESTINATION_1`` ...
 ``KA_DESTINATION_99``), each holding one or more URIs separated by spaces or commas.  A URI
 may carry per-destination settings after a ``|`` (``sip:10.0.0.1|down_after=3;alive=2xx,404``,
-``ka_core.config.settings``); such an item ends at the next space.
+``ka_core.settings``); such an item ends at the next space.
 
 Invalid values raise ``InvalidArgument`` naming the parameter and the value; the glue turns
 that into a failed ``mod_init``, so Kamailio refuses to start.
@@ -17,23 +17,25 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from ka_core.cluster.codec import BadMessage, node_id
-from ka_core.config.settings import (
+from ka_core.errors import InvalidArgument, InvalidUri
+from ka_core.names.resolve import parse_dns_server, server_text
+from ka_core.ops.access import LOOPBACK, HttpGuard, Network, parse_allow, parse_path, parse_token
+from ka_core.policy import (
+    DEFAULT_AFTER,
+    DEFAULT_ALIVE,
+    DEFAULT_FAILURE_CODES,
+    DEFAULT_RETRY_CODES,
+    MAX_RETRY_AFTER_S,
+    CodeSet,
+    Ejection,
+    Policy,
+)
+from ka_core.settings import (
     MAX_INTERVAL_S,
     Settings,
     parse_failure_codes,
     parse_from,
     parse_settings,
-)
-from ka_core.errors import InvalidArgument, InvalidUri
-from ka_core.names.resolve import parse_dns_server, server_text
-from ka_core.ops.access import LOOPBACK, HttpGuard, Network, parse_allow, parse_path, parse_token
-from ka_core.probe.health import DEFAULT_ALIVE, CodeSet, Policy
-from ka_core.probe.outlier import (
-    DEFAULT_AFTER,
-    DEFAULT_FAILURE_CODES,
-    DEFAULT_RETRY_CODES,
-    MAX_RETRY_AFTER_S,
-    Ejection,
 )
 from ka_core.uri import SipUri, parse_uri
 
@@ -120,6 +122,11 @@ class KaConfig:
     """The DMQ channel (the KDMQ R-URI user) of ka-kemi's messages."""
     cluster_heartbeat_ms: int = 1000
     """Heartbeat period; a node silent for three of them is out."""
+    dispatcher_bridge: int = 0
+    """1: dispatcher's destinations are probed by ka-kemi (owner ``dispatcher``) and their
+    dispatcher states follow ka-kemi's (docs/dispatcher.md)."""
+    dispatcher_sync_s: int = 30
+    """Seconds between two reads of ``dispatcher.list`` (new, gone and reset entries)."""
     passive: int = 0
     """1: passive health for every destination (``ka_report`` outcomes eject it)."""
     eject_after: int = DEFAULT_AFTER
@@ -231,10 +238,9 @@ def _method_name(text: str) -> str:
     return value
 
 
-def _switch(text: str) -> int:
-    """``#!define KA_CLUSTER`` without a value turns it on too."""
-    value = text.strip().strip('"')
-    return _int("cluster", 0, 1)(value or "1")
+def _switch(name: str) -> Callable[[str], int]:
+    """0 or 1; ``#!define KA_CLUSTER`` without a value turns it on too."""
+    return lambda text: _int(name, 0, 1)(text.strip().strip('"') or "1")
 
 
 def _node(text: str) -> str:
@@ -283,11 +289,13 @@ _SCALARS: Mapping[str, Callable[[str], object]] = {
     "dns_server": _dns_server,
     "dns_refresh": _int("dns_refresh", 5, 86400),
     "dns_state": _choice("dns_state", ("any", "all")),
-    "cluster": _switch,
+    "cluster": _switch("cluster"),
     "dmq_server": _node,
     "cluster_mode": _choice("cluster_mode", ("distributed", "all")),
     "cluster_channel": _channel,
     "cluster_heartbeat_ms": _int("cluster_heartbeat_ms", 200, 60_000),
+    "dispatcher_bridge": _switch("dispatcher_bridge"),
+    "dispatcher_sync_s": _int("dispatcher_sync_s", 1, 3600),
     "passive": _int("passive", 0, 1),
     "eject_after": _int("eject_after", 1, 1000),
     "eject_codes": lambda text: parse_failure_codes(
@@ -348,6 +356,10 @@ def load_config(defines: Mapping[str, str]) -> KaConfig:
         )
     if config.cluster and not config.dmq_server:
         raise InvalidArgument("parameter dmq_server: needed with cluster 1 (sip:ip:port)")
+    if config.cluster and config.dispatcher_bridge:
+        raise InvalidArgument(
+            "parameter dispatcher_bridge: not supported together with cluster 1 yet"
+        )
     if config.cluster and config.dns:
         raise InvalidArgument("parameter cluster: not supported together with dns 1 yet")
     return config

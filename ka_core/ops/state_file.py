@@ -39,7 +39,7 @@ class Saved:
     uri: str
     owner: str
     settings: str
-    """Canonical settings text (``ka_core.config.settings``)."""
+    """Canonical settings text (``ka_core.settings``)."""
     interval_ms: int
     own_interval: bool
     """``layout.FLAG_OWN_INTERVAL``: not following ``ping_interval``."""

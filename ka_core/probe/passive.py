@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ka_core.config.settings import ejection_of, parse_settings
 from ka_core.events import Event, StateChanged
+from ka_core.policy import Ejection
 from ka_core.probe.outlier import (
-    Ejection,
     Outlier,
     count,
     eject,
@@ -21,6 +20,7 @@ from ka_core.probe.outlier import (
     reinstate,
     retry_hold,
 )
+from ka_core.settings import ejection_of, parse_settings
 from ka_core.state import State
 from ka_core.store.ring import KIND_OUTCOME, KIND_RETRY_AFTER
 

@@ -22,9 +22,9 @@ import ipaddress
 import json
 from dataclasses import dataclass
 
-from ka_core.config.settings import parse_socket, socket_text
 from ka_core.errors import InvalidArgument
 from ka_core.probe.scheduler import TICK_S, on_grid
+from ka_core.settings import parse_socket, socket_text
 from ka_core.uri import SipUri
 
 BRANCH_MAGIC = "z9hG4bK"

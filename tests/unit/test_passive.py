@@ -9,13 +9,14 @@ import threading
 import pytest
 
 from ka_core.config.kaconfig import load_config
-from ka_core.config.settings import ejection_of, parse_settings
 from ka_core.errors import InvalidArgument
 from ka_core.events import Event, StateChanged
 from ka_core.ops import metrics
 from ka_core.ops.commands import RpcCommands
-from ka_core.probe.outlier import OFF, Ejection, Outlier, count, may_eject, parse_retry_after
+from ka_core.policy import OFF, Ejection
+from ka_core.probe.outlier import Outlier, count, may_eject, parse_retry_after
 from ka_core.probe.prober import Ping, Prober
+from ka_core.settings import ejection_of, parse_settings
 from ka_core.state import State
 from ka_core.store import registry
 from ka_core.store.table import SharedTable, buffer_size

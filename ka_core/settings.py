@@ -18,8 +18,7 @@ import zlib
 from dataclasses import dataclass, replace
 
 from ka_core.errors import InvalidArgument, InvalidUri
-from ka_core.probe.health import CodeSet, Policy
-from ka_core.probe.outlier import Ejection
+from ka_core.policy import CodeSet, Ejection, Policy
 from ka_core.uri import parse_uri
 
 MAX_INTERVAL_S = 86400
