@@ -24,20 +24,19 @@ import traceback
 from collections.abc import Callable
 from typing import TypeVar
 
-from ka_core.events import Event, ProbingStopped, ResponseReceived, StateChanged
+from ka_core.events import Event, StateChanged
 from ka_core.node import Inputs, Node
 from ka_core.probe import replies
 from ka_core.probe.callid import callid_prefix
 from ka_core.probe.liveness import PingerStatus
 from ka_core.probe.prober import Ping, Prober
 from ka_core.probe.wire import retransmit_offsets
+from ka_core.script import callbacks
 from ka_core.settings import socket_tag
-from ka_core.state import State
 from ka_core.store.layout import FLAG_SOCKET
 from ka_core.uri import address_tag
 from kemi import events as ka_events
 from kemi import persistence, wakeup
-from kemi.api import decode_user
 from kemi.cluster import Cluster
 from kemi.dispatcher_link import DispatcherLink
 from kemi.dns_resolver import DnsNames
@@ -222,33 +221,20 @@ class Pinger:
             self._unsent.append(ping.seq)  # a failure at the next step
 
     def _act(self, event: Event) -> None:
-        ksr = self._rt.ksr
-        if isinstance(event, StateChanged):
-            ksr.info(
-                f"destination {event.uri} owner {event.owner}: {event.old.name} -> {event.new.name}"
-            )
-            try:
-                if event.callback:
-                    ka_events.call_with_rtt(
-                        resolve_callback(event.callback), event.rtt_ms,
-                        event.uri, int(event.new), decode_user(event.user),
-                    )  # fmt: skip
-            finally:
+        line = callbacks.log_line(event)
+        if line is not None:
+            level, text = line
+            (self._rt.ksr.info if level == callbacks.INFO else self._rt.ksr.warn)(text)
+        call = callbacks.user_call(event)
+        try:
+            if call is not None:
+                path, rtt_ms, args = call
+                callbacks.call_with_rtt(resolve_callback(path), rtt_ms, *args)
+        finally:
+            if isinstance(event, StateChanged):
                 self._events.deliver(event)  # the script's method sees every change
                 if self._dispatcher is not None:
                     self._dispatcher.on_event(event)
-        elif isinstance(event, ResponseReceived):
-            if event.callback:
-                ka_events.call_with_rtt(
-                    resolve_callback(event.callback), event.rtt_ms,
-                    event.uri, event.code, decode_user(event.user),
-                )  # fmt: skip
-        elif isinstance(event, ProbingStopped):
-            ksr.warn(
-                f"destination {event.uri} owner {event.owner}: {event.failures} "
-                f"consecutive failures, probing stopped (state {State.DOWN.name}) "
-                "until it is added again"
-            )
 
 
 def on_reply(rt: Runtime) -> int:

@@ -13,10 +13,10 @@ import pytest
 from ka_core.names import dns_wire
 from ka_core.names import machine as names_machine
 from ka_core.names.resolve import Resolution, Target
+from ka_core.script.callbacks import DestinationEvent
 from ka_core.state import State
 from ka_core.uri import SipUri, parse_uri
 from kemi import api, dns_client, dns_resolver, functions, pinger
-from kemi.events import DestinationEvent
 from tests.harness.kamailio import free_address
 from tests.peers.dns_zone import ZoneServer
 from tests.unit.conftest import Glue, GlueFactory
