@@ -21,11 +21,12 @@ import threading
 import time
 from collections.abc import Callable
 
+from ka_core.config.banner import dns_started
 from ka_core.names.machine import ERR, WARN, NamesMachine, NamesOut
-from ka_core.names.resolve import Resolution, first_nameserver, parse_dns_server, server_text
+from ka_core.names.resolve import Resolution, run_lookup, server_address, server_text
 from ka_core.names.schedule import Key, ResolveSchedule
 from ka_core.uri import SipUri
-from kemi.dns_client import DnsClient, resolve
+from kemi.dns_client import DnsClient
 from kemi.runtime import Runtime
 
 RESOLV_CONF = "/etc/resolv.conf"
@@ -33,6 +34,11 @@ INTERNAL_ERROR_TTL_S = 30
 """A lookup that raised (a bug) is tried again this much later."""
 IDLE_WAIT_S = 3600.0
 """How long the thread sleeps with no name watched (a ``watch`` wakes it)."""
+
+
+def _resolv_conf() -> str:
+    with open(RESOLV_CONF) as conf:
+        return conf.read()
 
 
 class ResolverThread:
@@ -111,17 +117,11 @@ class DnsNames:
     ) -> None:
         self._rt = rt
         config = rt.config
-        address, port = parse_dns_server(config.dns_server)
-        if not address:
-            try:
-                with open(RESOLV_CONF) as conf:
-                    address = first_nameserver(conf.read())
-            except OSError:
-                address = first_nameserver("")
+        address, port = server_address(config.dns_server, _resolv_conf)
         self.server = server_text(address, port)
         if resolve_fn is None:
             client = DnsClient(address, port)
-            resolve_fn = functools.partial(resolve, client, refresh_s=config.dns_refresh)
+            resolve_fn = functools.partial(run_lookup, client.query, refresh_s=config.dns_refresh)
         self._thread = ResolverThread(resolve_fn, rt.wake, rt.monotonic)
         self.machine = NamesMachine(rt.table, config.dns_state)
 
@@ -130,10 +130,7 @@ class DnsNames:
         return self._thread
 
     def start(self) -> None:
-        self._rt.ksr.info(
-            f"DNS: host names resolved by ka-kemi via {self.server}, refresh up to "
-            f"{self._rt.config.dns_refresh} s, state {self._rt.config.dns_state}"
-        )
+        self._rt.ksr.info(dns_started(self._rt.config, self.server))
         self._thread.start()
 
     def answers(self) -> list[tuple[Key, Resolution]]:

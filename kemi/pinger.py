@@ -24,6 +24,7 @@ import traceback
 from collections.abc import Callable
 from typing import TypeVar
 
+from ka_core.config.banner import pinger_started
 from ka_core.events import Event, StateChanged
 from ka_core.node import Inputs, Node
 from ka_core.probe import replies
@@ -128,10 +129,7 @@ class Pinger:
         ping to the main thread instead cost a GIL hand-off per job (measured: ~10x the CPU).
         """
         self._rt.table.write_pinger_life(PingerStatus.RUNNING, self._rt.monotonic())
-        self._rt.ksr.info(
-            f"pinger started: {self._rt.table.count} destinations, "
-            f"interval {self._rt.config.ping_interval} s"
-        )
+        self._rt.ksr.info(pinger_started(self._rt.config, self._rt.table.count))
         if self._writer is not None:
             self._writer.start()
         if self._dns is not None:
