@@ -30,8 +30,6 @@ from kemi.dns_client import DnsClient
 from kemi.runtime import Runtime
 
 RESOLV_CONF = "/etc/resolv.conf"
-INTERNAL_ERROR_TTL_S = 30
-"""A lookup that raised (a bug) is tried again this much later."""
 IDLE_WAIT_S = 3600.0
 """How long the thread sleeps with no name watched (a ``watch`` wakes it)."""
 
@@ -74,18 +72,11 @@ class ResolverThread:
             self._take(self._inbox.get(timeout=wait_s) if wait_s > 0 else self._inbox.get_nowait())
             while True:
                 self._take(self._inbox.get_nowait())
-        while (due := self._schedule.pop_due(self._clock())) is not None:
-            key, uri = due
-            try:
-                result = self._resolve(uri)
-            except Exception as exc:  # a bug here must not stop resolving the others
-                result = Resolution(
-                    (), INTERNAL_ERROR_TTL_S, failed=True, reason=f"internal error: {exc!r}"
-                )
-            self.results.put((key, result))
-            self._on_result()
-            self._schedule.answered(key, uri, result.ttl_s, self._clock())
-        return self._schedule.next_at()
+        return self._schedule.run_due(self._clock, self._resolve, self._deliver)
+
+    def _deliver(self, key: Key, result: Resolution) -> None:
+        self.results.put((key, result))
+        self._on_result()
 
     def drain(self) -> list[tuple[Key, Resolution]]:
         """The resolutions queued so far (the core thread)."""
@@ -96,11 +87,7 @@ class ResolverThread:
         return out
 
     def _take(self, message: tuple[Key, SipUri | None]) -> None:
-        key, uri = message
-        if uri is None:
-            self._schedule.forget(key)
-        else:
-            self._schedule.watch(key, uri, self._clock())
+        self._schedule.take(*message, self._clock())
 
     def _loop(self) -> None:
         following: float | None = None

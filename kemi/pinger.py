@@ -30,6 +30,7 @@ from ka_core.node import Inputs, Node
 from ka_core.probe import replies
 from ka_core.probe.callid import callid_prefix
 from ka_core.probe.liveness import PingerStatus
+from ka_core.probe.ping_text import busy_line
 from ka_core.probe.prober import Ping, Prober
 from ka_core.probe.wire import retransmit_offsets
 from ka_core.script import callbacks
@@ -163,11 +164,7 @@ class Pinger:
             inputs.resolutions = dns.answers()
         step = self._node.step(now, wall, inputs, self._send)
         if self._sender.busy:
-            rt.limited_err(
-                "socket busy",
-                f"{self._sender.busy} OPTIONS not sent: Kamailio's UDP socket has no send "
-                "buffer free (network down?); they count as failures",
-            )
+            rt.limited_err("socket busy", busy_line(self._sender.busy))
             self._sender.busy = 0
         for warning in step.warnings:
             rt.ksr.warn(warning)

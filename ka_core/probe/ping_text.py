@@ -73,3 +73,21 @@ class PingTexts:
         callid = make_callid(self._prefix, ping.seq, ping.slot)
         digest = branch_for(self._key, callid)[len(BRANCH_MAGIC) :]
         return template.replace(_RURI, ping.uri).replace(_HASH, digest).replace(_CALLID, callid)
+
+
+def busy_line(count: int) -> str:
+    """Pings the UDP gate held back in one step (``kemi.udp_gate``)."""
+    return (
+        f"{count} OPTIONS not sent: Kamailio's UDP socket has no send "
+        "buffer free (network down?); they count as failures"
+    )
+
+
+def udp_address(spec: str) -> tuple[str, int] | None:
+    """(address, port) of a ``udp:address:port`` listener spec; None for other protocols
+    or a spec without a port."""
+    proto, _, rest = spec.partition(":")
+    address, _, port = rest.rpartition(":")
+    if proto != "udp" or not port.isdigit():
+        return None
+    return address, int(port)
