@@ -64,12 +64,16 @@ def test_udp_specs_and_the_busy_line() -> None:
 
 
 def test_the_first_missing_module_is_named() -> None:
-    assert liveness.missing_module(lambda m: True, cluster=True) is None
-    text = liveness.missing_module(lambda m: m != "jsonrpcs", cluster=False) or ""
+    assert liveness.missing_module(lambda m: True, cluster=True, dispatcher=True) is None
+    text = liveness.missing_module(lambda m: m != "jsonrpcs", cluster=False, dispatcher=False) or ""
     assert text.startswith("config error: module jsonrpcs is not loaded (")
     assert text.endswith('add loadmodule "jsonrpcs.so"')
-    assert "dmq" in (liveness.missing_module(lambda m: m != "dmq", cluster=True) or "")
-    assert liveness.missing_module(lambda m: m != "dmq", cluster=False) is None
+    assert "dmq" in (
+        liveness.missing_module(lambda m: m != "dmq", cluster=True, dispatcher=False) or ""
+    )
+    assert liveness.missing_module(lambda m: m != "dmq", cluster=False, dispatcher=False) is None
+    no_ds = liveness.missing_module(lambda m: m != "dispatcher", cluster=False, dispatcher=True)
+    assert "KA_DISPATCHER_BRIDGE keeps dispatcher's states" in (no_ds or "")
 
 
 def test_start_up_failure_lines() -> None:
