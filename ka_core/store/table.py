@@ -64,6 +64,7 @@ HotRead = tuple[int, int, int]
 """(gen, used, state) of a slot."""
 Row = tuple[Any, ...]
 """The fields a view asked ``rows`` for, in its order."""
+(_U32, _PINGS_AT), (_F64, _NEXT_PING_AT) = codec.FIELDS["pings"], codec.FIELDS["next_ping"]
 MAX_OWNER_BYTES = STRINGS["owner"][1] - 1
 MAX_USER_BYTES = STRINGS["user"][1]
 MAX_CALLBACK_BYTES = STRINGS["state_cb"][1]
@@ -270,9 +271,10 @@ class SharedTable:
         with self._lock:
             if not self.is_used(slot, gen):
                 return False
-            off = self._off(slot)
-            codec.bump(self._buf, off, "pings")
-            codec.put(self._buf, off, "next_ping", next_ping)
+            off = self._off(slot)  # once per ping: the structs direct, not codec lookups
+            (pings,) = _U32.unpack_from(self._buf, off + _PINGS_AT)
+            _U32.pack_into(self._buf, off + _PINGS_AT, (pings + 1) & 0xFFFFFFFF)
+            _F64.pack_into(self._buf, off + _NEXT_PING_AT, next_ping)
             return True
 
     def write_state(
