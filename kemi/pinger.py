@@ -129,7 +129,7 @@ class Pinger:
         so the core thread is the only KSR caller and borrows an idle context.  Handing each
         ping to the main thread instead cost a GIL hand-off per job (measured: ~10x the CPU).
         """
-        self._rt.table.write_pinger_life(PingerStatus.RUNNING, self._rt.monotonic())
+        self._rt.table.header.write_pinger_life(PingerStatus.RUNNING, self._rt.monotonic())
         self._rt.ksr.info(pinger_started(self._rt.config, self._rt.table.count))
         if self._writer is not None:
             self._writer.start()

@@ -93,7 +93,7 @@ def child_init(rank: int) -> int:
         return -1
     started = rt.monotonic()
     while True:
-        status, _beat = rt.table.pinger_life()
+        status, _beat = rt.table.header.pinger_life()
         verdict = startup_verdict(status, rt.monotonic() - started)
         if verdict is Verdict.READY:
             return 0
@@ -111,12 +111,12 @@ def run_pinger(handler: object) -> None:
         rt = runtime.get()
     except RuntimeError:
         park()  # no setup(): the main process says so and stops Kamailio
-    rt.table.write_pinger_life(PingerStatus.STARTING, rt.monotonic())
+    rt.table.header.write_pinger_life(PingerStatus.STARTING, rt.monotonic())
     try:
         p = pinger.Pinger(rt, handler=handler)
     except Exception as exc:
         rt.ksr.err(pinger_cannot_start(pwd.getpwuid(os.geteuid()).pw_name, exc))
-        rt.table.write_pinger_life(PingerStatus.FAILED, rt.monotonic())
+        rt.table.header.write_pinger_life(PingerStatus.FAILED, rt.monotonic())
         park()
     p.run_forever()
 

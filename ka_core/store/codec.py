@@ -1,7 +1,7 @@
 """The slot codec: accessors for every named slot field, generated once from the layout.
 
-``FIELDS`` maps each fixed field to its struct and byte offset (from ``layout.FIXED`` and
-``layout.Fixed``), so a single field is read, written or counted by its name, never by a
+``FIELDS`` maps each fixed field to its struct and byte offset (``layout.SLOT_FIELDS``), so a
+single field is read, written or counted by its name, never by a
 hand-written offset.  ``read_rows`` decodes the fields a view asks for (fixed ones, strings,
 ``slot`` and ``metrics``) from every used slot: each view (RPC list, /metrics, the state file,
 the cluster dump) builds its own shape from those rows.
@@ -18,31 +18,16 @@ from ka_core.store.layout import (
     FIXED,
     METRICS,
     METRICS_AT,
+    SLOT_FIELDS,
     SLOT_SIZE,
     STRINGS,
     USED,
-    Fixed,
     index,
     offset,
 )
 
-
-def _expand(fmt: str) -> list[str]:
-    out: list[str] = []
-    repeat = ""
-    for code in fmt:
-        if code.isdigit():
-            repeat += code
-            continue
-        if code != "x":
-            out.extend(code * int(repeat or 1))
-        repeat = ""
-    return out
-
-
 FIELDS: dict[str, tuple[struct.Struct, int]] = {
-    name: (struct.Struct("<" + code), offset(name))
-    for name, code in zip(Fixed._fields, _expand(FIXED.format.lstrip("<")), strict=True)
+    name: (struct.Struct("<" + code), offset(name)) for name, code in SLOT_FIELDS if name
 }
 """Fixed field name -> (its struct, its byte offset in a slot)."""
 USED_AT = FIELDS["used"][1]
