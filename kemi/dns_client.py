@@ -13,8 +13,7 @@ import socket
 import time
 
 from ka_core.names import dns_wire
-from ka_core.names.resolve import Lookup, Resolution, server_text
-from ka_core.uri import SipUri
+from ka_core.names.resolve import server_text
 
 QUERY_TIMEOUT_S = 1.5
 TRIES = 2
@@ -95,16 +94,3 @@ def _read(sock: socket.socket, size: int) -> bytes:
             raise ValueError("TCP reply cut short")
         data += chunk
     return data
-
-
-def resolve(client: DnsClient, uri: SipUri, refresh_s: int) -> Resolution:
-    """Drive one ``Lookup`` to its end with blocking queries."""
-    lookup = Lookup(uri, refresh_s)
-    while (query := lookup.next_query()) is not None:
-        try:
-            rcode, records = client.query(*query)
-        except (OSError, ValueError) as exc:
-            lookup.fail(query, str(exc) or type(exc).__name__)
-        else:
-            lookup.answer(query, rcode, records)
-    return lookup.result()

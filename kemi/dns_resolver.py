@@ -21,18 +21,22 @@ import threading
 import time
 from collections.abc import Callable
 
+from ka_core.config.banner import dns_started
 from ka_core.names.machine import ERR, WARN, NamesMachine, NamesOut
-from ka_core.names.resolve import Resolution, first_nameserver, parse_dns_server, server_text
+from ka_core.names.resolve import Resolution, run_lookup, server_address, server_text
 from ka_core.names.schedule import Key, ResolveSchedule
 from ka_core.uri import SipUri
-from kemi.dns_client import DnsClient, resolve
+from kemi.dns_client import DnsClient
 from kemi.runtime import Runtime
 
 RESOLV_CONF = "/etc/resolv.conf"
-INTERNAL_ERROR_TTL_S = 30
-"""A lookup that raised (a bug) is tried again this much later."""
 IDLE_WAIT_S = 3600.0
 """How long the thread sleeps with no name watched (a ``watch`` wakes it)."""
+
+
+def _resolv_conf() -> str:
+    with open(RESOLV_CONF) as conf:
+        return conf.read()
 
 
 class ResolverThread:
@@ -68,18 +72,11 @@ class ResolverThread:
             self._take(self._inbox.get(timeout=wait_s) if wait_s > 0 else self._inbox.get_nowait())
             while True:
                 self._take(self._inbox.get_nowait())
-        while (due := self._schedule.pop_due(self._clock())) is not None:
-            key, uri = due
-            try:
-                result = self._resolve(uri)
-            except Exception as exc:  # a bug here must not stop resolving the others
-                result = Resolution(
-                    (), INTERNAL_ERROR_TTL_S, failed=True, reason=f"internal error: {exc!r}"
-                )
-            self.results.put((key, result))
-            self._on_result()
-            self._schedule.answered(key, uri, result.ttl_s, self._clock())
-        return self._schedule.next_at()
+        return self._schedule.run_due(self._clock, self._resolve, self._deliver)
+
+    def _deliver(self, key: Key, result: Resolution) -> None:
+        self.results.put((key, result))
+        self._on_result()
 
     def drain(self) -> list[tuple[Key, Resolution]]:
         """The resolutions queued so far (the core thread)."""
@@ -90,11 +87,7 @@ class ResolverThread:
         return out
 
     def _take(self, message: tuple[Key, SipUri | None]) -> None:
-        key, uri = message
-        if uri is None:
-            self._schedule.forget(key)
-        else:
-            self._schedule.watch(key, uri, self._clock())
+        self._schedule.take(*message, self._clock())
 
     def _loop(self) -> None:
         following: float | None = None
@@ -111,17 +104,11 @@ class DnsNames:
     ) -> None:
         self._rt = rt
         config = rt.config
-        address, port = parse_dns_server(config.dns_server)
-        if not address:
-            try:
-                with open(RESOLV_CONF) as conf:
-                    address = first_nameserver(conf.read())
-            except OSError:
-                address = first_nameserver("")
+        address, port = server_address(config.dns_server, _resolv_conf)
         self.server = server_text(address, port)
         if resolve_fn is None:
             client = DnsClient(address, port)
-            resolve_fn = functools.partial(resolve, client, refresh_s=config.dns_refresh)
+            resolve_fn = functools.partial(run_lookup, client.query, refresh_s=config.dns_refresh)
         self._thread = ResolverThread(resolve_fn, rt.wake, rt.monotonic)
         self.machine = NamesMachine(rt.table, config.dns_state)
 
@@ -130,10 +117,7 @@ class DnsNames:
         return self._thread
 
     def start(self) -> None:
-        self._rt.ksr.info(
-            f"DNS: host names resolved by ka-kemi via {self.server}, refresh up to "
-            f"{self._rt.config.dns_refresh} s, state {self._rt.config.dns_state}"
-        )
+        self._rt.ksr.info(dns_started(self._rt.config, self.server))
         self._thread.start()
 
     def answers(self) -> list[tuple[Key, Resolution]]:

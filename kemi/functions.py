@@ -19,9 +19,8 @@ from ka_core.errors import InvalidArgument, KaError, TableFull
 from ka_core.probe.liveness import NO_PINGER, not_running_reason
 from ka_core.probe.outlier import EJECTED_VALUE, parse_retry_after
 from ka_core.state import SCRIPT_VALUES
-from ka_core.store import registry
+from ka_core.store import registry, ring
 from ka_core.store.layout import FLAG_EJECTED, USED
-from ka_core.store.table import RouteRead
 from ka_core.uri import parse_uri
 from kemi import cluster_receive, runtime
 from kemi.ksr_port import KsrPort
@@ -32,7 +31,7 @@ CACHE_MAX = 4096
 # The generation check makes a deleted or re-added destination fall back to the slow path,
 # so the cache is never stale.  The reader is one C call: the routing path runs no Python
 # of ours beyond this function.
-_slot_cache: dict[object, tuple[Callable[[], RouteRead], int]] = {}
+_slot_cache: dict[object, tuple[Callable[[], tuple[int, int, int, int]], int]] = {}
 
 
 def _log_port() -> KsrPort:
@@ -119,7 +118,7 @@ def _unprobed() -> int:
     process, when it never started, failed or stopped stepping (UNKNOWN would be up for
     ever)."""
     rt = runtime.get()
-    status, beat = rt.table.pinger_life()
+    status, beat = rt.table.header.pinger_life()
     now = rt.monotonic()
     why = not_running_reason(status, beat, now, now - rt.set_up_at)
     if not why:
@@ -166,7 +165,8 @@ def ka_report(uri: str, code: object, owner: str = "", retry_after: object = Non
         return -1  # not a monitored destination: as ka_is_alive, no log line per request
     gen = rt.table.hot(slot)[0]
     seconds = parse_retry_after(retry_after)
-    if not rt.table.push_outcome(slot, gen, number, rt.monotonic(), rt.wall(), seconds):
+    entry = ring.outcome(slot, gen, number, rt.monotonic(), rt.wall(), seconds)
+    if not rt.table.push(entry, rt.table.ring_capacity // 2):  # the rest: adds and replies
         raise TableFull("pinger queue more than half full: report dropped")
     rt.wake()
     return 1

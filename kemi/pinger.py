@@ -24,21 +24,23 @@ import traceback
 from collections.abc import Callable
 from typing import TypeVar
 
-from ka_core.events import Event, ProbingStopped, ResponseReceived, StateChanged
+from ka_core.config.banner import pinger_started
+from ka_core.events import Event, StateChanged
 from ka_core.node import Inputs, Node
 from ka_core.probe import replies
 from ka_core.probe.callid import callid_prefix
 from ka_core.probe.liveness import PingerStatus
 from ka_core.probe.outlier import parse_retry_after
+from ka_core.probe.ping_text import busy_line
 from ka_core.probe.prober import Ping, Prober
 from ka_core.probe.wire import retransmit_offsets
+from ka_core.script import callbacks
 from ka_core.settings import socket_tag
-from ka_core.state import State
+from ka_core.store import ring
 from ka_core.store.layout import FLAG_SOCKET
 from ka_core.uri import address_tag
 from kemi import events as ka_events
 from kemi import persistence, wakeup
-from kemi.api import decode_user
 from kemi.cluster import Cluster
 from kemi.dispatcher_link import DispatcherLink
 from kemi.dns_resolver import DnsNames
@@ -130,11 +132,8 @@ class Pinger:
         so the core thread is the only KSR caller and borrows an idle context.  Handing each
         ping to the main thread instead cost a GIL hand-off per job (measured: ~10x the CPU).
         """
-        self._rt.table.write_pinger_life(PingerStatus.RUNNING, self._rt.monotonic())
-        self._rt.ksr.info(
-            f"pinger started: {self._rt.table.count} destinations, "
-            f"interval {self._rt.config.ping_interval} s"
-        )
+        self._rt.table.header.write_pinger_life(PingerStatus.RUNNING, self._rt.monotonic())
+        self._rt.ksr.info(pinger_started(self._rt.config, self._rt.table.count))
         if self._writer is not None:
             self._writer.start()
         if self._dns is not None:
@@ -168,11 +167,7 @@ class Pinger:
             inputs.resolutions = dns.answers()
         step = self._node.step(now, wall, inputs, self._send)
         if self._sender.busy:
-            rt.limited_err(
-                "socket busy",
-                f"{self._sender.busy} OPTIONS not sent: Kamailio's UDP socket has no send "
-                "buffer free (network down?); they count as failures",
-            )
+            rt.limited_err("socket busy", busy_line(self._sender.busy))
             self._sender.busy = 0
         for warning in step.warnings:
             rt.ksr.warn(warning)
@@ -224,33 +219,20 @@ class Pinger:
             self._unsent.append(ping.seq)  # a failure at the next step
 
     def _act(self, event: Event) -> None:
-        ksr = self._rt.ksr
-        if isinstance(event, StateChanged):
-            ksr.info(
-                f"destination {event.uri} owner {event.owner}: {event.old.name} -> {event.new.name}"
-            )
-            try:
-                if event.callback:
-                    ka_events.call_with_rtt(
-                        resolve_callback(event.callback), event.rtt_ms,
-                        event.uri, int(event.new), decode_user(event.user),
-                    )  # fmt: skip
-            finally:
+        line = callbacks.log_line(event)
+        if line is not None:
+            level, text = line
+            (self._rt.ksr.info if level == callbacks.INFO else self._rt.ksr.warn)(text)
+        call = callbacks.user_call(event)
+        try:
+            if call is not None:
+                path, rtt_ms, args = call
+                callbacks.call_with_rtt(resolve_callback(path), rtt_ms, *args)
+        finally:
+            if isinstance(event, StateChanged):
                 self._events.deliver(event)  # the script's method sees every change
                 if self._dispatcher is not None:
                     self._dispatcher.on_event(event)
-        elif isinstance(event, ResponseReceived):
-            if event.callback:
-                ka_events.call_with_rtt(
-                    resolve_callback(event.callback), event.rtt_ms,
-                    event.uri, event.code, decode_user(event.user),
-                )  # fmt: skip
-        elif isinstance(event, ProbingStopped):
-            ksr.warn(
-                f"destination {event.uri} owner {event.owner}: {event.failures} "
-                f"consecutive failures, probing stopped (state {State.DOWN.name}) "
-                "until it is added again"
-            )
 
 
 def on_reply(rt: Runtime) -> int:
@@ -269,7 +251,7 @@ def on_reply(rt: Runtime) -> int:
     tag = address_tag(source) if source else 0
     if rt.config.retry_after_max and reply.code in rt.config.retry_after_codes:
         seconds = parse_retry_after(rt.ksr.reply_header("Retry-After"))
-        if seconds and not rt.table.push_retry_after(reply.seq, seconds):
+        if seconds and not rt.table.push(ring.retry_after(reply.seq, seconds), 1):
             rt.ksr.warn("pinger queue full: Retry-After dropped")
     if not rt.table.push_reply(reply.seq, reply.code, rt.monotonic(), rt.wall(), tag, local):
         rt.ksr.warn("pinger queue full: reply dropped")

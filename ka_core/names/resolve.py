@@ -20,7 +20,7 @@ NXDOMAIN and empty answers are answers: the name then has no targets (and is DOW
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -273,3 +273,30 @@ def first_nameserver(resolv_conf: str) -> str:
             except ValueError:
                 continue
     return "127.0.0.1"
+
+
+def server_address(dns_server: str, resolv_conf: Callable[[], str]) -> tuple[str, int]:
+    """``KA_DNS_SERVER``, else the first nameserver of ``resolv_conf()`` (which may raise
+    ``OSError``: then the default)."""
+    address, port = parse_dns_server(dns_server)
+    if not address:
+        try:
+            address = first_nameserver(resolv_conf())
+        except OSError:
+            address = first_nameserver("")
+    return address, port
+
+
+def run_lookup(
+    query: Callable[[str, int], tuple[int, list[Record]]], uri: SipUri, refresh_s: int
+) -> Resolution:
+    """Drive one ``Lookup`` to its end; ``query`` raises ``OSError`` or ``ValueError``."""
+    lookup = Lookup(uri, refresh_s)
+    while (asked := lookup.next_query()) is not None:
+        try:
+            rcode, records = query(*asked)
+        except (OSError, ValueError) as exc:
+            lookup.fail(asked, str(exc) or type(exc).__name__)
+        else:
+            lookup.answer(asked, rcode, records)
+    return lookup.result()

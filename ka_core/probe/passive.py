@@ -129,7 +129,7 @@ class PassiveHooks:
     def _group_size(self, owner: str) -> int:
         """Destinations of ``owner``, counted again only after an add or a delete (a group
         whose share is used up asks on every failure it reports)."""
-        membership = self._table.membership
+        membership = self._table.header.membership
         if self._groups[0] != membership:
             sizes: dict[str, int] = {}
             for (name,) in self._table.rows(["owner"]):

@@ -19,6 +19,8 @@ from ka_core.probe.prober import Ping, Prober
 from ka_core.settings import ejection_of, parse_settings
 from ka_core.state import State
 from ka_core.store import registry
+from ka_core.store.ring import outcome
+from ka_core.store.ring import retry_after as ring_retry_after
 from ka_core.store.table import SharedTable, buffer_size
 
 START = 100.0
@@ -58,7 +60,7 @@ class Passive:
     def report(self, index: int, *codes: int) -> None:
         slot = self.slots[index]
         for code in codes:
-            assert self.table.push_outcome(slot, self.table.hot(slot)[0], code, self.now, 0)
+            assert self.table.push(outcome(slot, self.table.hot(slot)[0], code, self.now, 0, 0))
             self.poll()
 
     def state(self, index: int = 0) -> State:
@@ -165,7 +167,7 @@ def test_a_report_for_a_deleted_destination_changes_nothing() -> None:
     p = Passive(1, Ejection(after=1))
     slot, gen = p.slots[0], p.table.hot(p.slots[0])[0]
     registry.remove(p.table, "10.0.0.1", "gw")
-    assert p.table.push_outcome(slot, gen, 503, p.now, 0)
+    assert p.table.push(outcome(slot, gen, 503, p.now, 0, 0))
     p.poll()
     assert p.changes() == []
 
@@ -256,7 +258,7 @@ def answer(p: Passive, code: int, retry_after: int = 0, at: float | None = None)
     """The next ping of destination 0, answered ``code`` with that Retry-After."""
     (ping,) = p.poll(at)
     if retry_after:
-        assert p.table.push_retry_after(ping.seq, retry_after)
+        assert p.table.push(ring_retry_after(ping.seq, retry_after), 1)
     p.table.push_reply(ping.seq, code, p.now, p.now)
     p.poll()
 
@@ -304,7 +306,7 @@ def test_a_reported_retry_after_holds_without_passive_health_and_outside_the_sha
     p.report(0, 503)
     assert p.ejected() == [True, False]
     slot = p.slots[1]
-    assert p.table.push_outcome(slot, p.table.hot(slot)[0], 503, p.now, 0, 5)
+    assert p.table.push(outcome(slot, p.table.hot(slot)[0], 503, p.now, 0, 5))
     p.poll()
     assert p.ejected() == [True, True], "the peer asked: no share applies"
     assert p.table.read(slot).by_retry_after
@@ -329,7 +331,7 @@ def test_a_retry_after_during_a_longer_ejection_still_holds_against_probes() -> 
     p = Passive(1, Ejection(after=1, base_s=1000, max_s=1000, retry_max_s=200))
     p.report(0, 500)
     slot = p.slots[0]
-    assert p.table.push_outcome(slot, p.table.hot(slot)[0], 503, p.now, 0, 90)
+    assert p.table.push(outcome(slot, p.table.hot(slot)[0], 503, p.now, 0, 90))
     p.poll()
     rec = p.table.read(slot)
     assert (rec.ejected, rec.by_retry_after) == (True, False), "the ejection ends later"

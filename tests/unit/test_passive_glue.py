@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from ka_core.state import State
-from ka_core.store.ring import KIND_OUTCOME
+from ka_core.store.ring import KIND_OUTCOME, outcome
 from ka_core.uri import parse_uri
 from kemi import functions, pinger
 from kemi.functions import ka_add_destination, ka_is_alive, ka_report
@@ -75,7 +75,7 @@ def test_an_unknown_destination_is_minus_one_without_a_log_line(glue: Glue) -> N
 def test_a_full_queue_drops_the_report_and_says_so(glue: Glue) -> None:
     ka_add_destination(URI, "gw")
     table = glue.rt.table
-    while table.push_outcome(0, 0, 503, 0.0, 0.0):
+    while table.push(outcome(0, 0, 503, 0.0, 0.0, 0), table.ring_capacity // 2):
         pass
     assert ka_report(URI, 503) == -1
     assert "ka_report: pinger queue more than half full: report dropped" in glue.ksr.texts("err")
