@@ -24,12 +24,13 @@ from dataclasses import dataclass, field
 
 from ka_core.cluster import status as cluster_status
 from ka_core.config.banner import read_defines
-from ka_core.config.kaconfig import PARAMS_OWNER, KaConfig, load_config
+from ka_core.config.kaconfig import KaConfig, load_config
 from ka_core.loglimit import LogLimiter
 from ka_core.ops.access import HttpGuard
 from ka_core.ops.commands import RpcCommands, RpcValue
 from ka_core.store import registry
 from ka_core.store.records import Record
+from ka_core.store.registry import PARAMS_OWNER
 from ka_core.store.ring import capacity_for
 from ka_core.store.table import SharedTable, buffer_size
 from kemi import cluster_port, persistence, wakeup

@@ -27,7 +27,6 @@ from ka_core.uri import SipUri, parse_uri
 DEFINE_PREFIX = "KA_"
 MAX_NUMBERED_DESTINATIONS = 99
 DEFAULT_PING_FROM = "sip:keepalive@kamailio.org"
-PARAMS_OWNER = "_params"
 
 
 @dataclass(frozen=True, slots=True)

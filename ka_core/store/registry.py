@@ -13,6 +13,10 @@ from ka_core.store.records import Record
 from ka_core.store.table import MAX_CALLBACK_BYTES, MAX_OWNER_BYTES, MAX_USER_BYTES, SharedTable
 from ka_core.uri import SipUri, address_tag, parse_uri
 
+PARAMS_OWNER = "_params"
+"""The owner of the ``destination`` parameters' destinations: the configuration decides which
+exist."""
+
 
 def settings_of(settings: object) -> Settings:
     """The ``settings`` argument of an add: text (RPC, script, config) or ``Settings``."""
