@@ -93,6 +93,8 @@ class Pinger:
             policy=rt.config.policy,
             down_backoff_max_s=rt.config.down_backoff_max,
             retransmit=retransmit_offsets(rt.config.ping_timeout_ms / 1000.0),
+            ping_proxy=rt.config.ping_proxy,
+            ping_method=rt.config.ping_method,
         )
         self._cluster = None if rt.cluster is None else Cluster(rt, rt.cluster, self._prober)
         self._events = ka_events.EventSink(rt, handler)

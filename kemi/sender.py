@@ -42,7 +42,7 @@ class Sender:
         self._from = ping_from
         self._listeners: Listeners | None = None
         self._agent = ""
-        self._templates: dict[tuple[str, str, bool, str], tuple[str, str] | None] = {}
+        self._templates: dict[tuple[str, str, bool, str, str], tuple[str, str] | None] = {}
 
     def listeners(self) -> Listeners:
         """Kamailio's sockets, read once (``corex.list_sockets`` through jsonrpcs)."""
@@ -61,22 +61,26 @@ class Sender:
         return self._listeners
 
     def _template(
-        self, from_uri: str, transport: str, ipv6: bool, socket: str
+        self, from_uri: str, transport: str, ipv6: bool, socket: str, method: str
     ) -> tuple[str, str] | None:
         """(socket, the request with placeholders for the R-URI, Call-ID and branch hash):
-        one per sender, protocol, family and socket, so a handful in all."""
-        key = (from_uri, transport, ipv6, socket)
+        one per sender, protocol, family, socket and method, so a handful in all."""
+        key = (from_uri, transport, ipv6, socket, method)
         if key not in self._templates:
             listener = self.listeners().pick(transport, ipv6, socket)
             self._templates[key] = None if listener is None else (
                 listener.spec,
-                options_request("\2", from_uri, "\0", BRANCH_MAGIC + "\1", listener, self._agent),
+                options_request(
+                    "\2", from_uri, "\0", BRANCH_MAGIC + "\1", listener, self._agent, method
+                ),
             )  # fmt: skip
         return self._templates[key]
 
     def send(self, ping: Ping) -> bool:
         """One ping (or its retransmission: the same bytes); False if Kamailio refused it."""
-        found = self._template(ping.from_uri or self._from, ping.transport, ping.ipv6, ping.socket)
+        found = self._template(
+            ping.from_uri or self._from, ping.transport, ping.ipv6, ping.socket, ping.method
+        )
         if found is None:
             return False
         socket, template = found

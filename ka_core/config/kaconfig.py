@@ -22,6 +22,7 @@ from ka_core.errors import InvalidArgument, InvalidUri
 from ka_core.names.resolve import parse_dns_server, server_text
 from ka_core.ops.access import LOOPBACK, HttpGuard, Network, parse_allow, parse_path, parse_token
 from ka_core.probe.health import DEFAULT_ALIVE, CodeSet, Policy
+from ka_core.probe.options import DEFAULT_METHOD, NO_PROXY, parse_method, parse_proxy
 from ka_core.uri import SipUri, parse_uri
 
 DEFINE_PREFIX = "KA_"
@@ -38,6 +39,10 @@ class KaConfig:
     """Stop pinging after more than this many consecutive failures; 0 = never."""
     ping_from: str = DEFAULT_PING_FROM
     """From URI of the OPTIONS."""
+    ping_proxy: str = ""
+    """Outbound proxy URI every ping goes through (``proxy`` setting); empty = none."""
+    ping_method: str = DEFAULT_METHOD
+    """Request method of the pings (``method`` setting; dispatcher's ``ds_ping_method``)."""
     ping_timeout_ms: int = 5000
     """No final reply within this time counts as a failure; match tm's ``fr_timer``."""
     max_destinations: int = 10000
@@ -141,6 +146,16 @@ def _from_uri(text: str) -> str:
     return parse_from(text.strip().strip('"'), "parameter ping_from")
 
 
+def _proxy(text: str) -> str:
+    value = text.strip().strip('"')
+    proxy = parse_proxy(value, "parameter ping_proxy") if value else ""
+    return "" if proxy == NO_PROXY else proxy
+
+
+def _method(text: str) -> str:
+    return parse_method(text.strip().strip('"'), "parameter ping_method")
+
+
 def _choice(name: str, choices: tuple[str, ...]) -> Callable[[str], str]:
     def convert(text: str) -> str:
         value = text.strip().strip('"').lower()
@@ -217,6 +232,8 @@ _SCALARS: Mapping[str, Callable[[str], object]] = {
     "ping_interval": _int("ping_interval", 1, MAX_INTERVAL_S),
     "delete_counter": _int("delete_counter", 0, 1_000_000),
     "ping_from": _from_uri,
+    "ping_proxy": _proxy,
+    "ping_method": _method,
     "ping_timeout_ms": _int("ping_timeout_ms", 100, 600_000),
     "max_destinations": _int("max_destinations", 1, 1_000_000),
     "rpc_socket": _path("rpc_socket"),
@@ -296,6 +313,11 @@ def load_config(defines: Mapping[str, str]) -> KaConfig:
         )
     if config.cluster and not config.dmq_server:
         raise InvalidArgument("parameter dmq_server: needed with cluster 1 (sip:ip:port)")
+    if config.dns and config.ping_proxy:
+        raise InvalidArgument(
+            "parameter ping_proxy: not supported together with dns 1 (the proxy resolves "
+            "the names; a destination's own proxy= setting is allowed)"
+        )
     if config.cluster and config.dns:
         raise InvalidArgument("parameter cluster: not supported together with dns 1 yet")
     return config

@@ -5,9 +5,10 @@ module parameters into one destination's ``Policy``.
 Keys: ``interval`` (s), ``from`` (From URI), ``down_after``, ``up_after``, ``alive`` (codes,
 ``ka_core.probe.health.CodeSet``), ``degraded_ms`` (0 = no latency threshold) and ``socket``
 (``proto:ip:port``, one of Kamailio's listeners: pings leave from it, and only replies
-received on it count).  A key not given follows the module parameter, also when that
-changes at runtime (``keepalive.interval``).  The canonical text is stored in the shared
-table, so every process sees the same settings.
+received on it count), ``proxy`` (an outbound proxy URI, or ``none``) and ``method`` (the
+probe's request method; both ``ka_core.probe.options``).  A key not given follows the
+module parameter, also when that changes at runtime (``keepalive.interval``).  The
+canonical text is stored in the shared table, so every process sees the same settings.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass, replace
 
 from ka_core.errors import InvalidArgument, InvalidUri
 from ka_core.probe.health import CodeSet, Policy
+from ka_core.probe.options import NO_PROXY, parse_method, parse_proxy
 from ka_core.uri import parse_uri
 
 MAX_INTERVAL_S = 86400
@@ -38,6 +40,10 @@ class Settings:
     alive: CodeSet | None = None
     degraded_ms: int | None = None
     socket: str = ""
+    proxy: str = ""
+    """Outbound proxy URI; ``none``: no proxy even with ``KA_PING_PROXY``; empty: the module's."""
+    method: str = ""
+    """Probe method; empty: the module's ``ping_method``."""
     target_of: str = ""
     """Internal (``KA_DNS``): the host-name destination this target was resolved from;
     written by ka-kemi only, refused from users (``parse_settings(internal=False)``)."""
@@ -60,9 +66,18 @@ class Settings:
             parts.append(f"degraded_ms={self.degraded_ms}")
         if self.socket:
             parts.append(f"socket={self.socket}")
+        if self.method:
+            parts.append(f"method={self.method}")
+        if self.proxy:  # its ;transport= is read back as part of it
+            parts.append(f"proxy={self.proxy}")
         if self.target_of:  # last: its URI may hold a ';'
             parts.append(f"target_of={self.target_of}")
         return ";".join(parts)
+
+    @property
+    def has_own_proxy(self) -> bool:
+        """An outbound proxy of its own (``proxy=none`` is none)."""
+        return self.proxy not in ("", NO_PROXY)
 
     def policy(self, defaults: Policy) -> Policy:
         """This destination's policy: the module's, with what these settings override."""
@@ -133,12 +148,28 @@ def socket_tag(address: str, port: int) -> int:
     return zlib.crc32(packed + _PORT.pack(port & 0xFFFF)) or 1
 
 
+def _join_proxy(items: list[str]) -> list[str]:
+    """``proxy=sip:h;transport=tcp``: the URI's ``transport`` parameter (no setting has
+    that name) joins the proxy item it follows."""
+    out: list[str] = []
+    for item in items:
+        if (
+            out
+            and out[-1].lstrip().lower().startswith("proxy=")
+            and (item.strip().lower().startswith("transport="))
+        ):
+            out[-1] += ";" + item.strip()
+        else:
+            out.append(item)
+    return out
+
+
 def parse_settings(text: str, internal: bool = False) -> Settings:
     """``interval=10;alive=2xx,404`` to ``Settings``; empty text is no settings.
     ``internal``: text from the table, where ka-kemi's own ``target_of`` may stand (last)."""
     values: dict[str, object] = {}
     seen: set[str] = set()
-    items = text.strip().strip('"').split(";")
+    items = _join_proxy(text.strip().strip('"').split(";"))
     for at, item in enumerate(items):
         if not item.strip():
             continue
@@ -163,12 +194,16 @@ def parse_settings(text: str, internal: bool = False) -> Settings:
             )
         elif key == "socket":
             values[key] = socket_text(*parse_socket(value))
+        elif key == "proxy":
+            values[key] = parse_proxy(value)
+        elif key == "method":
+            values[key] = parse_method(value)
         elif key == "target_of" and internal:
             values[key] = ";".join([value, *items[at + 1 :]])
             break
         else:
             raise InvalidArgument(
                 f"unknown setting {key!r} (interval, from, down_after, up_after, alive, "
-                "degraded_ms, socket)"
+                "degraded_ms, socket, proxy, method)"
             )
     return Settings(**values)  # type: ignore[arg-type]

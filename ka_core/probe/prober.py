@@ -29,6 +29,7 @@ from ka_core.config.settings import parse_settings, parse_socket, socket_tag
 from ka_core.events import Event, ProbingStopped, ResponseReceived, StateChanged
 from ka_core.probe.cluster_hooks import ClusterHooks
 from ka_core.probe.health import DEFAULT_POLICY, Policy, backoff_interval, transition
+from ka_core.probe.options import DEFAULT_METHOD, Route, route_of
 from ka_core.probe.scheduler import (
     FIRST_DELAY_S,
     TICK_S,
@@ -39,12 +40,12 @@ from ka_core.probe.scheduler import (
     next_due,
     on_grid,
 )
-from ka_core.probe.wire import Resends, transport_of
+from ka_core.probe.wire import Resends
 from ka_core.state import Outcome, State, stops
 from ka_core.store.layout import FLAG_NAME, FLAG_PAUSED
 from ka_core.store.ring import KIND_ADDED, KIND_REPLY, RingEntry
 from ka_core.store.table import SharedTable
-from ka_core.uri import address_tag, parse_uri
+from ka_core.uri import parse_uri
 
 TIMEOUT_CODE = 408
 
@@ -66,6 +67,7 @@ class Ping:
     """Of the destination's host: the listener a ping leaves from has the same family."""
     hop: str = ""
     """Where it goes, with the transport spelled out (``corex.sendx`` needs it)."""
+    method: str = DEFAULT_METHOD
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,16 +96,14 @@ class _Dest:
     stopped: bool
     response_cb: str
     user: str
-    source: int
-    """``address_tag`` replies must come from; 0 = not checked (host names)."""
+    route: Route
+    """Transport, family, next hop (the destination or its proxy) and the reply source."""
+    method: str
     policy: Policy
     from_uri: str
     socket: str
     local: int
     """``socket_tag`` replies must arrive on; 0 = any socket."""
-    transport: str
-    ipv6: bool
-    hop: str
     paused: bool = False
     epoch: int = -1
     """The prober's control epoch ``interval_s`` and ``paused`` were read in."""
@@ -129,11 +129,15 @@ class Prober(ClusterHooks):
         policy: Policy = DEFAULT_POLICY,
         down_backoff_max_s: float = 0.0,
         retransmit: tuple[float, ...] = (),
+        ping_proxy: str = "",
+        ping_method: str = DEFAULT_METHOD,
     ) -> None:
         """``policy``: the module's health parameters; ``down_backoff_max_s`` > 0 keeps
         probing DOWN destinations (never stops), backing off up to that many seconds;
         ``retransmit``: seconds after a UDP ping's due time at which it is sent again while
-        unanswered (``ka_core.probe.wire.retransmit_offsets``)."""
+        unanswered (``ka_core.probe.wire.retransmit_offsets``); ``ping_proxy``,
+        ``ping_method``: the module's probe options (``ka_core.probe.options``)."""
+        self._proxy, self._method = ping_proxy, ping_method
         self._table = table
         self._delete_counter = delete_counter
         self._timeout_s = ping_timeout_s
@@ -248,13 +252,14 @@ class Prober(ClusterHooks):
             # on time: the deadline stays on the grid, so timeouts share the ping wake-ups
             start = due if now - due < TICK_S / 2 else now
             deadline = start + min(self._timeout_s, dest.interval_s)
+            route = dest.route
             ping = Ping(
-                self._seq, slot, gen, dest.uri, dest.from_uri, dest.socket, dest.transport,
-                dest.ipv6, dest.hop,
+                self._seq, slot, gen, dest.uri, dest.from_uri, dest.socket, route.transport,
+                route.ipv6, route.hop, dest.method,
             )  # fmt: skip
             # a DOWN destination's ping is not sent again: a loss only delays its recovery
             # by one interval, and the dead half of a list would double the traffic
-            udp = dest.transport == "udp" and self._resends.offsets and dest.state is not State.DOWN
+            udp = ping.transport == "udp" and self._resends.offsets and dest.state is not State.DOWN
             self._pending[self._seq] = _Pending(slot, gen, now, deadline, ping if udp else None)
             heapq.heappush(self._timeouts, (deadline, self._seq))
             if udp:
@@ -307,17 +312,14 @@ class Prober(ClusterHooks):
         rec = self._table.read(slot)
         settings = parse_settings(rec.settings, internal=True)  # canonical: the table's
         local = socket_tag(*parse_socket(settings.socket)[1:]) if settings.socket else 0
-        uri = parse_uri(rec.key)
-        transport = transport_of(uri)
         dest = _Dest(
             gen=gen, uri=rec.uri, owner=rec.owner, interval_s=rec.interval_ms / 1000.0,
             state=rec.state, failures=rec.failures, successes=rec.successes,
             stopped=rec.stopped, response_cb=rec.response_cb, user=rec.user,
-            source=address_tag(uri.host), policy=settings.policy(self._policy),
+            route=route_of(parse_uri(rec.key), settings.proxy or self._proxy),
+            method=settings.method or self._method, policy=settings.policy(self._policy),
             from_uri=settings.from_uri, socket=settings.socket, local=local,
-            transport=transport, ipv6=uri.host.startswith("["),
-            hop=f"sip:{uri.host}:{uri.port};transport={transport}", paused=rec.paused,
-            epoch=self._epoch,
+            paused=rec.paused, epoch=self._epoch,
         )  # fmt: skip
         self._dests[slot] = dest
         return dest
@@ -333,7 +335,8 @@ class Prober(ClusterHooks):
             return True
         if dest.local and entry.gen != dest.local:
             return False
-        return not dest.source or not entry.slot or dest.source == entry.slot
+        source = dest.route.source
+        return not source or not entry.slot or source == entry.slot
 
     def _live(self, slot: int, gen: int) -> _Dest | None:
         dest = self._dests.get(slot)

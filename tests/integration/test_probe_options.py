@@ -1,0 +1,66 @@
+"""Probe options against a real Kamailio and Python peers: pings through an outbound proxy,
+the request method (README "Configuration reference", docs/differences.md)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.conftest import KamailioFactory, result_of
+from tests.integration.test_keepalive import wait_state
+from tests.integration.test_misconfig import refused
+
+pytestmark = pytest.mark.integration
+
+
+def test_pings_go_through_the_proxy_which_sees_the_destination_as_request_uri(
+    kam, uas_factory
+) -> None:
+    proxy, dest = uas_factory(), uas_factory()
+    dest.blackhole()
+    uri = dest.uri()
+    assert result_of(kam, "ka_add_destination", uri, "t", f"proxy={proxy.uri('tcp')}") == "1"
+    wait_state(kam, uri, 1)
+    seen = proxy.received("OPTIONS")
+    assert seen and all(r.uri == uri and r.transport == "tcp" for r in seen), seen
+    assert seen[0].headers["To"] == f"<{uri}>"
+    assert dest.count() == 0, "the packet goes to the proxy, not the destination"
+    assert "proxy=sip:" in kam.kamcmd("keepalive.info", uri, "t")
+    proxy.blackhole()
+    wait_state(kam, uri, 2)
+    assert dest.count() == 0
+
+
+def test_module_proxy_and_method_with_a_destination_that_opts_out(
+    kamailio_factory: KamailioFactory, uas_factory
+) -> None:
+    proxy, direct = uas_factory(), uas_factory()
+    kam = kamailio_factory(defines={"KA_PING_PROXY": f'"{proxy.uri()}"', "KA_PING_METHOD": "INFO"})
+    proxied_uri = "sip:127.44.0.1:5999"  # nothing there: only the proxy can answer
+    assert result_of(kam, "ka_add_destination", proxied_uri, "t") == "1"
+    assert (
+        result_of(kam, "ka_add_destination", direct.uri(), "t", "proxy=none;method=NOTIFY") == "1"
+    )
+    wait_state(kam, proxied_uri, 1)
+    wait_state(kam, direct.uri(), 1)
+    via_proxy = proxy.received()
+    assert via_proxy and {(r.method, r.uri) for r in via_proxy} == {("INFO", proxied_uri)}
+    assert {r.cseq for r in via_proxy} == {"10 INFO"}
+    assert {r.method for r in direct.received()} == {"NOTIFY"}
+
+
+def test_a_refused_method_or_bad_proxy_fails_the_add_with_one_line(kam) -> None:
+    assert result_of(kam, "ka_add_destination", "sip:127.44.0.2", "t", "method=INVITE") == "-1"
+    assert result_of(kam, "ka_add_destination", "sip:127.44.0.2", "t", "proxy=sip:u@h") == "-1"
+    out = kam.kamcmd("keepalive.add", "sip:127.44.0.2", "t", "method=BYE")
+    assert "BYE cannot be a probe (INVITE, ACK, CANCEL and BYE are refused)" in out
+    time.sleep(0.2)
+    log = kam.log()
+    assert "setting method: INVITE cannot be a probe" in log
+    assert "setting proxy: a proxy URI has no user part" in log
+
+
+def test_a_refused_ping_method_stops_start_up(kamailio_factory: KamailioFactory) -> None:
+    kam = kamailio_factory(defines={"KA_PING_METHOD": "ACK"}, start=False)
+    refused(kam, "parameter ping_method: ACK cannot be a probe")
