@@ -4,6 +4,7 @@ UDP to one server with a timeout and two tries; a truncated reply is asked again
 (RFC 1035 4.2.2), so large SRV answers are complete.  A connected UDP socket makes the
 kernel drop datagrams from anyone but the server; replies are matched by ID and question
 (``ka_core.names.dns_wire``), and anything else received meanwhile is skipped.
+``DnsServers`` hands a failed query to the next server (``ka_core.names.servers``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import socket
 import time
 
 from ka_core.names import dns_wire
-from ka_core.names.resolve import Lookup, Resolution, server_text
+from ka_core.names.resolve import Lookup, Resolution
+from ka_core.names.servers import Failover, Server, is_answer, server_text
 from ka_core.uri import SipUri
 
 QUERY_TIMEOUT_S = 1.5
@@ -97,9 +99,43 @@ def _read(sock: socket.socket, size: int) -> bytes:
     return data
 
 
-def resolve(client: DnsClient, uri: SipUri, refresh_s: int) -> Resolution:
+class DnsServers:
+    """Blocking queries to a list of servers, each failure handed to the next one."""
+
+    def __init__(self, servers: tuple[Server, ...], timeout_s: float = QUERY_TIMEOUT_S) -> None:
+        self._clients = [DnsClient(address, port, timeout_s) for address, port in servers]
+        self._failover = Failover(len(self._clients))
+
+    def query(self, name: str, qtype: int) -> tuple[int, list[dns_wire.Record]]:
+        """The first answer (NOERROR, NXDOMAIN); when every server failed, the last bad
+        rcode, or ``OSError`` naming each server's error."""
+        errors: list[str] = []
+        refused: tuple[int, list[dns_wire.Record]] | None = None
+        for index in self._failover.order():
+            client = self._clients[index]
+            try:
+                rcode, records = client.query(name, qtype)
+            except (OSError, ValueError) as exc:
+                errors.append(f"{client.text}: {exc}" if client.text not in str(exc) else str(exc))
+                continue
+            if is_answer(rcode):
+                self._failover.answered(index)
+                return rcode, records
+            refused = (rcode, records)
+            errors.append(f"{client.text}: {dns_wire.rcode_name(rcode)}")
+        if refused is not None:
+            return refused
+        raise OSError("; ".join(errors))
+
+
+def resolve(
+    client: DnsClient | DnsServers,
+    uri: SipUri,
+    refresh_s: int,
+    naptr: bool = False,
+) -> Resolution:
     """Drive one ``Lookup`` to its end with blocking queries."""
-    lookup = Lookup(uri, refresh_s)
+    lookup = Lookup(uri, refresh_s, naptr)
     while (query := lookup.next_query()) is not None:
         try:
             rcode, records = client.query(*query)

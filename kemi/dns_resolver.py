@@ -22,10 +22,11 @@ import time
 from collections.abc import Callable
 
 from ka_core.names.machine import ERR, WARN, NamesMachine, NamesOut
-from ka_core.names.resolve import Resolution, first_nameserver, parse_dns_server, server_text
+from ka_core.names.resolve import Resolution
 from ka_core.names.schedule import Key, ResolveSchedule
+from ka_core.names.servers import nameservers, parse_dns_servers, servers_text
 from ka_core.uri import SipUri
-from kemi.dns_client import DnsClient, resolve
+from kemi.dns_client import DnsServers, resolve
 from kemi.runtime import Runtime
 
 RESOLV_CONF = "/etc/resolv.conf"
@@ -111,17 +112,19 @@ class DnsNames:
     ) -> None:
         self._rt = rt
         config = rt.config
-        address, port = parse_dns_server(config.dns_server)
-        if not address:
+        servers = parse_dns_servers(config.dns_server)
+        if not servers:
             try:
                 with open(RESOLV_CONF) as conf:
-                    address = first_nameserver(conf.read())
+                    servers = nameservers(conf.read())
             except OSError:
-                address = first_nameserver("")
-        self.server = server_text(address, port)
+                servers = nameservers("")
+        self.server = servers_text(servers)
         if resolve_fn is None:
-            client = DnsClient(address, port)
-            resolve_fn = functools.partial(resolve, client, refresh_s=config.dns_refresh)
+            resolve_fn = functools.partial(
+                resolve, DnsServers(servers), refresh_s=config.dns_refresh,
+                naptr=bool(config.dns_naptr),
+            )  # fmt: skip
         self._thread = ResolverThread(resolve_fn, rt.wake, rt.monotonic)
         self.machine = NamesMachine(rt.table, config.dns_state)
 
@@ -131,7 +134,8 @@ class DnsNames:
 
     def start(self) -> None:
         self._rt.ksr.info(
-            f"DNS: host names resolved by ka-kemi via {self.server}, refresh up to "
+            f"DNS: host names resolved by ka-kemi via {self.server}"
+            f"{', NAPTR first' if self._rt.config.dns_naptr else ''}, refresh up to "
             f"{self._rt.config.dns_refresh} s, state {self._rt.config.dns_state}"
         )
         self._thread.start()

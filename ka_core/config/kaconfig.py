@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from ka_core.cluster.codec import BadMessage, node_id
 from ka_core.config.settings import MAX_INTERVAL_S, Settings, parse_from, parse_settings
 from ka_core.errors import InvalidArgument, InvalidUri
-from ka_core.names.resolve import parse_dns_server, server_text
+from ka_core.names.servers import parse_dns_servers, servers_text
 from ka_core.ops.access import LOOPBACK, HttpGuard, Network, parse_allow, parse_path, parse_token
 from ka_core.probe.health import DEFAULT_ALIVE, CodeSet, Policy
 from ka_core.probe.options import DEFAULT_METHOD, NO_PROXY, parse_method, parse_proxy
@@ -70,7 +70,11 @@ class KaConfig:
     """1: host names are resolved by ka-kemi (A/AAAA, SRV), each address probed on its own;
     0: tm resolves them at each ping, one destination (C)."""
     dns_server: str = ""
-    """``ip:port`` of the DNS server; empty = the first nameserver of /etc/resolv.conf."""
+    """``ip:port`` of the DNS servers, space-separated, tried in turn; empty = the
+    nameservers of /etc/resolv.conf (``ka_core.names.servers``)."""
+    dns_naptr: int = 0
+    """1: NAPTR first for names without port and transport (RFC 3263; Kamailio's
+    ``dns_try_naptr``, also off by default)."""
     dns_refresh: int = 300
     """Seconds: names are resolved again at least this often (sooner when the TTL ends)."""
     dns_state: str = "any"
@@ -194,10 +198,9 @@ def _metrics_path(text: str) -> str:
 
 def _dns_server(text: str) -> str:
     try:
-        address, port = parse_dns_server(text)
+        return servers_text(parse_dns_servers(text))
     except ValueError as exc:
         raise InvalidArgument(f"parameter dns_server: {exc}") from None
-    return server_text(address, port) if address else ""
 
 
 def _method_name(text: str) -> str:
@@ -259,6 +262,7 @@ _SCALARS: Mapping[str, Callable[[str], object]] = {
     "event_initial": _int("event_initial", 0, 1),
     "dns": _int("dns", 0, 1),
     "dns_server": _dns_server,
+    "dns_naptr": _int("dns_naptr", 0, 1),
     "dns_refresh": _int("dns_refresh", 5, 86400),
     "dns_state": _choice("dns_state", ("any", "all")),
     "cluster": _switch,

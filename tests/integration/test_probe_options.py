@@ -3,13 +3,16 @@ the request method (README "Configuration reference", docs/differences.md)."""
 
 from __future__ import annotations
 
+import socket
 import time
 
 import pytest
 
 from tests.conftest import KamailioFactory, result_of
+from tests.harness.kamailio import free_address
 from tests.integration.test_keepalive import wait_state
 from tests.integration.test_misconfig import refused
+from tests.peers.dns_zone import ZoneServer
 
 pytestmark = pytest.mark.integration
 
@@ -64,3 +67,33 @@ def test_a_refused_method_or_bad_proxy_fails_the_add_with_one_line(kam) -> None:
 def test_a_refused_ping_method_stops_start_up(kamailio_factory: KamailioFactory) -> None:
     kam = kamailio_factory(defines={"KA_PING_METHOD": "ACK"}, start=False)
     refused(kam, "parameter ping_method: ACK cannot be a probe")
+
+
+def test_naptr_srv_a_are_followed_and_a_silent_first_dns_server_is_passed_over(
+    kamailio_factory: KamailioFactory, uas_factory, zone_server: ZoneServer
+) -> None:
+    gw = uas_factory()
+    zone = zone_server.zone
+    zone.add("gw.ka.test", "NAPTR", (10, 10, "S", "SIP+D2T", "_sip._tcp.gw.ka.test"))
+    zone.add("gw.ka.test", "NAPTR", (20, 10, "S", "SIP+D2U", "_sip._udp.gw.ka.test"))
+    zone.add("_sip._tcp.gw.ka.test", "SRV", (10, 0, gw.port, "up.ka.test"))
+    zone.add("up.ka.test", "A", gw.host)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
+        silent.bind(free_address())  # bound, never read: queries to it time out
+        silent_ip, silent_port = silent.getsockname()
+        servers = f"{silent_ip}:{silent_port} {zone_server.ip}:{zone_server.port}"
+        kam = kamailio_factory(
+            defines={"KA_DNS": 1, "KA_DNS_NAPTR": 1, "KA_DNS_SERVER": f'"{servers}"'}
+        )
+        assert result_of(kam, "ka_add_destination", "sip:gw.ka.test", "t") == "1"
+        target = f"sip:{gw.host}:{gw.port};transport=tcp"
+        wait_state(kam, target, 1, timeout=15)
+        wait_state(kam, "sip:gw.ka.test", 1)
+        silent.setblocking(False)
+        assert silent.recv(512), "the first server was asked first"
+    assert {r.transport for r in gw.received("OPTIONS")} == {"tcp"}
+    asked = [(name, rtype) for _, name, rtype in zone.asked]
+    assert asked[:3] == [
+        ("gw.ka.test", "NAPTR"), ("_sip._tcp.gw.ka.test", "SRV"), ("up.ka.test", "A"),
+    ]  # fmt: skip
+    assert f"via {servers}, NAPTR first" in kam.log()
