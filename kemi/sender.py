@@ -90,4 +90,6 @@ class Sender:
         callid = make_callid(self._prefix, ping.seq, ping.slot)
         digest = branch_for(self._key, callid)[len(BRANCH_MAGIC) :]
         text = template.replace("\2", ping.uri).replace("\1", digest).replace("\0", callid)
+        if ping.auth:  # an answer to a challenge (ka_core.probe.auth_hooks)
+            text = f"{text[:-2]}{ping.auth}\r\n\r\n"
         return self._ksr.send_request(ping.hop, socket, text) >= 0

@@ -6,7 +6,9 @@ Keys: ``interval`` (s), ``from`` (From URI), ``down_after``, ``up_after``, ``ali
 ``ka_core.probe.health.CodeSet``), ``degraded_ms`` (0 = no latency threshold) and ``socket``
 (``proto:ip:port``, one of Kamailio's listeners: pings leave from it, and only replies
 received on it count), ``proxy`` (an outbound proxy URI, or ``none``) and ``method`` (the
-probe's request method; both ``ka_core.probe.options``).  A key not given follows the
+probe's request method; both ``ka_core.probe.options``), ``auth_user`` and ``auth_password``
+(digest credentials for a 401/407 challenge, ``ka_core.probe.digest``; the password is
+left out of ``public_settings``, the text RPC and the state file show).  A key not given follows the
 module parameter, also when that changes at runtime (``keepalive.interval``).  The
 canonical text is stored in the shared table, so every process sees the same settings.
 """
@@ -16,9 +18,10 @@ from __future__ import annotations
 import ipaddress
 import struct
 import zlib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from ka_core.errors import InvalidArgument, InvalidUri
+from ka_core.probe.digest import Credentials, check_credential
 from ka_core.probe.health import CodeSet, Policy
 from ka_core.probe.options import NO_PROXY, parse_method, parse_proxy
 from ka_core.uri import parse_uri
@@ -44,6 +47,9 @@ class Settings:
     """Outbound proxy URI; ``none``: no proxy even with ``KA_PING_PROXY``; empty: the module's."""
     method: str = ""
     """Probe method; empty: the module's ``ping_method``."""
+    auth_user: str = ""
+    auth_password: str = field(default="", repr=False)
+    """Never shown: ``public_settings`` leaves it out."""
     target_of: str = ""
     """Internal (``KA_DNS``): the host-name destination this target was resolved from;
     written by ka-kemi only, refused from users (``parse_settings(internal=False)``)."""
@@ -68,11 +74,17 @@ class Settings:
             parts.append(f"socket={self.socket}")
         if self.method:
             parts.append(f"method={self.method}")
+        if self.auth_user:
+            parts.append(f"auth_user={self.auth_user};auth_password={self.auth_password}")
         if self.proxy:  # its ;transport= is read back as part of it
             parts.append(f"proxy={self.proxy}")
         if self.target_of:  # last: its URI may hold a ';'
             parts.append(f"target_of={self.target_of}")
         return ";".join(parts)
+
+    @property
+    def credentials(self) -> Credentials | None:
+        return Credentials(self.auth_user, self.auth_password) if self.auth_user else None
 
     @property
     def has_own_proxy(self) -> bool:
@@ -198,12 +210,29 @@ def parse_settings(text: str, internal: bool = False) -> Settings:
             values[key] = parse_proxy(value)
         elif key == "method":
             values[key] = parse_method(value)
+        elif key in ("auth_user", "auth_password"):
+            try:
+                values[key] = check_credential(key, value)
+            except ValueError as exc:
+                raise InvalidArgument(str(exc)) from None
         elif key == "target_of" and internal:
             values[key] = ";".join([value, *items[at + 1 :]])
             break
         else:
             raise InvalidArgument(
                 f"unknown setting {key!r} (interval, from, down_after, up_after, alive, "
-                "degraded_ms, socket, proxy, method)"
+                "degraded_ms, socket, proxy, method, auth_user, auth_password)"
             )
+    if ("auth_user" in values) != ("auth_password" in values):
+        raise InvalidArgument(
+            "settings auth_user and auth_password go together (passwords are never written "
+            "to the state file or shown by RPC: give it again)"
+        )
     return Settings(**values)  # type: ignore[arg-type]
+
+
+def public_settings(text: str) -> str:
+    """Canonical settings text without the password: what RPC and the state file show."""
+    if "auth_password=" not in text:
+        return text
+    return ";".join(i for i in text.split(";") if not i.startswith("auth_password="))

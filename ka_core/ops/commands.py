@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import TypeVar
 
-from ka_core.config.settings import MAX_INTERVAL_S
+from ka_core.config.settings import MAX_INTERVAL_S, public_settings
 from ka_core.errors import (
     DuplicateDestination,
     InvalidArgument,
@@ -85,7 +85,7 @@ def info_struct(rec: Record) -> dict[str, object]:
         "consecutive failures": rec.failures,
         "consecutive successes": rec.successes,
         "ping interval ms": rec.interval_ms,
-        "settings": rec.settings,
+        "settings": public_settings(rec.settings),
         "pings sent": rec.pings,
         "replies": rec.replies,
         "timeouts": rec.timeouts,

@@ -27,7 +27,9 @@ from dataclasses import dataclass
 
 from ka_core.config.settings import parse_settings, parse_socket, socket_tag
 from ka_core.events import Event, ProbingStopped, ResponseReceived, StateChanged
+from ka_core.probe.auth_hooks import AuthBook, AuthHooks
 from ka_core.probe.cluster_hooks import ClusterHooks
+from ka_core.probe.digest import Credentials
 from ka_core.probe.health import DEFAULT_POLICY, Policy, backoff_interval, transition
 from ka_core.probe.options import DEFAULT_METHOD, Route, route_of
 from ka_core.probe.scheduler import (
@@ -68,6 +70,8 @@ class Ping:
     hop: str = ""
     """Where it goes, with the transport spelled out (``corex.sendx`` needs it)."""
     method: str = DEFAULT_METHOD
+    auth: str = ""
+    """An ``Authorization`` header line answering a challenge (``ka_core.probe.auth_hooks``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +103,7 @@ class _Dest:
     route: Route
     """Transport, family, next hop (the destination or its proxy) and the reply source."""
     method: str
+    auth: Credentials | None
     policy: Policy
     from_uri: str
     socket: str
@@ -119,7 +124,7 @@ class _Pending:
     """Kept for UDP pings, which are sent again until answered."""
 
 
-class Prober(ClusterHooks):
+class Prober(ClusterHooks, AuthHooks):
     def __init__(
         self,
         table: SharedTable,
@@ -138,6 +143,7 @@ class Prober(ClusterHooks):
         unanswered (``ka_core.probe.wire.retransmit_offsets``); ``ping_proxy``,
         ``ping_method``: the module's probe options (``ka_core.probe.options``)."""
         self._proxy, self._method = ping_proxy, ping_method
+        self._auth = AuthBook()
         self._table = table
         self._delete_counter = delete_counter
         self._timeout_s = ping_timeout_s
@@ -213,7 +219,8 @@ class Prober(ClusterHooks):
         for index, entry in enumerate(added):
             self._adopt(entry.slot, entry.gen, now, index, len(added), delay)
         for entry in entries:
-            if entry.kind == KIND_REPLY and self._from_destination(entry):
+            reply = entry.kind == KIND_REPLY and self._from_destination(entry)
+            if reply and not self._answer_challenge(entry, now):
                 events.extend(self._finish(entry.seq, entry.code, entry.mono, entry.wall, True))
         return events
 
@@ -252,11 +259,7 @@ class Prober(ClusterHooks):
             # on time: the deadline stays on the grid, so timeouts share the ping wake-ups
             start = due if now - due < TICK_S / 2 else now
             deadline = start + min(self._timeout_s, dest.interval_s)
-            route = dest.route
-            ping = Ping(
-                self._seq, slot, gen, dest.uri, dest.from_uri, dest.socket, route.transport,
-                route.ipv6, route.hop, dest.method,
-            )  # fmt: skip
+            ping = self._ping_for(self._seq, slot, gen, dest)
             # a DOWN destination's ping is not sent again: a loss only delays its recovery
             # by one interval, and the dead half of a list would double the traffic
             udp = ping.transport == "udp" and self._resends.offsets and dest.state is not State.DOWN
@@ -268,9 +271,15 @@ class Prober(ClusterHooks):
             pings.append(ping)
         return pings
 
+    def _ping_for(self, seq: int, slot: int, gen: int, dest: _Dest) -> Ping:
+        r = dest.route
+        return Ping(seq, slot, gen, dest.uri, dest.from_uri, dest.socket, r.transport, r.ipv6,
+                    r.hop, dest.method)  # fmt: skip
+
     def _resend(self, now: float) -> list[Ping]:
-        """Unanswered UDP pings whose next retransmission is due (answered ones drop out)."""
-        resent: list[Ping] = []
+        """Unanswered UDP pings whose next retransmission is due (answered ones drop out),
+        and the pings answering a challenge."""
+        resent: list[Ping] = self._take_retries()
         for seq, index, due in self._resends.pop_due(now):
             pending = self._pending.get(seq)
             if pending is None or pending.ping is None:
@@ -317,9 +326,9 @@ class Prober(ClusterHooks):
             state=rec.state, failures=rec.failures, successes=rec.successes,
             stopped=rec.stopped, response_cb=rec.response_cb, user=rec.user,
             route=route_of(parse_uri(rec.key), settings.proxy or self._proxy),
-            method=settings.method or self._method, policy=settings.policy(self._policy),
-            from_uri=settings.from_uri, socket=settings.socket, local=local,
-            paused=rec.paused, epoch=self._epoch,
+            method=settings.method or self._method, auth=settings.credentials,
+            policy=settings.policy(self._policy), from_uri=settings.from_uri,
+            socket=settings.socket, local=local, paused=rec.paused, epoch=self._epoch,
         )  # fmt: skip
         self._dests[slot] = dest
         return dest

@@ -3,6 +3,9 @@ the request method (README "Configuration reference", docs/differences.md)."""
 
 from __future__ import annotations
 
+import hashlib
+import re
+import secrets
 import socket
 import time
 
@@ -13,6 +16,7 @@ from tests.harness.kamailio import free_address
 from tests.integration.test_keepalive import wait_state
 from tests.integration.test_misconfig import refused
 from tests.peers.dns_zone import ZoneServer
+from tests.peers.uas import Answer, Behaviour, Request
 
 pytestmark = pytest.mark.integration
 
@@ -97,3 +101,70 @@ def test_naptr_srv_a_are_followed_and_a_silent_first_dns_server_is_passed_over(
         ("gw.ka.test", "NAPTR"), ("_sip._tcp.gw.ka.test", "SRV"), ("up.ka.test", "A"),
     ]  # fmt: skip
     assert f"via {servers}, NAPTR first" in kam.log()
+
+
+PASSWORD = "s3cret-Pw"
+
+
+def digest_checker(user: str, password: str, realm: str = "ka.test") -> Behaviour:
+    """A peer that challenges every request without credentials (401, qop=auth, MD5) and
+    answers 200 only to a correct Authorization, 403 otherwise (an RFC 2617 check of its
+    own, not ka-kemi's code)."""
+    nonce = secrets.token_hex(8)
+    challenge = (
+        f'WWW-Authenticate: Digest realm="{realm}", nonce="{nonce}", qop="auth", algorithm=MD5'
+    )
+
+    def md5(text: str) -> str:
+        return hashlib.md5(text.encode()).hexdigest()
+
+    def behaviour(req: Request) -> Answer:
+        auth = req.headers.get("Authorization")
+        if auth is None:
+            return Answer(401, headers=(challenge,))
+        params = dict(re.findall(r'(\w+)="?([^",]*)"?', auth.removeprefix("Digest ")))
+        ha1, ha2 = md5(f"{user}:{realm}:{password}"), md5(f"{req.method}:{params['uri']}")
+        expected = md5(f"{ha1}:{nonce}:{params['nc']}:{params['cnonce']}:auth:{ha2}")
+        ok = (
+            params["username"] == user
+            and params["uri"] == req.uri
+            and params["response"] == expected
+        )
+        return Answer(200 if ok else 403)
+
+    return behaviour
+
+
+def test_a_challenging_peer_gets_authenticated_pings_and_the_password_is_never_shown(
+    kamailio_factory: KamailioFactory, uas_factory, tmp_path
+) -> None:
+    good, wrong, none = uas_factory(), uas_factory(), uas_factory()
+    for peer in (good, wrong, none):
+        peer.set_behaviour(digest_checker("alice", PASSWORD))
+    state_file = tmp_path / "ka.state"
+    kam = kamailio_factory(defines={"KA_STATE_FILE": f'"{state_file}"'})
+    creds = f"auth_user=alice;auth_password={PASSWORD}"
+    assert result_of(kam, "ka_add_destination", good.uri(), "t", creds) == "1"
+    assert "Ok" in kam.kamcmd(
+        "keepalive.add", wrong.uri(), "t", "auth_user=alice;auth_password=nope"
+    )
+    assert result_of(kam, "ka_add_destination", none.uri(), "t") == "1"
+    wait_state(kam, good.uri(), 1)
+    wait_state(kam, wrong.uri(), 2)
+    wait_state(kam, none.uri(), 2)
+    seen = good.received("OPTIONS")
+    assert "Authorization" not in seen[0].headers and "Authorization" in seen[1].headers
+    assert seen[1].call_id != seen[0].call_id
+    assert all("Authorization" not in r.headers for r in none.received())
+    time.sleep(0.7)  # the state file is written within 0.5 s
+    shown = kam.kamcmd("keepalive.list") + kam.kamcmd("keepalive.info", good.uri(), "t")
+    assert "auth_user=alice" in shown and PASSWORD not in shown
+    assert PASSWORD not in kam.log() and "nope" not in kam.log()
+    assert state_file.exists() and PASSWORD.encode() not in state_file.read_bytes()
+
+
+def test_bad_credentials_settings_are_refused_without_echoing_the_password(kam) -> None:
+    out = kam.kamcmd("keepalive.add", "sip:127.44.0.3", "t", "auth_password=only")
+    assert "auth_user and auth_password go together" in out
+    out = kam.kamcmd("keepalive.add", "sip:127.44.0.3", "t", 'auth_user=a;auth_password=p"w')
+    assert "setting auth_password: the password has" in out and 'p"w' not in out
