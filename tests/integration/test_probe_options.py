@@ -161,6 +161,10 @@ def test_a_challenging_peer_gets_authenticated_pings_and_the_password_is_never_s
     assert "auth_user=alice" in shown and PASSWORD not in shown
     assert PASSWORD not in kam.log() and "nope" not in kam.log()
     assert state_file.exists() and PASSWORD.encode() not in state_file.read_bytes()
+    kam.stop()
+    again = kamailio_factory(defines={"KA_STATE_FILE": f'"{state_file}"'})
+    again.wait_log(f"not restored: {good.uri()} owner t: settings auth_user and auth_password")
+    assert PASSWORD not in again.log()
 
 
 def test_bad_credentials_settings_are_refused_without_echoing_the_password(kam) -> None:
