@@ -4,15 +4,17 @@ the request method (README "Configuration reference", docs/differences.md)."""
 from __future__ import annotations
 
 import hashlib
+import random
 import re
 import secrets
 import socket
 import time
+from collections.abc import Iterator
 
 import pytest
 
 from tests.conftest import KamailioFactory, result_of
-from tests.harness.kamailio import free_address
+from tests.harness.kamailio import free_udp_tcp_port
 from tests.integration.test_keepalive import wait_state
 from tests.integration.test_misconfig import refused
 from tests.peers.dns_zone import ZoneServer
@@ -73,17 +75,30 @@ def test_a_refused_ping_method_stops_start_up(kamailio_factory: KamailioFactory)
     refused(kam, "parameter ping_method: ACK cannot be a probe")
 
 
+def own_address() -> tuple[str, int]:
+    """A random address of this suite's range (127.44.0.0/16) and a port free there."""
+    ip = f"127.44.{random.randint(0, 255)}.{random.randint(2, 254)}"
+    return ip, free_udp_tcp_port(ip)
+
+
+@pytest.fixture
+def own_zone_server() -> Iterator[ZoneServer]:
+    server = ZoneServer(*own_address())
+    yield server
+    server.stop()
+
+
 def test_naptr_srv_a_are_followed_and_a_silent_first_dns_server_is_passed_over(
-    kamailio_factory: KamailioFactory, uas_factory, zone_server: ZoneServer
+    kamailio_factory: KamailioFactory, uas_factory, own_zone_server: ZoneServer
 ) -> None:
-    gw = uas_factory()
+    gw, zone_server = uas_factory(), own_zone_server
     zone = zone_server.zone
     zone.add("gw.ka.test", "NAPTR", (10, 10, "S", "SIP+D2T", "_sip._tcp.gw.ka.test"))
     zone.add("gw.ka.test", "NAPTR", (20, 10, "S", "SIP+D2U", "_sip._udp.gw.ka.test"))
     zone.add("_sip._tcp.gw.ka.test", "SRV", (10, 0, gw.port, "up.ka.test"))
     zone.add("up.ka.test", "A", gw.host)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
-        silent.bind(free_address())  # bound, never read: queries to it time out
+        silent.bind(own_address())  # bound, never read: queries to it time out
         silent_ip, silent_port = silent.getsockname()
         servers = f"{silent_ip}:{silent_port} {zone_server.ip}:{zone_server.port}"
         kam = kamailio_factory(
