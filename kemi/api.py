@@ -13,7 +13,7 @@ be JSON-serialisable; the callback gets a decoded copy.
 
 A callback that declares a ``rtt_ms`` parameter (or ``**kwargs``) also gets the round trip
 in milliseconds (0.0 for a timeout).  ``settings`` takes the per-destination settings of
-``ka_core.config.settings`` (``"down_after=3;alive=2xx,404;socket=udp:10.0.0.1:5060"``).
+``ka_core.settings`` (``"down_after=3;alive=2xx,404;socket=udp:10.0.0.1:5060"``).
 """
 
 from __future__ import annotations

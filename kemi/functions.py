@@ -121,7 +121,7 @@ def _unprobed() -> int:
 @script_function("ka_add_destination")
 def ka_add_destination(uri: str, owner: str, settings: str = "") -> int:
     """1 added (first ping ~0.5 s later), -1 bad URI/owner/settings, duplicate or table
-    full.  ``settings``: optional per-destination settings (``ka_core.config.settings``)."""
+    full.  ``settings``: optional per-destination settings (``ka_core.settings``)."""
     rt = runtime.get()
     rec = rt.add(uri, owner, settings=settings)
     rt.ksr.info(f"ka_add_destination: added {rec.uri} owner {rec.owner}")

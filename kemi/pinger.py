@@ -25,7 +25,6 @@ import traceback
 from collections.abc import Callable
 from typing import TypeVar
 
-from ka_core.config.settings import socket_tag
 from ka_core.events import Event, ProbingStopped, ResponseReceived, StateChanged
 from ka_core.node import Inputs, Node
 from ka_core.probe import replies
@@ -34,6 +33,7 @@ from ka_core.probe.digest import CHALLENGE_HEADERS
 from ka_core.probe.liveness import PingerStatus
 from ka_core.probe.prober import Ping, Prober
 from ka_core.probe.wire import retransmit_offsets
+from ka_core.settings import socket_tag
 from ka_core.state import State
 from ka_core.store.layout import FLAG_SOCKET
 from ka_core.uri import address_tag

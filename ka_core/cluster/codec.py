@@ -13,7 +13,7 @@ Three kinds, each a JSON object ``{"v": 1, "t": kind, "n": sender, ...}``:
 
 A body comes from the network, so ``decode`` trusts nothing: size, JSON shape, every type,
 every URI (``ka_core.uri``), owner (``registry.check_owner``) and settings text
-(``ka_core.config.settings``).  Anything wrong raises ``BadMessage`` and nothing is applied.
+(``ka_core.settings``).  Anything wrong raises ``BadMessage`` and nothing is applied.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from ka_core.config.settings import parse_settings
 from ka_core.errors import InvalidArgument, InvalidUri, KaError
+from ka_core.settings import parse_settings
 from ka_core.state import State
 from ka_core.store.registry import check_owner
 from ka_core.uri import parse_uri

@@ -5,7 +5,7 @@ readable in ``mod_init``; ``#!define`` values are (``$def(NAME)``).  ``destinati
 repeatable through numbered defines (``KA_DESTINATION``, ``KA_DESTINATION_1`` ...
 ``KA_DESTINATION_99``), each holding one or more URIs separated by spaces or commas.  A URI
 may carry per-destination settings after a ``|`` (``sip:10.0.0.1|down_after=3;alive=2xx,404``,
-``ka_core.config.settings``); such an item ends at the next space.
+``ka_core.settings``); such an item ends at the next space.
 
 Invalid values raise ``InvalidArgument`` naming the parameter and the value; the glue turns
 that into a failed ``mod_init``, so Kamailio refuses to start.
@@ -17,12 +17,20 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from ka_core.cluster.codec import BadMessage, node_id
-from ka_core.config.settings import MAX_INTERVAL_S, Settings, parse_from, parse_settings
 from ka_core.errors import InvalidArgument, InvalidUri
 from ka_core.names.servers import parse_dns_servers, servers_text
 from ka_core.ops.access import LOOPBACK, HttpGuard, Network, parse_allow, parse_path, parse_token
-from ka_core.probe.health import DEFAULT_ALIVE, CodeSet, Policy
-from ka_core.probe.options import DEFAULT_METHOD, NO_PROXY, parse_method, parse_proxy
+from ka_core.policy import DEFAULT_ALIVE, CodeSet, Policy
+from ka_core.settings import (
+    DEFAULT_METHOD,
+    MAX_INTERVAL_S,
+    NO_PROXY,
+    Settings,
+    parse_from,
+    parse_method,
+    parse_proxy,
+    parse_settings,
+)
 from ka_core.uri import SipUri, parse_uri
 
 DEFINE_PREFIX = "KA_"

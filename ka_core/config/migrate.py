@@ -134,6 +134,11 @@ def _scan_modparam(scan: _Scan, i: int, module: str, name: str, value: str) -> N
     elif module == "ctl" and name == "binrpc":
         scan.ctl_binrpc.append((i, value))
     elif module == "app_python3" and name in ("load", "script_name"):
+        if value.strip("\"' ").endswith("native.py"):
+            raise InvalidArgument(
+                f"line {i + 1}: app_python3 loads {value} already: this cfg is migrated; "
+                "nothing to do"
+            )
         raise InvalidArgument(
             f"line {i + 1}: app_python3 already loads {value}: app_python3 takes one script; "
             "merge kemi/native.py's NativeHandler into yours by hand (docs/native.md)"

@@ -6,7 +6,8 @@ C codes, so a statement or a truth test (``if (ka_is_alive("x"))``, ``!``) keeps
 A comparison (``ka_is_alive("x") == 1``) does not: a call inside a native expression is only
 true or false, so C's ``== 1`` also held for DOWN and ``== 2`` never held.  On a line that
 starts an ``if``, the call moves in front of it, its ``$rc`` is saved in ``$var(ka_rcN)`` and
-the comparison reads that (now exact).  Anything else (``else if``, ``while``, an argument
+the comparison reads that (now exact).  Anything else (``else if``, ``while``, the call as a
+value in an assignment or arithmetic, an argument
 that is not one string or pv, a value with white space) is left as it was, with a warning:
 Kamailio then refuses to start on the unknown C function, so nothing goes by unnoticed.
 """
@@ -23,6 +24,9 @@ _COMPARE_AFTER = re.compile(r"\s*(==|!=|<=|>=|<|>)\s*(-?\d+)")
 _COMPARE_BEFORE = re.compile(r"(==|!=|<=|>=|<|>)\s*$")
 _PV = re.compile(r"\$[A-Za-z_][\w.]*(\([^()\s]*\))?")
 _IF_START = re.compile(r"\s*if\s*\(")
+_VALUE_BEFORE = re.compile(r"(?:[-+*/%^]|(?<![&|])[&|]|(?<![=!<>])=)\s*$")
+_VALUE_AFTER = re.compile(r"\s*(?:[-+*/%^]|[&|](?![&|]))")
+"""An assignment or arithmetic around the call: it wants C's number, a wrapper gives a truth."""
 
 
 @dataclass(slots=True)
@@ -104,6 +108,16 @@ def rewrite_line(code: str, lineno: int, counter: list[int]) -> LineResult:
         end = parsed[1]
         after = _COMPARE_AFTER.match(text, end)
         compared = after is not None or _COMPARE_BEFORE.search(text[: m.start()]) is not None
+        if not compared and (
+            _VALUE_BEFORE.search(text[: m.start()]) is not None
+            or _VALUE_AFTER.match(text, end) is not None
+        ):
+            result.warnings.append(
+                f"line {lineno}: {name}(...) used as a value (assigned or in arithmetic): left "
+                f"as it was; call {call} before it and use $rc (docs/native.md)"
+            )
+            pos = end
+            continue
         if not compared:
             result.code = text[: m.start()] + call + text[end:]
             result.changes.append(f"line {lineno}: {name}(...) -> {call}")

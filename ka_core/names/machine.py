@@ -25,11 +25,11 @@ import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from ka_core.config.settings import parse_settings
 from ka_core.errors import DuplicateDestination, InvalidArgument, InvalidUri, TableFull
 from ka_core.events import Event, StateChanged
 from ka_core.names.resolve import Resolution, Target, derive_state, target_uri
 from ka_core.names.schedule import Key
+from ka_core.settings import parse_settings
 from ka_core.state import State
 from ka_core.store.layout import (
     FLAG_CUSTOM_POLICY,

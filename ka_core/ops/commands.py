@@ -18,7 +18,6 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import TypeVar
 
-from ka_core.config.settings import MAX_INTERVAL_S, public_settings
 from ka_core.errors import (
     DuplicateDestination,
     InvalidArgument,
@@ -27,6 +26,7 @@ from ka_core.errors import (
     TableFull,
     UnknownDestination,
 )
+from ka_core.settings import MAX_INTERVAL_S, public_settings
 from ka_core.store import registry
 from ka_core.store.records import Record, Summary
 from ka_core.store.table import SharedTable

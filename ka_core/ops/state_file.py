@@ -19,8 +19,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
-from ka_core.config.settings import public_settings
 from ka_core.errors import KaError
+from ka_core.settings import public_settings
 from ka_core.state import State
 from ka_core.store.layout import FLAG_OWN_INTERVAL, FLAG_PAUSED, FLAG_TARGET
 
@@ -40,7 +40,7 @@ class Saved:
     uri: str
     owner: str
     settings: str
-    """Canonical settings text (``ka_core.config.settings``)."""
+    """Canonical settings text (``ka_core.settings``)."""
     interval_ms: int
     own_interval: bool
     """``layout.FLAG_OWN_INTERVAL``: not following ``ping_interval``."""

@@ -13,22 +13,16 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
+from ka_core.settings import Credentials
 
 CHALLENGE_CODES = {401: "Authorization", 407: "Proxy-Authorization"}
 """Challenge reply code -> the header that answers it."""
 CHALLENGE_HEADERS = {401: "WWW-Authenticate", 407: "Proxy-Authenticate"}
 ALGORITHMS = {"md5": hashlib.md5, "sha-256": hashlib.sha256}
 MAX_CHALLENGE_BYTES = 2048
-MAX_CREDENTIAL_CHARS = 128
 _PARAM = re.compile(r'\s*([A-Za-z][A-Za-z0-9_-]*)\s*=\s*("(?:[^"\\]|\\.)*"|[^\s,]*)\s*(?:,|$)')
-
-
-@dataclass(frozen=True, slots=True)
-class Credentials:
-    user: str
-    password: str = field(repr=False)
-    """Never in a repr, a log line or any RPC text."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,17 +34,6 @@ class Challenge:
     opaque: str | None
     qop_auth: bool
     """The server offered ``qop=auth``."""
-
-
-def check_credential(key: str, value: str) -> str:
-    """``auth_user`` or ``auth_password``: printable, no ``;`` or ``"`` (the settings text
-    and the header cannot carry them); the error never shows a password."""
-    shown = "the password" if key == "auth_password" else repr(value)
-    if not value.isprintable() or any(c in value for c in ';"\\') or " " in value:
-        raise ValueError(f'setting {key}: {shown} has a blank, control character, ; " or \\')
-    if len(value) > MAX_CREDENTIAL_CHARS:
-        raise ValueError(f"setting {key}: longer than {MAX_CREDENTIAL_CHARS} characters")
-    return value
 
 
 def parse_challenge(header: str) -> Challenge | None:

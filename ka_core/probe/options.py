@@ -1,4 +1,5 @@
-"""Probe options of a destination: the request method and the outbound proxy.
+"""Probe options of a destination: the request method and the outbound proxy (parsed as
+settings, ``ka_core.settings``), and the route a ping takes.
 
 Both are settings of a destination (``method=``, ``proxy=``) with a module-wide default
 (``KA_PING_METHOD``, ``KA_PING_PROXY``); the defaults leave the C module's behaviour: an
@@ -13,46 +14,10 @@ adds none: the proxy routes on the Request-URI.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
-from ka_core.errors import InvalidArgument, InvalidUri
+from ka_core.settings import NO_PROXY
 from ka_core.uri import SipUri, address_tag, parse_uri
-
-DEFAULT_METHOD = "OPTIONS"
-NO_PROXY = "none"
-"""``proxy=none``: this destination is pinged directly even with a ``KA_PING_PROXY``."""
-REFUSED_METHODS = ("INVITE", "ACK", "CANCEL", "BYE")
-"""They would start, end or cancel a call (dispatcher refuses none; a probe must not)."""
-MAX_METHOD_CHARS = 32
-_TOKEN = re.compile(r"[A-Za-z0-9.!%*_+`'~-]+")
-"""RFC 3261 ``token``: what a SIP method is made of."""
-
-
-def parse_method(value: str, what: str = "setting method") -> str:
-    """A probe method (``OPTIONS``, ``INFO``, ``NOTIFY`` ...), as given (methods are
-    case-sensitive); raises ``InvalidArgument`` for a non-token or a dialog method."""
-    if not _TOKEN.fullmatch(value) or len(value) > MAX_METHOD_CHARS:
-        raise InvalidArgument(f"{what}: not a SIP method (a token, up to 32 characters): {value!r}")
-    if value.upper() in REFUSED_METHODS:
-        raise InvalidArgument(
-            f"{what}: {value} cannot be a probe (INVITE, ACK, CANCEL and BYE are refused)"
-        )
-    return value
-
-
-def parse_proxy(value: str, what: str = "setting proxy") -> str:
-    """An outbound proxy: a SIP URI without a user part (``sip:10.0.0.5:5070;transport=tcp``)
-    in its given form, or ``none``."""
-    if value.lower() == NO_PROXY:
-        return NO_PROXY
-    try:
-        uri = parse_uri(value)
-    except InvalidUri as exc:
-        raise InvalidArgument(f"{what}: {exc}") from None
-    if uri.user:
-        raise InvalidArgument(f"{what}: a proxy URI has no user part: {value!r}")
-    return uri.display
 
 
 def transport_of(uri: SipUri) -> str:

@@ -25,13 +25,12 @@ import heapq
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from ka_core.config.settings import parse_settings, parse_socket, socket_tag
 from ka_core.events import Event, ProbingStopped, ResponseReceived, StateChanged
+from ka_core.policy import DEFAULT_POLICY, Policy
 from ka_core.probe.auth_hooks import AuthBook, AuthHooks
 from ka_core.probe.cluster_hooks import ClusterHooks
-from ka_core.probe.digest import Credentials
-from ka_core.probe.health import DEFAULT_POLICY, Policy, backoff_interval, transition
-from ka_core.probe.options import DEFAULT_METHOD, Route, route_of
+from ka_core.probe.health import backoff_interval, transition
+from ka_core.probe.options import Route, route_of
 from ka_core.probe.scheduler import (
     FIRST_DELAY_S,
     TICK_S,
@@ -43,6 +42,7 @@ from ka_core.probe.scheduler import (
     on_grid,
 )
 from ka_core.probe.wire import Resends
+from ka_core.settings import DEFAULT_METHOD, Credentials, parse_settings, parse_socket, socket_tag
 from ka_core.state import Outcome, State, stops
 from ka_core.store.layout import FLAG_NAME, FLAG_PAUSED
 from ka_core.store.ring import KIND_ADDED, KIND_REPLY, RingEntry

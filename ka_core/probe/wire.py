@@ -22,10 +22,9 @@ import ipaddress
 import json
 from dataclasses import dataclass
 
-from ka_core.config.settings import parse_socket, socket_text
 from ka_core.errors import InvalidArgument
-from ka_core.probe.options import DEFAULT_METHOD
 from ka_core.probe.scheduler import TICK_S, on_grid
+from ka_core.settings import DEFAULT_METHOD, parse_socket, socket_text
 
 BRANCH_MAGIC = "z9hG4bK"
 T1_S, T2_S = 0.5, 4.0

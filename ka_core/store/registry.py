@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ka_core.config.settings import MAX_INTERVAL_S, Settings, parse_settings
 from ka_core.errors import InvalidArgument, UnknownDestination
+from ka_core.settings import MAX_INTERVAL_S, Settings, parse_settings
 from ka_core.state import State
 from ka_core.store.layout import FLAG_CUSTOM_POLICY, FLAG_NAME, FLAG_OWN_INTERVAL, FLAG_SOCKET
 from ka_core.store.records import Record

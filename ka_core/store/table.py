@@ -244,7 +244,7 @@ class SharedTable(ProbeChains, PingerWrites):
         flags: int = 0,
     ) -> tuple[int, int]:
         """Add a destination and tell the pinger; returns (slot, gen).  ``settings``: the
-        canonical text of ``ka_core.config.settings``; ``flags``: ``layout.FLAG_*`` it implies."""
+        canonical text of ``ka_core.settings``; ``flags``: ``layout.FLAG_*`` it implies."""
         values = {
             "uri": uri.display,
             "key": uri.key,

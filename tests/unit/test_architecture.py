@@ -112,32 +112,57 @@ def test_no_module_over_the_line_limit() -> None:
     assert not {n: k for n, k in long.items() if k > MAX_LINES}
 
 
-STORE_MAY_NOT_IMPORT = ("ka_core.ops", "ka_core.probe", "ka_core.cluster", "ka_core.names")
-"""The store holds the bytes; its readers (views, prober, cluster, names) import it, never the
-other way round."""
+FLOORS = {
+    "vocabulary": 0,
+    "store": 1,
+    "probe": 2,
+    "names": 2,
+    "ops": 2,
+    "cluster": 3,
+    "node": 4,
+    "config": 4,
+}
+"""The picture in docs/internals.md: a room imports only itself and rooms on lower floors.
+The store holds the bytes and imports none of its readers; ``node`` steps the machines and
+``config`` reads the cfg for all of them, so nothing below imports either."""
 
 
-def store_violations(edges: dict[str, set[str]]) -> dict[str, set[str]]:
-    def banned(dep: str) -> bool:
-        return any(dep == room or dep.startswith(room + ".") for room in STORE_MAY_NOT_IMPORT)
+def room_of(module: str) -> str:
+    parts = module.split(".")
+    if len(parts) > 2 and parts[1] in ROOMS:
+        return parts[1]
+    return "node" if parts[1:] == ["node"] else "vocabulary"
 
-    return {
-        name: {d for d in deps if banned(d)}
+
+def floor_violations(edges: dict[str, set[str]]) -> dict[str, set[str]]:
+    def upward(name: str, dep: str) -> bool:
+        if not dep.startswith("ka_core."):
+            return False
+        mine, theirs = room_of(name), room_of(dep)
+        return mine != theirs and FLOORS[theirs] >= FLOORS[mine]
+
+    found = {
+        name: {d for d in deps if upward(name, d)}
         for name, deps in edges.items()
-        if name.startswith("ka_core.store") and any(banned(d) for d in deps)
+        if name.startswith("ka_core.")
     }
+    return {name: deps for name, deps in found.items() if deps}
 
 
-def test_the_store_imports_none_of_its_readers() -> None:
-    assert store_violations(graph(real_sources())) == {}
+def test_every_room_imports_only_rooms_below_it() -> None:
+    assert floor_violations(graph(real_sources())) == {}
 
 
-def test_a_store_module_importing_a_reader_is_found() -> None:
+def test_an_upward_import_is_found() -> None:
     planted = dict(real_sources())
     planted["ka_core.store.planted"] = (
         "from ka_core.ops.metrics import render\nimport ka_core.probe.health\n"
         "from ka_core.state import State\n"
     )
-    assert store_violations(graph(planted)) == {
-        "ka_core.store.planted": {"ka_core.ops.metrics", "ka_core.probe.health"}
+    planted["ka_core.probe.planted"] = "from ka_core.names.machine import Names\n"
+    planted["ka_core.planted"] = "from ka_core.store.table import SharedTable\n"
+    assert floor_violations(graph(planted)) == {
+        "ka_core.store.planted": {"ka_core.ops.metrics", "ka_core.probe.health"},
+        "ka_core.probe.planted": {"ka_core.names.machine"},
+        "ka_core.planted": {"ka_core.store.table"},
     }

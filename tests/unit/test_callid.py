@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from ka_core.policy import DEFAULT_POLICY
 from ka_core.probe.callid import callid_prefix, make_callid, parse_callid
-from ka_core.probe.health import DEFAULT_POLICY, transition
+from ka_core.probe.health import transition
 from ka_core.state import State, changes_state
 
 PREFIX = callid_prefix("1a2b3c4d")

@@ -6,7 +6,7 @@ import pytest
 
 from ka_core.config.kaconfig import DEFAULT_PING_FROM, KaConfig, define_names, load_config
 from ka_core.errors import InvalidArgument
-from ka_core.probe.health import CodeSet, Policy
+from ka_core.policy import CodeSet, Policy
 
 
 def test_defaults_match_the_c_module() -> None:

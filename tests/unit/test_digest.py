@@ -8,11 +8,11 @@ import threading
 
 import pytest
 
-from ka_core.config.settings import parse_settings, public_settings
 from ka_core.errors import InvalidArgument
 from ka_core.ops.state_file import from_rows
-from ka_core.probe.digest import Challenge, Credentials, authorization, parse_challenge
+from ka_core.probe.digest import Challenge, authorization, parse_challenge
 from ka_core.probe.prober import Prober
+from ka_core.settings import Credentials, parse_settings, public_settings
 from ka_core.state import State
 from ka_core.store import registry
 from ka_core.store.table import SharedTable, buffer_size

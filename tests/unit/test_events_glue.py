@@ -8,7 +8,7 @@ import select
 
 import pytest
 
-from ka_core.config.settings import socket_tag
+from ka_core.settings import socket_tag
 from ka_core.state import State
 from kemi import api, pinger, wakeup
 from kemi.events import DestinationEvent

@@ -5,14 +5,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ka_core.errors import InvalidArgument
-from ka_core.probe.health import (
-    DEFAULT_POLICY,
-    CodeSet,
-    Outcome,
-    Policy,
-    backoff_interval,
-    transition,
-)
+from ka_core.policy import DEFAULT_POLICY, CodeSet, Policy
+from ka_core.probe.health import Outcome, backoff_interval, transition
 from ka_core.state import State, script_value, stops
 
 

@@ -207,10 +207,11 @@ def test_no_keepalive_refused() -> None:
 
 
 def test_migrating_twice_is_refused() -> None:
-    """Not idempotent by design: a migrated cfg is refused, never migrated again."""
+    """A migrated cfg is refused as such, never migrated again (nor sent to merge by hand)."""
     once = run(DOCS.read_text()).text
-    with pytest.raises(InvalidArgument, match="app_python3 already loads"):
+    with pytest.raises(InvalidArgument, match=r"native.py.? already: this cfg is migrated") as err:
         run(once)
+    assert "by hand" not in str(err.value)
 
 
 @pytest.mark.parametrize(
@@ -224,6 +225,9 @@ def test_migrating_twice_is_refused() -> None:
         '\tka_del_destination("sip:a",',
         '\tif (1 == ka_is_alive("sip:a")) {',
         '\t$var(x) = 1; if (ka_is_alive("sip:a") == 1) {',
+        '\t$var(x) = ka_is_alive("sip:a") + 1;',
+        '\t$var(x) = ka_is_alive("sip:a");',
+        '\t$var(x) = 10 * ka_is_alive("sip:a");',
     ],
 )
 def test_forms_left_untouched_with_warning(line: str) -> None:
@@ -231,6 +235,15 @@ def test_forms_left_untouched_with_warning(line: str) -> None:
     result = run(DOCS.read_text().replace(last, line + "\n" + last))
     assert line + "\n" in result.text
     assert any("left as it was" in w and "line 32" in w for w in result.warnings), result.warnings
+
+
+def test_truth_tests_with_logical_operators_are_rewritten() -> None:
+    """``&&``/``||`` are truth tests, not arithmetic: the call is rewritten in place."""
+    result = rewrite_line('if (ka_is_alive("sip:a") && ka_is_alive("sip:b") || $var(x))', 3, [0])
+    assert result.code == (
+        'if (python_exec("ka_is_alive", "sip:a") && python_exec("ka_is_alive", "sip:b") || $var(x))'
+    )
+    assert result.warnings == []
 
 
 def test_rewrite_line_counts_and_several_calls() -> None:

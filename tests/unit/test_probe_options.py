@@ -8,11 +8,11 @@ import threading
 import pytest
 
 from ka_core.config.kaconfig import load_config
-from ka_core.config.settings import parse_settings
 from ka_core.errors import InvalidArgument
-from ka_core.probe.options import NO_PROXY, parse_method, parse_proxy, route_of
+from ka_core.probe.options import route_of
 from ka_core.probe.prober import Prober
 from ka_core.probe.wire import Listener, options_request
+from ka_core.settings import NO_PROXY, parse_method, parse_proxy, parse_settings
 from ka_core.state import State
 from ka_core.store import registry
 from ka_core.store.layout import FLAG_NAME

@@ -8,10 +8,10 @@ import threading
 
 import pytest
 
-from ka_core.config.settings import socket_tag
 from ka_core.events import Event, ProbingStopped, StateChanged
-from ka_core.probe.health import DEFAULT_POLICY, Policy
+from ka_core.policy import DEFAULT_POLICY, Policy
 from ka_core.probe.prober import Ping, Prober
+from ka_core.settings import socket_tag
 from ka_core.state import State
 from ka_core.store import registry
 from ka_core.store.records import Record

@@ -11,7 +11,6 @@ import pytest
 from dnslib import DNSRecord
 
 from ka_core.config.kaconfig import load_config
-from ka_core.config.settings import parse_settings
 from ka_core.errors import InvalidArgument
 from ka_core.names import dns_wire
 from ka_core.names.resolve import (
@@ -26,6 +25,7 @@ from ka_core.names.resolve import (
 )
 from ka_core.names.servers import nameservers, parse_dns_server
 from ka_core.probe.prober import Prober
+from ka_core.settings import parse_settings
 from ka_core.state import State
 from ka_core.store import registry
 from ka_core.store.layout import FLAG_NAME

@@ -7,9 +7,9 @@ import re
 
 import pytest
 
-from ka_core.config.settings import Settings, parse_settings, parse_socket, socket_tag
 from ka_core.errors import InvalidArgument
-from ka_core.probe.health import CodeSet, Policy
+from ka_core.policy import CodeSet, Policy
+from ka_core.settings import Settings, parse_settings, parse_socket, socket_tag
 from ka_core.state import Outcome
 
 EVERY_KEY = (
@@ -149,7 +149,7 @@ def test_bad_sockets_are_refused(text: str) -> None:
 
 @pytest.mark.parametrize("text", ["udp:[::1:5060", "udp:[[::1]]:5060"])
 def test_unbalanced_ipv6_brackets_are_refused(text: str) -> None:
-    """BUG (ka_core/config/settings.py parse_socket): ``host.strip("[]")`` drops any number of
+    """BUG (ka_core/settings.py parse_socket): ``host.strip("[]")`` drops any number of
     brackets on either side and only the opening one is checked, so ``udp:[::1:5060`` is
     accepted (the URI parser refuses the same "unclosed IPv6 bracket")."""
     with pytest.raises(InvalidArgument, match="setting socket"):

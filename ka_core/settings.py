@@ -3,27 +3,27 @@ the RPC ``keepalive.add`` and the config (``uri|settings``) accept, and its merg
 module parameters into one destination's ``Policy``.
 
 Keys: ``interval`` (s), ``from`` (From URI), ``down_after``, ``up_after``, ``alive`` (codes,
-``ka_core.probe.health.CodeSet``), ``degraded_ms`` (0 = no latency threshold) and ``socket``
+``ka_core.policy.CodeSet``), ``degraded_ms`` (0 = no latency threshold) and ``socket``
 (``proto:ip:port``, one of Kamailio's listeners: pings leave from it, and only replies
-received on it count), ``proxy`` (an outbound proxy URI, or ``none``) and ``method`` (the
-probe's request method; both ``ka_core.probe.options``), ``auth_user`` and ``auth_password``
-(digest credentials for a 401/407 challenge, ``ka_core.probe.digest``; the password is
-left out of ``public_settings``, the text RPC and the state file show).  A key not given follows the
-module parameter, also when that changes at runtime (``keepalive.interval``).  The
-canonical text is stored in the shared table, so every process sees the same settings.
+received on it count), ``proxy`` (an outbound proxy URI, or ``none``: where pings go,
+``ka_core.probe.options``), ``method`` (the probe's request method), ``auth_user`` and
+``auth_password`` (digest credentials for a 401/407 challenge, ``ka_core.probe.digest``; the
+password is left out of ``public_settings``, the text RPC and the state file show).  A key
+not given follows the module parameter, also when that changes at runtime
+(``keepalive.interval``).  The canonical text is stored in the shared table, so every
+process sees the same settings.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import re
 import struct
 import zlib
 from dataclasses import dataclass, field, replace
 
 from ka_core.errors import InvalidArgument, InvalidUri
-from ka_core.probe.digest import Credentials, check_credential
-from ka_core.probe.health import CodeSet, Policy
-from ka_core.probe.options import NO_PROXY, parse_method, parse_proxy
+from ka_core.policy import CodeSet, Policy
 from ka_core.uri import parse_uri
 
 MAX_INTERVAL_S = 86400
@@ -31,6 +31,24 @@ MAX_INTERVAL_S = 86400
 MAX_THRESHOLD = 1000
 PROTOS = ("udp", "tcp", "tls")
 _PORT = struct.Struct("<H")
+DEFAULT_METHOD = "OPTIONS"
+NO_PROXY = "none"
+"""``proxy=none``: this destination is pinged directly even with a ``KA_PING_PROXY``."""
+REFUSED_METHODS = ("INVITE", "ACK", "CANCEL", "BYE")
+"""They would start, end or cancel a call (dispatcher refuses none; a probe must not)."""
+MAX_METHOD_CHARS = 32
+_TOKEN = re.compile(r"[A-Za-z0-9.!%*_+`'~-]+")
+"""RFC 3261 ``token``: what a SIP method is made of."""
+MAX_CREDENTIAL_CHARS = 128
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """Digest credentials of a destination (``ka_core.probe.digest`` answers with them)."""
+
+    user: str
+    password: str = field(repr=False)
+    """Never in a repr, a log line or any RPC text."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +192,43 @@ def _join_proxy(items: list[str]) -> list[str]:
         else:
             out.append(item)
     return out
+
+
+def parse_method(value: str, what: str = "setting method") -> str:
+    """A probe method (``OPTIONS``, ``INFO``, ``NOTIFY`` ...), as given (methods are
+    case-sensitive); raises ``InvalidArgument`` for a non-token or a dialog method."""
+    if not _TOKEN.fullmatch(value) or len(value) > MAX_METHOD_CHARS:
+        raise InvalidArgument(f"{what}: not a SIP method (a token, up to 32 characters): {value!r}")
+    if value.upper() in REFUSED_METHODS:
+        raise InvalidArgument(
+            f"{what}: {value} cannot be a probe (INVITE, ACK, CANCEL and BYE are refused)"
+        )
+    return value
+
+
+def parse_proxy(value: str, what: str = "setting proxy") -> str:
+    """An outbound proxy: a SIP URI without a user part (``sip:10.0.0.5:5070;transport=tcp``)
+    in its given form, or ``none``."""
+    if value.lower() == NO_PROXY:
+        return NO_PROXY
+    try:
+        uri = parse_uri(value)
+    except InvalidUri as exc:
+        raise InvalidArgument(f"{what}: {exc}") from None
+    if uri.user:
+        raise InvalidArgument(f"{what}: a proxy URI has no user part: {value!r}")
+    return uri.display
+
+
+def check_credential(key: str, value: str) -> str:
+    """``auth_user`` or ``auth_password``: printable, no ``;`` or ``"`` (the settings text
+    and the header cannot carry them); the error never shows a password."""
+    shown = "the password" if key == "auth_password" else repr(value)
+    if not value.isprintable() or any(c in value for c in ';"\\') or " " in value:
+        raise ValueError(f'setting {key}: {shown} has a blank, control character, ; " or \\')
+    if len(value) > MAX_CREDENTIAL_CHARS:
+        raise ValueError(f"setting {key}: longer than {MAX_CREDENTIAL_CHARS} characters")
+    return value
 
 
 def parse_settings(text: str, internal: bool = False) -> Settings:
