@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from ka_core.probe.prober import Ping
     from ka_core.probe.wire import Resends
     from ka_core.store.ring import RingEntry
+    from ka_core.store.table import SharedTable
 
 
 @dataclass(slots=True)
@@ -42,6 +43,7 @@ class AuthBook:
 
 class AuthHooks:
     _auth: AuthBook
+    _table: SharedTable
     _pending: dict[int, Any]
     _dests: dict[int, Any]
     _seq: int
@@ -72,8 +74,10 @@ class AuthHooks:
         if header is None or pending is None or entry.code not in CHALLENGE_CODES:
             return False
         dest = self._dests.get(pending.slot)
+        if dest is None or not self._table.is_used(pending.slot, pending.gen):
+            return False  # deleted meanwhile: judged (and dropped) as usual
         challenge = parse_challenge(header)
-        if dest is None or dest.auth is None or entry.seq in book.authorized or not challenge:
+        if dest.auth is None or entry.seq in book.authorized or not challenge:
             return False
         del self._pending[entry.seq]
         self._seq = (self._seq + 1) & 0xFFFFFFFF

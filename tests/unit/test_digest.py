@@ -211,3 +211,14 @@ def test_a_workers_challenge_reaches_the_pinger_and_the_request_carries_it(glue:
     assert '\r\nAuthorization: Digest username="alice", realm="ka"' in text
     assert text.endswith("\r\n\r\n") and text.count("\r\n\r\n") == 1
     assert "pw" not in " ".join(glue.ksr.texts())
+
+
+def test_a_challenge_for_no_pending_ping_or_a_deleted_destination_is_ignored() -> None:
+    table, prober, _, ping = prober_with("auth_user=alice;auth_password=pw")
+    prober.take_challenge(ping.seq + 99, CHALLENGE)  # no such ping: not kept
+    assert prober._auth.challenges == {}
+    prober.take_challenge(ping.seq, CHALLENGE)
+    registry.remove(table, "sip:10.0.0.1", "t")
+    table.push_reply(ping.seq, 401, 100.1, 1000.1, address_tag("10.0.0.1"))
+    step = prober.step(100.1, 1000.1, table.drain())
+    assert step.resent == [] and step.events == [], "deleted: no authenticated ping"
