@@ -23,7 +23,7 @@ MAX, KEPT = 10_000, 5_000
 
 
 def lookups(table: SharedTable, keys: list[str]) -> dict[str, float]:
-    probes = [table.probe_length(k) for k in keys]
+    probes = [table.chains.probe_length(k) for k in keys]
     t0 = time.perf_counter()
     for k in keys:
         table.find(k)
@@ -32,7 +32,7 @@ def lookups(table: SharedTable, keys: list[str]) -> dict[str, float]:
 
 
 def snapshot(table: SharedTable, hits: list[str], misses: list[str]) -> dict[str, Any]:
-    used, tombs, empty = table.slot_usage()
+    used, tombs, empty = table.chains.slot_usage()
     return {"hit": lookups(table, hits), "miss": lookups(table, misses),
             "used": used, "tombstones": tombs, "empty": empty}  # fmt: skip
 

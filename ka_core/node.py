@@ -90,7 +90,7 @@ class Node:
         send: Callable[[Ping], object] | None = None,
     ) -> Step:
         table = self._table
-        table.write_pinger_life(PingerStatus.RUNNING, now)  # the heartbeat SIP workers read
+        table.header.write_pinger_life(PingerStatus.RUNNING, now)  # the heartbeat SIP workers read
         lag = self._lag(now)
         entries = inputs.entries
         names_out: list[NamesOut] = []
@@ -102,12 +102,12 @@ class Node:
             remote, before = self.cluster.before(entries, inputs.messages, now, wall)
             cluster_out.append(before)
         probed = self.prober.step(now, wall, entries, inputs.unsent, send)
-        table.write_pinger_stats(lag, self._lag_max, self.prober.outstanding)
+        table.header.write_pinger_stats(lag, self._lag_max, self.prober.outstanding)
         step = Step(probed.pings, probed.resent, list(probed.events), cluster_out, names_out)
         if not self._watch.done:
             replies = sum(1 for entry in entries if entry.kind == KIND_REPLY)
             warning = self._watch.observe(
-                now, len(probed.pings), replies, float(table.ping_interval)
+                now, len(probed.pings), replies, float(table.header.ping_interval)
             )
             if warning:
                 step.warnings.append(warning)

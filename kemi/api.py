@@ -18,26 +18,12 @@ in milliseconds (0.0 for a timeout).  ``settings`` takes the per-destination set
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
-
 from ka_core.errors import InvalidArgument, KaError
+from ka_core.script.callbacks import Callback, callback_path, encode_user
 from ka_core.state import State
 from ka_core.store import registry
 from ka_core.store.records import Record
 from kemi import runtime
-
-Callback = Callable[..., object] | str | None
-
-
-def callback_path(callback: Callback) -> str:
-    """Import path of a callback, checked to be importable by another process."""
-    if callback is None or isinstance(callback, str):
-        return callback or ""
-    module, qualname = getattr(callback, "__module__", None), getattr(callback, "__qualname__", "")
-    if not module or "<" in qualname:
-        raise InvalidArgument("callbacks must be module-level functions (no lambdas or closures)")
-    return f"{module}:{qualname}"
 
 
 def add_destination(
@@ -59,17 +45,13 @@ def add_destination(
     try:
         if not isinstance(flags, int):
             raise InvalidArgument("flags must be an integer")
-        try:
-            user = "" if user_attr is None else json.dumps(user_attr)
-        except (TypeError, ValueError) as exc:
-            raise InvalidArgument(f"user_attr is not JSON-serialisable: {exc}") from None
         rt.add(
             uri,
             owner,
             interval_s=ping_interval,
             state_cb=callback_path(statechanged_clb),
             response_cb=callback_path(response_clb),
-            user=user,
+            user=encode_user(user_attr),
             settings=settings,
         )
     except KaError as exc:
@@ -103,7 +85,3 @@ def destination_state(uri: str) -> State | None:
         return registry.state_of(runtime.get().table, uri)
     except KaError:
         return None
-
-
-def decode_user(user: str) -> object:
-    return None if not user else json.loads(user)

@@ -14,9 +14,7 @@ import socket
 import time
 
 from ka_core.names import dns_wire
-from ka_core.names.resolve import Lookup, Resolution
-from ka_core.names.servers import Failover, Server, is_answer, server_text
-from ka_core.uri import SipUri
+from ka_core.names.servers import Failover, Server, ask_in_turn, server_text
 
 QUERY_TIMEOUT_S = 1.5
 TRIES = 2
@@ -100,47 +98,13 @@ def _read(sock: socket.socket, size: int) -> bytes:
 
 
 class DnsServers:
-    """Blocking queries to a list of servers, each failure handed to the next one."""
+    """Blocking queries to a list of servers, a failed one handing the query to the next
+    (``ka_core.names.servers.ask_in_turn``)."""
 
     def __init__(self, servers: tuple[Server, ...], timeout_s: float = QUERY_TIMEOUT_S) -> None:
-        self._clients = [DnsClient(address, port, timeout_s) for address, port in servers]
-        self._failover = Failover(len(self._clients))
+        clients = [DnsClient(address, port, timeout_s) for address, port in servers]
+        self._queries = [(client.text, client.query) for client in clients]
+        self._failover = Failover(len(clients))
 
     def query(self, name: str, qtype: int) -> tuple[int, list[dns_wire.Record]]:
-        """The first answer (NOERROR, NXDOMAIN); when every server failed, the last bad
-        rcode, or ``OSError`` naming each server's error."""
-        errors: list[str] = []
-        refused: tuple[int, list[dns_wire.Record]] | None = None
-        for index in self._failover.order():
-            client = self._clients[index]
-            try:
-                rcode, records = client.query(name, qtype)
-            except (OSError, ValueError) as exc:
-                errors.append(f"{client.text}: {exc}" if client.text not in str(exc) else str(exc))
-                continue
-            if is_answer(rcode):
-                self._failover.answered(index)
-                return rcode, records
-            refused = (rcode, records)
-            errors.append(f"{client.text}: {dns_wire.rcode_name(rcode)}")
-        if refused is not None:
-            return refused
-        raise OSError("; ".join(errors))
-
-
-def resolve(
-    client: DnsClient | DnsServers,
-    uri: SipUri,
-    refresh_s: int,
-    naptr: bool = False,
-) -> Resolution:
-    """Drive one ``Lookup`` to its end with blocking queries."""
-    lookup = Lookup(uri, refresh_s, naptr)
-    while (query := lookup.next_query()) is not None:
-        try:
-            rcode, records = client.query(*query)
-        except (OSError, ValueError) as exc:
-            lookup.fail(query, str(exc) or type(exc).__name__)
-        else:
-            lookup.answer(query, rcode, records)
-    return lookup.result()
+        return ask_in_turn(self._queries, self._failover, name, qtype)

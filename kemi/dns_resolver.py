@@ -21,19 +21,23 @@ import threading
 import time
 from collections.abc import Callable
 
+from ka_core.config.banner import dns_started
 from ka_core.names.machine import ERR, WARN, NamesMachine, NamesOut
-from ka_core.names.resolve import Resolution
+from ka_core.names.resolve import Resolution, run_lookup
 from ka_core.names.schedule import Key, ResolveSchedule
-from ka_core.names.servers import nameservers, parse_dns_servers, servers_text
+from ka_core.names.servers import server_list, servers_text
 from ka_core.uri import SipUri
-from kemi.dns_client import DnsServers, resolve
+from kemi.dns_client import DnsServers
 from kemi.runtime import Runtime
 
 RESOLV_CONF = "/etc/resolv.conf"
-INTERNAL_ERROR_TTL_S = 30
-"""A lookup that raised (a bug) is tried again this much later."""
 IDLE_WAIT_S = 3600.0
 """How long the thread sleeps with no name watched (a ``watch`` wakes it)."""
+
+
+def _resolv_conf() -> str:
+    with open(RESOLV_CONF) as conf:
+        return conf.read()
 
 
 class ResolverThread:
@@ -69,18 +73,11 @@ class ResolverThread:
             self._take(self._inbox.get(timeout=wait_s) if wait_s > 0 else self._inbox.get_nowait())
             while True:
                 self._take(self._inbox.get_nowait())
-        while (due := self._schedule.pop_due(self._clock())) is not None:
-            key, uri = due
-            try:
-                result = self._resolve(uri)
-            except Exception as exc:  # a bug here must not stop resolving the others
-                result = Resolution(
-                    (), INTERNAL_ERROR_TTL_S, failed=True, reason=f"internal error: {exc!r}"
-                )
-            self.results.put((key, result))
-            self._on_result()
-            self._schedule.answered(key, uri, result.ttl_s, self._clock())
-        return self._schedule.next_at()
+        return self._schedule.run_due(self._clock, self._resolve, self._deliver)
+
+    def _deliver(self, key: Key, result: Resolution) -> None:
+        self.results.put((key, result))
+        self._on_result()
 
     def drain(self) -> list[tuple[Key, Resolution]]:
         """The resolutions queued so far (the core thread)."""
@@ -91,11 +88,7 @@ class ResolverThread:
         return out
 
     def _take(self, message: tuple[Key, SipUri | None]) -> None:
-        key, uri = message
-        if uri is None:
-            self._schedule.forget(key)
-        else:
-            self._schedule.watch(key, uri, self._clock())
+        self._schedule.take(*message, self._clock())
 
     def _loop(self) -> None:
         following: float | None = None
@@ -112,17 +105,11 @@ class DnsNames:
     ) -> None:
         self._rt = rt
         config = rt.config
-        servers = parse_dns_servers(config.dns_server)
-        if not servers:
-            try:
-                with open(RESOLV_CONF) as conf:
-                    servers = nameservers(conf.read())
-            except OSError:
-                servers = nameservers("")
+        servers = server_list(config.dns_server, _resolv_conf)
         self.server = servers_text(servers)
         if resolve_fn is None:
             resolve_fn = functools.partial(
-                resolve, DnsServers(servers), refresh_s=config.dns_refresh,
+                run_lookup, DnsServers(servers).query, refresh_s=config.dns_refresh,
                 naptr=bool(config.dns_naptr),
             )  # fmt: skip
         self._thread = ResolverThread(resolve_fn, rt.wake, rt.monotonic)
@@ -133,11 +120,7 @@ class DnsNames:
         return self._thread
 
     def start(self) -> None:
-        self._rt.ksr.info(
-            f"DNS: host names resolved by ka-kemi via {self.server}"
-            f"{', NAPTR first' if self._rt.config.dns_naptr else ''}, refresh up to "
-            f"{self._rt.config.dns_refresh} s, state {self._rt.config.dns_state}"
-        )
+        self._rt.ksr.info(dns_started(self._rt.config, self.server))
         self._thread.start()
 
     def answers(self) -> list[tuple[Key, Resolution]]:

@@ -107,7 +107,7 @@ def _unprobed() -> int:
     process, when it never started, failed or stopped stepping (UNKNOWN would be up for
     ever)."""
     rt = runtime.get()
-    status, beat = rt.table.pinger_life()
+    status, beat = rt.table.header.pinger_life()
     now = rt.monotonic()
     why = not_running_reason(status, beat, now, now - rt.set_up_at)
     if not why:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import traceback
 
+from ka_core.config.banner import ready_lines
 from kemi import http_rpc, pinger, runtime, startup
 from kemi.ksr_port import KsrPort
 from kemi.runtime import Runtime
@@ -38,17 +39,8 @@ def setup(ksr: KsrPort | None = None) -> Runtime:
     except Exception as exc:
         ksr.err(f"cannot start: {exc}")
         raise SystemExit(1) from None
-    ksr.info(
-        f"ready: {rt.table.count} destinations, ping_interval {rt.config.ping_interval} s, "
-        f"delete_counter {rt.config.delete_counter}, ping_timeout {rt.config.ping_timeout_ms} ms"
-    )
-    if not rt.config.policy.is_default or rt.config.down_backoff_max:
-        p = rt.config.policy
-        ksr.info(
-            f"health: down_after {p.down_after}, up_after {p.up_after}, alive {p.alive.text}, "
-            f"degraded_ms {p.degraded_ms} ({rt.config.degraded_as}), "
-            f"down_backoff_max {rt.config.down_backoff_max} s"
-        )
+    for line in ready_lines(rt.config, rt.table.count):
+        ksr.info(line)
     if in_kamailio:
         startup.watch_handler(ksr, KeepaliveHandler)
     return rt

@@ -15,15 +15,15 @@ from kemi.runtime import Runtime
 
 def exposition(rt: Runtime) -> str:
     table = rt.table
-    lag, lag_max, in_flight = table.pinger_stats()
+    lag, lag_max, in_flight = table.header.pinger_stats()
     pinger = metrics.PingerMetrics(
         destinations=table.count,
         capacity=table.max_destinations,
         in_flight=in_flight,
         loop_lag_s=lag,
         loop_lag_max_s=lag_max,
-        paused=table.paused,
-        ping_interval_s=table.ping_interval,
+        paused=table.header.paused,
+        ping_interval_s=table.header.ping_interval,
     )
     text = metrics.render(pinger, metrics.from_rows(table.rows(metrics.ROW_FIELDS)))
     if rt.cluster is not None:  # KA_CLUSTER: per-node figures the pinger last published

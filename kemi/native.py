@@ -19,7 +19,6 @@ there) sets ``$var(ka_uri)`` ... ``$var(ka_rtt_ms)`` and runs the block through 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import sys
 from urllib.parse import urlsplit
@@ -28,14 +27,12 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if _ROOT not in sys.path:  # a checkout; installed, dist-packages is on sys.path already
     sys.path.insert(0, _ROOT)
 
+from ka_core.errors import InvalidArgument  # noqa: E402
+from ka_core.script import native_cfg  # noqa: E402
+from ka_core.script.callbacks import DestinationEvent  # noqa: E402
 from kemi import functions, runtime, tcp_keepalive  # noqa: E402
-from kemi.events import DestinationEvent  # noqa: E402
 from kemi.handler import KeepaliveHandler, setup  # noqa: E402
 
-EVENT_METHOD = "deliver_event"
-"""The handler method the pinger's ``EventSink`` calls on each state change."""
-EVENT_VARS = ("uri", "owner", "old_state", "new_state", "code", "rtt_ms")
-"""``$var(ka_<name>)`` set before each event route runs."""
 NOT_MINE = -1
 """``ka_xhttp``: the request is not for a ka-kemi path, nothing was sent; the cfg goes on."""
 
@@ -43,24 +40,21 @@ NOT_MINE = -1
 def mod_init() -> NativeHandler:
     """app_python3's entry point: read the ``KA_*`` defines, create the shared table."""
     rt = setup()
-    if rt.config.event_callback:
-        text = (
-            f"KA_EVENT_CALLBACK {rt.config.event_callback!r} has no use in a native cfg: "
-            "state changes go to event_route[keepalive:dst-up|dst-down|dst-degraded]"
-        )
-        rt.ksr.err(f"cannot start: {text}")
+    refusal = native_cfg.callback_refusal(rt.config.event_callback)
+    if refusal is not None:
+        rt.ksr.err(refusal)
         raise SystemExit(1)
-    rt.config = dataclasses.replace(rt.config, event_callback=EVENT_METHOD)
+    rt.config = dataclasses.replace(rt.config, event_callback=native_cfg.EVENT_METHOD)
     return NativeHandler()
 
 
-def _words(name: str, arg: object, usage: str, least: int, most: int) -> list[str] | None:
-    """The argument string split on white space, or None (logged) when the count is off."""
-    words = arg.split() if isinstance(arg, str) else []
-    if least <= len(words) <= most:
-        return words
-    runtime.get().ksr.err(f'{name}: use python_exec("{name}", "{usage}"), not {arg!r}')
-    return None
+def _words(name: str, arg: object) -> list[str] | None:
+    """The argument string's words, or None (logged) when their count is off."""
+    try:
+        return native_cfg.split_words(name, arg)
+    except InvalidArgument as exc:
+        runtime.get().ksr.err(str(exc))
+        return None
 
 
 class NativeHandler(KeepaliveHandler):
@@ -72,17 +66,17 @@ class NativeHandler(KeepaliveHandler):
 
     def ka_is_alive(self, msg: object, arg: object = None) -> int:
         """``"<uri>"``: 1 up (or not probed yet), 2 down, 3 degraded, -1 unknown/bad URI."""
-        words = _words("ka_is_alive", arg, "<uri>", 1, 1)
+        words = _words("ka_is_alive", arg)
         return -1 if words is None else functions.ka_is_alive(words[0])
 
     def ka_add_destination(self, msg: object, arg: object = None) -> int:
         """``"<uri> <owner> [<settings>]"``: 1 added, -1 bad input, duplicate or full."""
-        words = _words("ka_add_destination", arg, "<uri> <owner> [<settings>]", 2, 3)
+        words = _words("ka_add_destination", arg)
         return -1 if words is None else functions.ka_add_destination(*words)
 
     def ka_del_destination(self, msg: object, arg: object = None) -> int:
         """``"<uri> <owner>"``: 1 removed, -1 unknown destination or bad input."""
-        words = _words("ka_del_destination", arg, "<uri> <owner>", 2, 2)
+        words = _words("ka_del_destination", arg)
         return -1 if words is None else functions.ka_del_destination(*words)
 
     def ka_cluster_request(self, msg: object, arg: object = None) -> int:
@@ -91,12 +85,12 @@ class NativeHandler(KeepaliveHandler):
 
     def tcp_keepalive_enable(self, msg: object, arg: object = None) -> int:
         """``"[<conid>] <idle> <count> <interval>"``: 1 / -1."""
-        words = _words("tcp_keepalive_enable", arg, "[<conid>] <idle> <count> <interval>", 3, 4)
+        words = _words("tcp_keepalive_enable", arg)
         return -1 if words is None else tcp_keepalive.tcp_keepalive_enable(*words)
 
     def tcp_keepalive_disable(self, msg: object, arg: object = None) -> int:
         """``""`` (this message's connection) or ``"<conid>"``: 1 / -1."""
-        words = [] if arg is None else _words("tcp_keepalive_disable", arg, "[<conid>]", 0, 1)
+        words = _words("tcp_keepalive_disable", arg)
         return -1 if words is None else tcp_keepalive.tcp_keepalive_disable(*words)
 
     def ka_reply(self, msg: object, arg: object = None) -> int:
@@ -113,7 +107,7 @@ class NativeHandler(KeepaliveHandler):
         metrics; answered, ``exit``), ``NOT_MINE`` (-1) otherwise, with nothing sent."""
         rt = runtime.get()
         path = urlsplit(rt.ksr.http_request().url).path
-        if path not in (rt.config.rpc_http_path, rt.config.metrics_path or None):
+        if not native_cfg.is_ka_path(path, rt.config.rpc_http_path, rt.config.metrics_path):
             return NOT_MINE
         return self.ksr_xhttp_event(msg, "xhttp:request")
 
@@ -122,15 +116,11 @@ class NativeHandler(KeepaliveHandler):
         if evname in self.missing_routes:
             return
         ksr = runtime.get().ksr
-        values = (event.uri, event.owner, event.old_state, event.new_state, event.code)
-        for name, value in zip(EVENT_VARS, (*values, round(event.rtt_ms)), strict=True):
-            ksr.set_var(f"ka_{name}", value if isinstance(value, int) else str(value))
-        request = {"jsonrpc": "2.0", "method": "evrexec.run", "params": [evname, event.uri]}
-        code, body = ksr.jsonrpc_exec(json.dumps(request))
+        for name, value in native_cfg.event_vars(event):
+            ksr.set_var(name, value)
+        code, body = ksr.jsonrpc_exec(native_cfg.evrexec_request(evname, event.uri))
         if code == 200:
             return
         self.missing_routes.add(evname)
-        if "Method Not Found" in str(body):
-            ksr.err(f"evrexec.so is not loaded: state changes cannot reach event_route[{evname}]")
-        else:
-            ksr.info(f"no event_route[{evname}] in the cfg: those changes are only logged")
+        is_error, text = native_cfg.evrexec_refusal(evname, body)
+        (ksr.err if is_error else ksr.info)(text)

@@ -25,22 +25,24 @@ import traceback
 from collections.abc import Callable
 from typing import TypeVar
 
-from ka_core.events import Event, ProbingStopped, ResponseReceived, StateChanged
+from ka_core.config.banner import pinger_started
+from ka_core.events import Event, StateChanged
 from ka_core.node import Inputs, Node
 from ka_core.probe import replies
 from ka_core.probe.callid import callid_prefix
 from ka_core.probe.digest import CHALLENGE_HEADERS
 from ka_core.probe.liveness import PingerStatus
+from ka_core.probe.ping_text import busy_line
 from ka_core.probe.prober import Ping, Prober
 from ka_core.probe.wire import retransmit_offsets
+from ka_core.script import callbacks
 from ka_core.settings import socket_tag
-from ka_core.state import State
 from ka_core.store.layout import FLAG_SOCKET
 from ka_core.uri import address_tag
 from kemi import events as ka_events
 from kemi import persistence, wakeup
-from kemi.api import decode_user
 from kemi.cluster import Cluster
+from kemi.dispatcher_link import DispatcherLink
 from kemi.dns_resolver import DnsNames
 from kemi.jsonrpc_socket import JsonrpcSocket
 from kemi.rpc_server import RpcServer
@@ -107,6 +109,7 @@ class Pinger:
             None if self._dns is None else self._dns.machine,
         )  # fmt: skip
         self._unsent: list[int] = []
+        self._dispatcher = DispatcherLink(rt) if rt.config.dispatcher_bridge else None
         self._writer = persistence.writer(rt.table, rt.config, rt.wall)  # KA_STATE_FILE
         self._frozen_at = 0.0
         self._prober.use_cnonce(lambda seq: secrets.token_hex(8))
@@ -131,11 +134,8 @@ class Pinger:
         so the core thread is the only KSR caller and borrows an idle context.  Handing each
         ping to the main thread instead cost a GIL hand-off per job (measured: ~10x the CPU).
         """
-        self._rt.table.write_pinger_life(PingerStatus.RUNNING, self._rt.monotonic())
-        self._rt.ksr.info(
-            f"pinger started: {self._rt.table.count} destinations, "
-            f"interval {self._rt.config.ping_interval} s"
-        )
+        self._rt.table.header.write_pinger_life(PingerStatus.RUNNING, self._rt.monotonic())
+        self._rt.ksr.info(pinger_started(self._rt.config, self._rt.table.count))
         if self._writer is not None:
             self._writer.start()
         if self._dns is not None:
@@ -171,11 +171,7 @@ class Pinger:
             inputs.resolutions = dns.answers()
         step = self._node.step(now, wall, inputs, self._send)
         if self._sender.busy:
-            rt.limited_err(
-                "socket busy",
-                f"{self._sender.busy} OPTIONS not sent: Kamailio's UDP socket has no send "
-                "buffer free (network down?); they count as failures",
-            )
+            rt.limited_err("socket busy", busy_line(self._sender.busy))
             self._sender.busy = 0
         for warning in step.warnings:
             rt.ksr.warn(warning)
@@ -190,13 +186,18 @@ class Pinger:
                 self._act(event)
             except Exception:
                 rt.ksr.err(f"keepalive event {event!r} failed: {traceback.format_exc()}")
+        deadline = step.deadline
+        if self._dispatcher is not None:
+            self._dispatcher.step(now)
+            later_sync = self._dispatcher.bridge.next_sync
+            deadline = later_sync if deadline is None else min(deadline, later_sync)
         if self._writer is not None:
             self._writer.report(rt.ksr)  # its thread never calls KSR
         later = rt.monotonic()
         if later - self._frozen_at >= FREEZE_EVERY_S:
             gc.freeze()  # long-lived: never scanned again (freed by reference counts)
             self._frozen_at = later
-        self._wait(MAX_SLEEP_S if step.deadline is None else step.deadline - later)
+        self._wait(MAX_SLEEP_S if deadline is None else deadline - later)
 
     def _wait(self, seconds: float) -> None:
         """Sleep in ``select`` at most ``seconds`` (and ``MAX_SLEEP_S``): a wake-up byte or
@@ -222,31 +223,20 @@ class Pinger:
             self._unsent.append(ping.seq)  # a failure at the next step
 
     def _act(self, event: Event) -> None:
-        ksr = self._rt.ksr
-        if isinstance(event, StateChanged):
-            ksr.info(
-                f"destination {event.uri} owner {event.owner}: {event.old.name} -> {event.new.name}"
-            )
-            try:
-                if event.callback:
-                    ka_events.call_with_rtt(
-                        resolve_callback(event.callback), event.rtt_ms,
-                        event.uri, int(event.new), decode_user(event.user),
-                    )  # fmt: skip
-            finally:
+        line = callbacks.log_line(event)
+        if line is not None:
+            level, text = line
+            (self._rt.ksr.info if level == callbacks.INFO else self._rt.ksr.warn)(text)
+        call = callbacks.user_call(event)
+        try:
+            if call is not None:
+                path, rtt_ms, args = call
+                callbacks.call_with_rtt(resolve_callback(path), rtt_ms, *args)
+        finally:
+            if isinstance(event, StateChanged):
                 self._events.deliver(event)  # the script's method sees every change
-        elif isinstance(event, ResponseReceived):
-            if event.callback:
-                ka_events.call_with_rtt(
-                    resolve_callback(event.callback), event.rtt_ms,
-                    event.uri, event.code, decode_user(event.user),
-                )  # fmt: skip
-        elif isinstance(event, ProbingStopped):
-            ksr.warn(
-                f"destination {event.uri} owner {event.owner}: {event.failures} "
-                f"consecutive failures, probing stopped (state {State.DOWN.name}) "
-                "until it is added again"
-            )
+                if self._dispatcher is not None:
+                    self._dispatcher.on_event(event)
 
 
 def on_reply(rt: Runtime) -> int:

@@ -23,7 +23,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from ka_core.cluster import status as cluster_status
-from ka_core.config.kaconfig import PARAMS_OWNER, KaConfig, define_names, load_config
+from ka_core.config.banner import read_defines
+from ka_core.config.kaconfig import PARAMS_OWNER, KaConfig, load_config
 from ka_core.loglimit import LogLimiter
 from ka_core.ops.access import HttpGuard
 from ka_core.ops.commands import RpcCommands, RpcValue
@@ -108,15 +109,6 @@ class Runtime:
 _runtime: Runtime | None = None
 
 
-def read_defines(ksr: KsrPort) -> dict[str, str]:
-    found = {}
-    for name in define_names():
-        value = ksr.define(name)
-        if value is not None:
-            found[name.removeprefix("KA_")] = value
-    return found
-
-
 def build(
     config: KaConfig, ksr: KsrPort, *, monotonic: Clock = time.monotonic, wall: Clock = time.time
 ) -> Runtime:
@@ -171,7 +163,7 @@ def cluster_view(cluster: ClusterRuntime) -> Callable[[Sequence[object]], list[R
 
 def setup(ksr: KsrPort) -> Runtime:
     """Read ``KA_*`` defines from kamailio.cfg and build the runtime (call in mod_init)."""
-    return build(load_config(read_defines(ksr)), ksr)
+    return build(load_config(read_defines(ksr.define)), ksr)
 
 
 def get() -> Runtime:

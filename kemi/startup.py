@@ -30,12 +30,13 @@ from typing import NoReturn
 
 from ka_core.probe.liveness import (
     NOT_SET_UP,
-    PINGER_MISSING,
-    READY_WAIT_S,
-    START_WAIT_S,
     PingerStatus,
     Verdict,
+    missing_module,
+    pinger_cannot_start,
+    pinger_missing,
     startup_verdict,
+    wrong_handler,
 )
 from kemi import pinger, runtime
 from kemi.ksr_port import KsrPort
@@ -50,17 +51,13 @@ MOD_INIT = "mod_init"
 
 def check_modules(ksr: KsrPort) -> None:
     """Raise ``RuntimeError`` naming the first module ka-kemi needs that is not loaded."""
-    needed = [
-        ("corex", "pings leave through corex.sendx"),
-        ("jsonrpcs", "the pinger reads Kamailio's listeners with corex.list_sockets"),
-    ]
-    if ksr.define("KA_CLUSTER") is not None:
-        needed.append(("dmq", "KA_CLUSTER shares destinations over dmq"))
-    for module, why in needed:
-        if not ksr.module_loaded(module):
-            raise RuntimeError(
-                f'config error: module {module} is not loaded ({why}): add loadmodule "{module}.so"'
-            )
+    missing = missing_module(
+        ksr.module_loaded,
+        cluster=ksr.define("KA_CLUSTER") is not None,
+        dispatcher=ksr.define("KA_DISPATCHER_BRIDGE") not in (None, "0"),
+    )
+    if missing is not None:
+        raise RuntimeError(missing)
 
 
 def watch_handler(ksr: KsrPort, base: type) -> None:
@@ -77,11 +74,7 @@ def watch_handler(ksr: KsrPort, base: type) -> None:
             return
         sys.setprofile(None)
         if value is not None and not isinstance(value, base):  # None: app_python3 says it
-            ksr.err(
-                f"cannot start: config error: mod_init returned a {type(value).__name__}, "
-                f"which is not a KeepaliveHandler: subclass kemi.handler.KeepaliveHandler "
-                "(it holds the pinger route and the reply hook)"
-            )
+            ksr.err(wrong_handler(type(value).__name__))
             raise SystemExit(1)
 
     sys.setprofile(on_event)
@@ -100,18 +93,14 @@ def child_init(rank: int) -> int:
         return -1
     started = rt.monotonic()
     while True:
-        status, _beat = rt.table.pinger_life()
+        status, _beat = rt.table.header.pinger_life()
         verdict = startup_verdict(status, rt.monotonic() - started)
         if verdict is Verdict.READY:
             return 0
         if verdict is Verdict.FAILED:
             return -1  # the pinger logged why
         if verdict is Verdict.MISSING:
-            if status == PingerStatus.STARTING:
-                rt.ksr.err(f"cannot start: the pinger did not get ready in {READY_WAIT_S:.0f} s")
-            else:
-                missing = PINGER_MISSING.format(wait=START_WAIT_S)
-                rt.ksr.err(f"cannot start: config error: {missing}")
+            rt.ksr.err(pinger_missing(status))
             return -1
         time.sleep(POLL_S)
 
@@ -122,13 +111,12 @@ def run_pinger(handler: object) -> None:
         rt = runtime.get()
     except RuntimeError:
         park()  # no setup(): the main process says so and stops Kamailio
-    rt.table.write_pinger_life(PingerStatus.STARTING, rt.monotonic())
+    rt.table.header.write_pinger_life(PingerStatus.STARTING, rt.monotonic())
     try:
         p = pinger.Pinger(rt, handler=handler)
     except Exception as exc:
-        user = pwd.getpwuid(os.geteuid()).pw_name
-        rt.ksr.err(f"cannot start: config error: the pinger cannot start as user {user}: {exc}")
-        rt.table.write_pinger_life(PingerStatus.FAILED, rt.monotonic())
+        rt.ksr.err(pinger_cannot_start(pwd.getpwuid(os.geteuid()).pw_name, exc))
+        rt.table.header.write_pinger_life(PingerStatus.FAILED, rt.monotonic())
         park()
     p.run_forever()
 

@@ -17,15 +17,12 @@ import socket
 from collections.abc import Callable
 
 from ka_core import tcpka
+from ka_core.script.tcp_calls import Address, Values
 from ka_core.tcpka import TcpConn, TcpKaError
 
 TCP_USER_TIMEOUT = getattr(socket, "TCP_USER_TIMEOUT", 18)  # Linux's value
 SYS_PIDFD_GETFD = 438  # the same number on every architecture with the unified syscall table
 _REFUSED = (errno.EPERM, errno.EACCES, errno.ENOSYS)
-
-Address = tuple[str, int]
-Values = tuple[int, int, int] | None
-"""(idle, count, interval) to enable, None to disable."""
 
 
 class Refused(Exception):

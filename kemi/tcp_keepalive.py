@@ -35,19 +35,18 @@ other value stops Kamailio at start-up.  The socket work itself is in ``kemi.tcp
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import sys
 
 from ka_core import tcpka
-from ka_core.errors import InvalidArgument
+from ka_core.script import tcp_calls
+from ka_core.script.tcp_calls import Values
 from ka_core.tcpka import TcpConn, TcpKaError
-from ka_core.uri import parse_uri
 from kemi import runtime, tcp_fds
 from kemi.functions import script_function
 from kemi.runtime import Runtime
-from kemi.tcp_fds import Refused, Values
+from kemi.tcp_fds import Refused
 
 # ---- entry points ------------------------------------------------------------------------
 
@@ -56,25 +55,14 @@ from kemi.tcp_fds import Refused, Values
 def tcp_keepalive_enable(*args: object) -> int:
     """``(idle, count, interval)`` on the current message's connection, or
     ``(conid, idle, count, interval)`` on connection ``conid``.  1 ok, -1 error."""
-    conid: int | None = None
-    if len(args) == 3:
-        values = tcpka.keepalive_values(*args)
-    elif len(args) == 4:
-        conid = tcpka.conid_value(args[0])
-        values = tcpka.keepalive_values(*args[1:])
-    else:
-        raise InvalidArgument(
-            f"expects (idle, count, interval) or (conid, idle, count, interval), "
-            f"got {len(args)} argument(s)"
-        )
-    _paths().set(conid, values)
+    _paths().set(*tcp_calls.enable_args(args))
     return 1
 
 
 @script_function("tcp_keepalive_disable")
 def tcp_keepalive_disable(conid: object = None) -> int:
     """On the current message's connection, or on connection ``conid``.  1 ok, -1 error."""
-    _paths().set(None if conid is None else tcpka.conid_value(conid), None)
+    _paths().set(tcp_calls.optional_conid(conid), None)
     return 1
 
 
@@ -84,18 +72,11 @@ def tcp_keepalive_enable_uri(uri: object, idle: object, count: object, interval:
     connection the keepalive pings of a ``;transport=tcp`` destination use).
     1 if at least one connection was found and all were set, -1 otherwise."""
     values = tcpka.keepalive_values(idle, count, interval)
-    parsed = parse_uri(uri)
-    if parsed.transport == "udp":
-        raise InvalidArgument(f"{uri}: transport=udp has no TCP connection")
+    host, port = tcp_calls.uri_peer(uri)
     _check_platform()
     paths = _paths()
     table = paths.tcp_list()
-    conns: list[TcpConn] = []
-    for ip in _resolve(parsed.host, parsed.port):
-        conns += tcpka.connections_to(table, ip, parsed.port)
-    if not conns:
-        raise TcpKaError(f"no TCP connection to {parsed.host}:{parsed.port}")
-    for conn in conns:
+    for conn in tcp_calls.connections_to(table, _resolve(host, port), host, port):
         paths.set_conn(conn, values)
     return 1
 
@@ -125,77 +106,61 @@ class TcpPaths:
 
     def set(self, conid: int | None, values: Values) -> None:
         _check_platform()
-        proto, cur_conid, si, sp, ri, rp = self.rt.ksr.message_connection()
-        current = _as_int(cur_conid)
-        if conid is None or conid == current:
-            if str(proto).lower() not in tcpka.STREAM_PROTOS:
-                what = "the current message" if conid is None else f"conid {conid}"
-                raise TcpKaError(f"{what}: not a TCP connection (message proto {proto})")
-            local = (tcpka.normalize_ip(str(ri)), _port(rp))
-            remote = (tcpka.normalize_ip(str(si)), _port(sp))
-            fd = tcp_fds.own_fd(local, remote)
-            if fd is not None:
-                self._announce("own", "current connections: own file descriptor")
-                tcp_fds.apply(fd, values)
+        target = tcp_calls.message_target(conid, self.rt.ksr.message_connection())
+        if target.sockets is not None:
+            if self._own(target.sockets, values):
                 return
-            if current is None:
-                raise TcpKaError(f"no socket {local} <-> {remote} in this process and no $conid")
-            conid = current  # not held here (unexpected): reach it like any other connection
-        conn = self.tcp_list().get(conid)
-        if conn is None:
-            raise TcpKaError(f"unknown conid {conid} (not in core.tcp_list)")
-        self.set_conn(conn, values)
+            conid = tcp_calls.not_held(target)  # reach it like any other connection
+        assert conid is not None
+        self.set_conn(tcp_calls.listed(self.tcp_list(), conid), values)
 
     def set_conn(self, conn: TcpConn, values: Values) -> None:
         """Any connection from ``core.tcp_list``: own fd, else pidfd_getfd, else tcpops."""
-        if conn.type not in tcpka.STREAM_TYPES:
-            raise TcpKaError(f"conid {conn.conid} is a {conn.type} connection, not TCP")
-        local, remote = (conn.dst_ip, conn.dst_port), (conn.src_ip, conn.src_port)
-        fd = tcp_fds.own_fd(local, remote)
-        if fd is not None:
-            self._announce("own", "current connections: own file descriptor")
-            tcp_fds.apply(fd, values)
+        if self._own(tcp_calls.conn_sockets(conn), values):
             return
         if self._method == "tcpops":
-            self._announce("tcpops", "other connections: tcpops (KA_TCP_KEEPALIVE_METHOD=tcpops)")
+            self._announce(*tcp_calls.TCPOPS_CHOSEN)
             self._tcpops(conn.conid, values)
             return
         try:
             pid = self._main_pid()
-            fd = tcp_fds.fd_from_tcp_main(conn, pid, lambda text: self._announce("procnet", text))
+            fd = tcp_fds.fd_from_tcp_main(
+                conn, pid, lambda text: self._announce(*tcp_calls.procnet_used(text))
+            )
         except Refused as exc:
             if self._method == "pidfd":
-                msg = f"conid {conn.conid}: {exc} (KA_TCP_KEEPALIVE_METHOD=pidfd)"
-                raise TcpKaError(msg) from None
-            self._announce("tcpops", f"other connections: tcpops fallback ({exc})")
+                raise tcp_calls.pidfd_refused(conn.conid, exc) from None
+            self._announce(*tcp_calls.tcpops_fallback(exc))
             self._tcpops(conn.conid, values)
             return
-        self._announce("pidfd", f"other connections: pidfd_getfd on tcp main pid {pid}")
+        self._announce(*tcp_calls.pidfd_used(pid))
         tcp_fds.apply(fd, values)
 
     def tcp_list(self) -> dict[int, TcpConn]:
         return tcpka.parse_tcp_list(self._rpc("core.tcp_list"))
 
+    def _own(self, sockets: tuple[tcp_calls.Address, tcp_calls.Address], values: Values) -> bool:
+        """Set it through this process's own fd of the socket, if it has one."""
+        fd = tcp_fds.own_fd(*sockets)
+        if fd is None:
+            return False
+        self._announce(*tcp_calls.OWN)
+        tcp_fds.apply(fd, values)
+        return True
+
     def _tcpops(self, conid: int, values: Values) -> None:
         ksr = self.rt.ksr
         if not ksr.tcpops_loaded():
-            raise TcpKaError(
-                f"conid {conid}: cannot reach its socket (no access to tcp main) "
-                "and tcpops.so is not loaded"
-            )
+            raise tcp_calls.tcpops_missing(conid)
         if values is None:
             rc = ksr.tcpops_keepalive_disable_cid(conid)
         else:
             rc = ksr.tcpops_keepalive_enable_cid(conid, *values)
-        if rc < 0:
-            raise TcpKaError(f"conid {conid}: tcpops failed (rc {rc})")
+        tcp_calls.tcpops_result(conid, rc)
 
     def _rpc(self, method: str) -> str:
-        request = json.dumps({"jsonrpc": "2.0", "method": method, "id": 1})
-        code, body = self.rt.ksr.jsonrpc_exec(request)
-        if str(code) != "200" or not isinstance(body, str):
-            raise TcpKaError(f"{method} via jsonrpcs failed: code {code}")
-        return body
+        code, body = self.rt.ksr.jsonrpc_exec(tcp_calls.rpc_request(method))
+        return tcp_calls.rpc_body(method, code, body)
 
     def _main_pid(self) -> int:
         if self._tcp_main_pid is None:
@@ -203,40 +168,23 @@ class TcpPaths:
         return self._tcp_main_pid
 
     def _announce(self, key: str, text: str) -> None:
-        self.rt.announce(f"tcp:{key}", f"tcp_keepalive: process {os.getpid()} uses {text}")
+        self.rt.announce(*tcp_calls.announcement(key, text, os.getpid()))
 
 
 # ---- helpers -----------------------------------------------------------------------------
 
 
 def _check_platform() -> None:
-    if not sys.platform.startswith("linux") or not hasattr(socket, "TCP_KEEPIDLE"):
-        raise TcpKaError(f"TCP keepalive functions need Linux (this is {sys.platform})")
+    tcp_calls.platform_check(sys.platform, hasattr(socket, "TCP_KEEPIDLE"))
 
 
 def _resolve(host: str, port: int) -> list[str]:
     """IP literal as is; a name through the system resolver (may block)."""
-    try:
-        return [tcpka.normalize_ip(host)]
-    except TcpKaError:
-        pass
+    literal = tcp_calls.ip_literal(host)
+    if literal is not None:
+        return [literal]
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except OSError as exc:
         raise TcpKaError(f"cannot resolve {host}: {exc}") from None
     return sorted({tcpka.normalize_ip(str(info[4][0])) for info in infos})
-
-
-def _as_int(value: object) -> int | None:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
-    return None
-
-
-def _port(value: object) -> int:
-    port = _as_int(value)
-    if port is None:
-        raise TcpKaError(f"the current message has no port ({value!r})")
-    return port

@@ -20,6 +20,8 @@ import select
 import socket
 import stat
 
+from ka_core.probe.ping_text import udp_address
+
 
 def _bound_udp_sockets() -> dict[tuple[str, int], int]:
     found: dict[tuple[str, int], int] = {}
@@ -57,11 +59,8 @@ class UdpGate:
 
     def writable_spec(self, spec: str) -> bool:
         """``writable`` for a ``proto:address:port`` listener spec; other protocols pass."""
-        proto, _, rest = spec.partition(":")
-        address, _, port = rest.rpartition(":")
-        if proto != "udp" or not port.isdigit():
-            return True
-        return self.writable(address, int(port))
+        found = udp_address(spec)
+        return found is None or self.writable(*found)
 
 
 GATE = UdpGate()

@@ -69,6 +69,8 @@ TAKEOVER_RATE = 2000
 """Destinations taken over from a node that left are pinged within ``TAKEOVER_S``, or at
 this many per second for a large share (half an interval at most)."""
 MISSED_HEARTBEATS = 3
+_STATE_ROW = ("slot", "uri", "owner", "state", "last_checked")
+"""What the digest and the dump read of each destination."""
 
 
 class ClusterMachine:
@@ -302,7 +304,9 @@ class ClusterMachine:
             self._send_heartbeat(out)
         if now >= due["digest"]:
             due["digest"] = now + DIGEST_S
-            self._bcast(out, encode_states(self.me, list(self._my_states())))
+            mine = list(self._my_states())
+            self._bcast(out, encode_states(self.me, mine))
+            self.trust.covered(mine)
         shown = (self.live, self.replica.digest, self.sent)
         if now >= due["status"] or shown != self._shown:
             due["status"], self._shown = now + STATUS_S, shown
@@ -319,7 +323,9 @@ class ClusterMachine:
         destination waits an interval more than the time it took to count the node out."""
         if not mine:
             return
-        spread = min(max(TAKEOVER_S, len(mine) / TAKEOVER_RATE), self._table.ping_interval / 2)
+        spread = min(
+            max(TAKEOVER_S, len(mine) / TAKEOVER_RATE), self._table.header.ping_interval / 2
+        )
         for i, (slot, gen) in enumerate(mine):
             self._prober.expedite(slot, gen, on_grid(now + spread * (i + 1) / len(mine)))
 
@@ -339,20 +345,20 @@ class ClusterMachine:
 
     def _my_states(self) -> Iterator[StateItem]:
         """The states this node measures (all of them in ``all`` mode), for the digest."""
-        for row in self._table.summaries():
-            known = self.ownership.slots.get(row.slot)
-            if known is None or row.state == State.UNKNOWN:
+        for slot, uri, owner, state, checked in self._table.rows(_STATE_ROW):
+            known = self.ownership.slots.get(slot)
+            if known is None or state == State.UNKNOWN:
                 continue
-            if not self.skips(row.slot, known[0]) and self.trust.publishable(row.last_checked):
-                yield StateItem(known[1], row.uri, row.owner, row.state, row.last_checked)
+            if not self.skips(slot, known[0]) and self.trust.publishable(checked):
+                yield StateItem(known[1], uri, owner, state, checked)
 
     def _dump(self, node: str, out: ClusterOut) -> None:
         """Every entry (tombstones too) with the states held here, to one node."""
         states = {
-            (known[1], row.owner): (row.state, row.last_checked)
-            for row in self._table.summaries()
-            if (known := self.ownership.slots.get(row.slot)) is not None
-            and self.trust.publishable(row.last_checked)
+            (known[1], owner): (state, checked)
+            for slot, _, owner, state, checked in self._table.rows(_STATE_ROW)
+            if (known := self.ownership.slots.get(slot)) is not None
+            and self.trust.publishable(checked)
         }
         rows = self.replica.dump(states)
         if not rows:

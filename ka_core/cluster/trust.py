@@ -29,6 +29,9 @@ from ka_core.state import State
 from ka_core.store.table import SharedTable
 from ka_core.uri import parse_uri
 
+_HELD_ROW = ("state", "last_checked", "uri")
+"""What ``outgoing`` reads of a held destination: one slot's three fields, not its record."""
+
 STALL_S = 1.5
 """A gap this long between two pinger steps (they run at least twice a second) is a stall."""
 WINDOWS_KEPT = 8
@@ -174,10 +177,17 @@ class Trust:
                     self.held.add((key, event.owner))
         for key, owner in list(self.held) if publish else ():
             slot = table.find(key, owner)
-            row = table.read(slot) if slot >= 0 else None
-            if row is None or row.state == State.UNKNOWN:
+            found = table.rows(_HELD_ROW, [slot]) if slot >= 0 else []
+            if not found or found[0][0] == State.UNKNOWN:
                 self.held.discard((key, owner))
-            elif self.publishable(row.last_checked):
+                continue
+            state, checked, uri = found[0]
+            if self.publishable(checked):
                 self.held.discard((key, owner))
-                out.append(StateItem(key, row.uri, row.owner, int(row.state), row.last_checked))
+                out.append(StateItem(key, uri, owner, int(state), checked))
         return out
+
+    def covered(self, items: Iterable[StateItem]) -> None:
+        """A digest carried ``items``: their held changes have gone out with it."""
+        if self.held:
+            self.held.difference_update((item.key, item.owner) for item in items)

@@ -4,7 +4,8 @@ The same things Kamailio's start-up refuses (``kemi.startup``) and the ones only
 shows (the reply hook), read from the text before Kamailio runs it:
 
 * the cfg (``ka_core.config.cfg_text``): app_python3 and the script it loads; corex, jsonrpcs and
-  rtimer loaded (rtimer before app_python3), dmq with ``KA_CLUSTER``; an rtimer timer with
+  rtimer loaded (rtimer before app_python3), dmq with ``KA_CLUSTER``, dispatcher with
+  ``KA_DISPATCHER_BRIDGE``; an rtimer timer with
   ``mode=1`` whose exec runs the pinger (KEMI: the method ``ksr_ka_pinger``; native cfg: a
   ``route`` that calls ``python_exec``); native cfg: a ``reply_route`` that calls
   ``python_exec`` (the reply hook);
@@ -59,6 +60,8 @@ def check_cfg(cfg: Cfg) -> list[str]:
     needed = dict(NEEDED_MODULES)
     if "KA_CLUSTER" in cfg.defines:
         needed["dmq"] = "KA_CLUSTER shares destinations over dmq"
+    if cfg.defines.get("KA_DISPATCHER_BRIDGE", "0") != "0":
+        needed["dispatcher"] = "KA_DISPATCHER_BRIDGE keeps dispatcher's states"
     for module, why in needed.items():
         if module not in cfg.modules:
             problems.append(f'{module} is not loaded ({why}): add loadmodule "{module}.so"')

@@ -124,6 +124,11 @@ class KaConfig:
     """The DMQ channel (the KDMQ R-URI user) of ka-kemi's messages."""
     cluster_heartbeat_ms: int = 1000
     """Heartbeat period; a node silent for three of them is out."""
+    dispatcher_bridge: int = 0
+    """1: dispatcher's destinations are probed by ka-kemi (owner ``dispatcher``) and their
+    dispatcher states follow ka-kemi's (docs/dispatcher.md)."""
+    dispatcher_sync_s: int = 30
+    """Seconds between two reads of ``dispatcher.list`` (new, gone and reset entries)."""
 
     @property
     def policy(self) -> Policy:
@@ -218,10 +223,9 @@ def _method_name(text: str) -> str:
     return value
 
 
-def _switch(text: str) -> int:
-    """``#!define KA_CLUSTER`` without a value turns it on too."""
-    value = text.strip().strip('"')
-    return _int("cluster", 0, 1)(value or "1")
+def _switch(name: str) -> Callable[[str], int]:
+    """0 or 1; ``#!define KA_CLUSTER`` without a value turns it on too."""
+    return lambda text: _int(name, 0, 1)(text.strip().strip('"') or "1")
 
 
 def _node(text: str) -> str:
@@ -273,11 +277,13 @@ _SCALARS: Mapping[str, Callable[[str], object]] = {
     "dns_naptr": _int("dns_naptr", 0, 1),
     "dns_refresh": _int("dns_refresh", 5, 86400),
     "dns_state": _choice("dns_state", ("any", "all")),
-    "cluster": _switch,
+    "cluster": _switch("cluster"),
     "dmq_server": _node,
     "cluster_mode": _choice("cluster_mode", ("distributed", "all")),
     "cluster_channel": _channel,
     "cluster_heartbeat_ms": _int("cluster_heartbeat_ms", 200, 60_000),
+    "dispatcher_bridge": _switch("dispatcher_bridge"),
+    "dispatcher_sync_s": _int("dispatcher_sync_s", 1, 3600),
 }
 
 
@@ -329,6 +335,10 @@ def load_config(defines: Mapping[str, str]) -> KaConfig:
         raise InvalidArgument(
             "parameter ping_proxy: not supported together with dns 1 (the proxy resolves "
             "the names; a destination's own proxy= setting is allowed)"
+        )
+    if config.cluster and config.dispatcher_bridge:
+        raise InvalidArgument(
+            "parameter dispatcher_bridge: not supported together with cluster 1 yet"
         )
     if config.cluster and config.dns:
         raise InvalidArgument("parameter cluster: not supported together with dns 1 yet")

@@ -26,7 +26,7 @@ NXDOMAIN and empty answers are answers: the name then has no targets (and is DOW
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -279,3 +279,22 @@ def derive_state(states: Sequence[State], mode: str = "any") -> State:
     if State.DEGRADED in states:
         return State.DEGRADED
     return State.DOWN if all(s is State.DOWN for s in states) else State.UNKNOWN
+
+
+def run_lookup(
+    query: Callable[[str, int], tuple[int, list[Record]]],
+    uri: SipUri,
+    refresh_s: int,
+    naptr: bool = False,
+) -> Resolution:
+    """Drive one ``Lookup`` to its end; ``query`` raises ``OSError`` or ``ValueError``;
+    ``naptr``: ``KA_DNS_NAPTR``."""
+    lookup = Lookup(uri, refresh_s, naptr)
+    while (asked := lookup.next_query()) is not None:
+        try:
+            rcode, records = query(*asked)
+        except (OSError, ValueError) as exc:
+            lookup.fail(asked, str(exc) or type(exc).__name__)
+        else:
+            lookup.answer(asked, rcode, records)
+    return lookup.result()

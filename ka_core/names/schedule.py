@@ -10,9 +10,13 @@ the monotonic clock), so tests run the timetable in virtual time.
 from __future__ import annotations
 
 import heapq
+from collections.abc import Callable
 
-from ka_core.names.resolve import MIN_TTL_S
+from ka_core.names.resolve import MIN_TTL_S, Resolution
 from ka_core.uri import SipUri
+
+INTERNAL_ERROR_TTL_S = 30
+"""A lookup that raised (a bug) is tried again this much later."""
 
 Key = tuple[int, int]
 """(slot, gen) of a name in the table."""
@@ -59,6 +63,34 @@ class ResolveSchedule:
         entry = self._names.get(key)
         if entry is not None and entry[0] is uri:
             self._at(key, uri, next_due(now, ttl_s))
+
+    def take(self, key: Key, uri: SipUri | None, now: float) -> None:
+        """A resolver thread message: watch ``uri``, or forget ``key`` when it is None."""
+        if uri is None:
+            self.forget(key)
+        else:
+            self.watch(key, uri, now)
+
+    def run_due(
+        self,
+        clock: Callable[[], float],
+        resolve: Callable[[SipUri], Resolution],
+        deliver: Callable[[Key, Resolution], object],
+    ) -> float | None:
+        """Resolve every name that is due (``resolve`` blocks), ``deliver`` each answer;
+        returns when the next one is due.  A lookup that raises (a bug) fails that name
+        only, and it is tried again ``INTERNAL_ERROR_TTL_S`` later."""
+        while (due := self.pop_due(clock())) is not None:
+            key, uri = due
+            try:
+                result = resolve(uri)
+            except Exception as exc:  # a bug here must not stop resolving the others
+                result = Resolution(
+                    (), INTERNAL_ERROR_TTL_S, failed=True, reason=f"internal error: {exc!r}"
+                )
+            deliver(key, result)
+            self.answered(key, uri, result.ttl_s, clock())
+        return self.next_at()
 
     def next_at(self) -> float | None:
         """When the earliest watched name is due, or None when no name is watched."""

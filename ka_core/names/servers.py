@@ -12,8 +12,9 @@ answered means a dead first nameserver costs its timeout once, not at every quer
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable, Sequence
 
-from ka_core.names.dns_wire import NOERROR, NXDOMAIN
+from ka_core.names.dns_wire import NOERROR, NXDOMAIN, Record, rcode_name
 
 DNS_PORT = 53
 MAX_NAMESERVERS = 3
@@ -75,6 +76,46 @@ def nameservers(resolv_conf: str) -> tuple[Server, ...]:
             except ValueError:
                 continue
     return tuple(found) or (("127.0.0.1", DNS_PORT),)
+
+
+def server_list(dns_server: str, resolv_conf: Callable[[], str]) -> tuple[Server, ...]:
+    """``KA_DNS_SERVER``'s servers, else the nameservers of ``resolv_conf()`` (which may
+    raise ``OSError``: then the default, 127.0.0.1)."""
+    servers = parse_dns_servers(dns_server)
+    if servers:
+        return servers
+    try:
+        return nameservers(resolv_conf())
+    except OSError:
+        return nameservers("")
+
+
+Query = Callable[[str, int], tuple[int, list[Record]]]
+"""One server's blocking query: (rcode, records); raises ``OSError`` or ``ValueError``."""
+
+
+def ask_in_turn(
+    queries: Sequence[tuple[str, Query]], failover: Failover, name: str, qtype: int
+) -> tuple[int, list[Record]]:
+    """Ask ``(server text, query)`` pairs in ``failover``'s order: the first answer; when
+    every server failed, the last bad rcode, or ``OSError`` naming each server's error."""
+    errors: list[str] = []
+    refused: tuple[int, list[Record]] | None = None
+    for index in failover.order():
+        text, query = queries[index]
+        try:
+            rcode, records = query(name, qtype)
+        except (OSError, ValueError) as exc:
+            errors.append(str(exc) if text in str(exc) else f"{text}: {exc}")
+            continue
+        if is_answer(rcode):
+            failover.answered(index)
+            return rcode, records
+        refused = (rcode, records)
+        errors.append(f"{text}: {rcode_name(rcode)}")
+    if refused is not None:
+        return refused
+    raise OSError("; ".join(errors))
 
 
 def is_answer(rcode: int) -> bool:

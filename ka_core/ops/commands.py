@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import TypeVar
+from typing import Any, NamedTuple
 
 from ka_core.errors import (
     DuplicateDestination,
@@ -28,14 +28,14 @@ from ka_core.errors import (
 )
 from ka_core.settings import MAX_INTERVAL_S, public_settings
 from ka_core.store import registry
-from ka_core.store.records import Record, Summary
+from ka_core.store.layout import FLAG_PAUSED, FLAG_STOPPED
 from ka_core.store.table import SharedTable
 from ka_core.version import __version__
 
 RpcValue = int | str | float | dict[str, object] | list[object]
-Row = TypeVar("Row", Record, Summary)
 
 WRONG_FORMAT = "Not enough parameters or wrong format"
+NOT_LISTED = "couldn't get data from list"
 RATE_LIMITED = 429
 
 METHODS = (
@@ -64,7 +64,30 @@ def _ctime(second: int, newline: bool) -> str:
     return time.ctime(second) + "\n" if newline else time.ctime(second)
 
 
-def list_struct(rec: Record | Summary) -> dict[str, object]:
+class Listed(NamedTuple):
+    """What ``keepalive.list`` and ``keepalive.get`` show of a destination (``state`` as
+    the raw table value); built from ``SharedTable.rows(LIST_FIELDS)``."""
+
+    slot: int
+    added: float
+    uri: str
+    owner: str
+    state: int
+    last_checked: float
+    last_up: float
+    last_down: float
+
+
+LIST_FIELDS = Listed._fields
+INFO_FIELDS = (
+    "slot", "added", "uri", "owner", "state", "flags", "failures", "successes", "interval_ms",
+    "settings", "pings", "replies", "timeouts", "last_code", "rtt_ms", "rtt_sum", "rtt_ewma",
+    "rtt_max", "last_checked", "last_up", "last_down", "next_ping",
+)  # fmt: skip
+"""What ``keepalive.info`` reads of a destination, in ``info_struct``'s order."""
+
+
+def list_struct(rec: Listed) -> dict[str, object]:
     return {
         "uri": rec.uri,
         "owner": rec.owner,
@@ -75,36 +98,42 @@ def list_struct(rec: Record | Summary) -> dict[str, object]:
     }
 
 
-def info_struct(rec: Record) -> dict[str, object]:
-    """Everything ``keepalive.list`` cannot show without changing its text."""
+def info_struct(row: Sequence[Any]) -> dict[str, object]:
+    """Everything ``keepalive.list`` cannot show without changing its text, from a row of
+    ``INFO_FIELDS``."""
+    (_, added, uri, owner, state, flags, failures, successes, interval_ms, settings, pings,
+     replies, timeouts, last_code, rtt_ms, rtt_sum, rtt_ewma, rtt_max, last_checked, last_up,
+     last_down, next_ping) = row  # fmt: skip
+    probing = "stopped" if flags & FLAG_STOPPED else "paused" if flags & FLAG_PAUSED else "active"
     return {
-        "uri": rec.uri,
-        "owner": rec.owner,
-        "state": int(rec.state),
-        "probing": "stopped" if rec.stopped else "paused" if rec.paused else "active",
-        "consecutive failures": rec.failures,
-        "consecutive successes": rec.successes,
-        "ping interval ms": rec.interval_ms,
-        "settings": public_settings(rec.settings),
-        "pings sent": rec.pings,
-        "replies": rec.replies,
-        "timeouts": rec.timeouts,
-        "last code": rec.last_code,
-        "last rtt ms": round(rec.rtt_ms, 3),
-        "avg rtt ms": round(rec.rtt_avg_ms, 3),
-        "ewma rtt ms": round(rec.rtt_ewma_ms, 3),
-        "max rtt ms": round(rec.rtt_max_ms, 3),
-        "last checked": ctime(rec.last_checked),
-        "last up": ctime(rec.last_up),
-        "last down": ctime(rec.last_down),
-        "next ping": ctime(rec.next_ping) if rec.next_ping else "-\n",
-        "added": ctime(rec.added),
+        "uri": uri,
+        "owner": owner,
+        "state": int(state),
+        "probing": probing,
+        "consecutive failures": failures,
+        "consecutive successes": successes,
+        "ping interval ms": interval_ms,
+        "settings": public_settings(settings),
+        "pings sent": pings,
+        "replies": replies,
+        "timeouts": timeouts,
+        "last code": last_code,
+        "last rtt ms": round(rtt_ms, 3),
+        "avg rtt ms": round(rtt_sum / replies if replies else 0.0, 3),
+        "ewma rtt ms": round(rtt_ewma, 3),
+        "max rtt ms": round(rtt_max, 3),
+        "last checked": ctime(last_checked),
+        "last up": ctime(last_up),
+        "last down": ctime(last_down),
+        "next ping": ctime(next_ping) if next_ping else "-\n",
+        "added": ctime(added),
     }
 
 
-def newest_first(rows: Iterable[Row]) -> list[Row]:
-    """C prepends new destinations to its list; keep that order."""
-    return sorted(rows, key=lambda r: (r.added, r.slot), reverse=True)
+def newest_first(rows: Iterable[Sequence[Any]]) -> list[Any]:
+    """C prepends new destinations to its list; keep that order (rows start with slot,
+    added)."""
+    return sorted(rows, key=lambda r: (r[1], r[0]), reverse=True)
 
 
 class RpcCommands:
@@ -151,23 +180,24 @@ class RpcCommands:
             raise RpcFault(500, f"command {method} not found")
         return handler(params)
 
-    def list_rows(self, params: Sequence[object]) -> list[Summary]:
+    def list_rows(self, params: Sequence[object]) -> list[Listed]:
         """What ``keepalive.list`` shows, newest first, paged by ints ``[offset [count]]``
         (C ignores parameters)."""
         ints = [p for p in params[:2] if isinstance(p, int) and not isinstance(p, bool)]
         if not (len(ints) == len(params[:2]) and ints):
-            return newest_first(self._table.summaries())
+            return [Listed._make(r) for r in newest_first(self._table.rows(LIST_FIELDS))]
         offset = max(ints[0], 0)
         order = self._order()
         count = ints[1] if len(ints) > 1 else len(order)
-        return self._table.summaries(order[offset : offset + max(count, 0)])
+        page = order[offset : offset + max(count, 0)]
+        return [Listed._make(r) for r in self._table.rows(LIST_FIELDS, page)]
 
     def _order(self) -> list[int]:
         """The slots newest first, kept until a destination is added or deleted: a page
         then reads only its own records (100 of 100,000: milliseconds, not a full scan)."""
-        membership = self._table.membership
+        membership = self._table.header.membership
         if self._listed is None or self._listed[0] != membership:
-            slots = [r.slot for r in newest_first(self._table.summaries())]
+            slots = [r[0] for r in newest_first(self._table.rows(("slot", "added")))]
             self._listed = (membership, slots)
         return self._listed[1]
 
@@ -177,8 +207,8 @@ class RpcCommands:
     def _info(self, params: Sequence[object]) -> list[RpcValue]:
         if params:
             uri, owner = _two_strings(params)
-            return [info_struct(self._lookup(uri, owner, "couldn't get data from list"))]
-        return [info_struct(r) for r in newest_first(self._table.records())]
+            return [info_struct(self._lookup(uri, owner, INFO_FIELDS))]
+        return [info_struct(r) for r in newest_first(self._table.rows(INFO_FIELDS))]
 
     def _add(self, params: Sequence[object]) -> list[RpcValue]:
         if not self._table.add_bucket.take(self._clock(), self._add_rate):
@@ -211,27 +241,28 @@ class RpcCommands:
 
     def _get(self, params: Sequence[object]) -> list[RpcValue]:
         uri, owner = _two_strings(params)
-        rec = self._lookup(uri, owner, "couldn't get data from list")
-        return [{"uri": rec.uri, "owner": rec.owner, "state": int(rec.state)}]
+        uri, owner, state = self._lookup(uri, owner, ("uri", "owner", "state"))
+        return [{"uri": uri, "owner": owner, "state": int(state)}]
 
     def _pause(self, paused: bool, params: Sequence[object]) -> list[RpcValue]:
         """No parameters: all probing (the state of every destination stays as it was);
         ``uri owner``: one destination."""
         word = "paused" if paused else "resumed"
         if not params:
-            self._table.pause_all(paused)
+            self._table.header.pause_all(paused)
             return [f"Ok. Probing {word}."]
         uri, owner = _two_strings(params)
-        rec = self._lookup(uri, owner, "couldn't get data from list")
-        if not self._table.pause_slot(rec.slot, rec.gen, paused):
-            raise RpcFault(500, "couldn't get data from list")
-        return [f"Ok. Probing of {rec.uri} owner {rec.owner} {word}."]
+        slot, gen, uri, owner = self._lookup(uri, owner, ("slot", "gen", "uri", "owner"))
+        if not self._table.pause_slot(slot, gen, paused):
+            raise RpcFault(500, NOT_LISTED)
+        return [f"Ok. Probing of {uri} owner {owner} {word}."]
 
     def _interval(self, params: Sequence[object]) -> list[RpcValue]:
         """No parameter: the current ``ping_interval``; seconds: set it for every
         destination without an interval of its own, from its next ping on."""
         if not params:
-            return [{"ping_interval": self._table.ping_interval, "paused": int(self._table.paused)}]
+            header = self._table.header
+            return [{"ping_interval": header.ping_interval, "paused": int(header.paused)}]
         value = params[0]
         if isinstance(value, str) and value.strip().isdecimal():
             value = int(value)
@@ -248,11 +279,16 @@ class RpcCommands:
         self._table.flush()
         return ["Ok. Destination list flushed."]
 
-    def _lookup(self, uri: str, owner: str, fault: str) -> Record:
+    def _lookup(self, uri: str, owner: str, fields: Sequence[str]) -> tuple[Any, ...]:
+        """``fields`` of the destination (uri, owner), or the C module's fault."""
         try:
-            return registry.get(self._table, uri, owner)
-        except (UnknownDestination, InvalidUri, InvalidArgument):
-            raise RpcFault(500, fault) from None
+            slot = registry.find(self._table, uri, owner)
+        except (InvalidUri, InvalidArgument):
+            raise RpcFault(500, NOT_LISTED) from None
+        rows = self._table.rows(fields, [slot]) if slot >= 0 else []
+        if not rows:
+            raise RpcFault(500, NOT_LISTED)
+        return rows[0]
 
 
 def _version(params: Sequence[object]) -> list[RpcValue]:

@@ -14,8 +14,7 @@ from json.encoder import encode_basestring_ascii
 from typing import NamedTuple
 
 from ka_core.errors import RpcFault
-from ka_core.ops.commands import RATE_LIMITED, RpcCommands, RpcValue, ctime
-from ka_core.store.records import Summary
+from ka_core.ops.commands import RATE_LIMITED, Listed, RpcCommands, RpcValue, ctime
 
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
@@ -45,7 +44,7 @@ def _clean(value: object) -> object:
     return value
 
 
-def list_text(rows: list[Summary]) -> str:
+def list_text(rows: list[Listed]) -> str:
     """The ``keepalive.list`` result as JSON text, written directly: the same text
     ``json.dumps`` gives for the list of structs, in a third of the time (10,000 rows)."""
     quote = encode_basestring_ascii

@@ -16,6 +16,7 @@ its last step) into the shared table's header (``SharedTable.write_pinger_life``
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -127,3 +128,40 @@ class ReplyWatch:
             return None
         self.done = True
         return REPLY_HOOK.format(sent=self.sent, secs=secs)
+
+
+def missing_module(loaded: Callable[[str], bool], *, cluster: bool, dispatcher: bool) -> str | None:
+    """The start-up error naming the first module ka-kemi needs that is not loaded."""
+    needed = [
+        ("corex", "pings leave through corex.sendx"),
+        ("jsonrpcs", "the pinger reads Kamailio's listeners with corex.list_sockets"),
+    ]
+    if cluster:
+        needed.append(("dmq", "KA_CLUSTER shares destinations over dmq"))
+    if dispatcher:
+        needed.append(("dispatcher", "KA_DISPATCHER_BRIDGE keeps dispatcher's states"))
+    for module, why in needed:
+        if not loaded(module):
+            return (
+                f'config error: module {module} is not loaded ({why}): add loadmodule "{module}.so"'
+            )
+    return None
+
+
+def wrong_handler(type_name: str) -> str:
+    return (
+        f"cannot start: config error: mod_init returned a {type_name}, "
+        f"which is not a KeepaliveHandler: subclass kemi.handler.KeepaliveHandler "
+        "(it holds the pinger route and the reply hook)"
+    )
+
+
+def pinger_missing(status: int) -> str:
+    """Why start-up stops when the verdict is ``MISSING``."""
+    if status == PingerStatus.STARTING:
+        return f"cannot start: the pinger did not get ready in {READY_WAIT_S:.0f} s"
+    return f"cannot start: config error: {PINGER_MISSING.format(wait=START_WAIT_S)}"
+
+
+def pinger_cannot_start(user: str, exc: object) -> str:
+    return f"cannot start: config error: the pinger cannot start as user {user}: {exc}"

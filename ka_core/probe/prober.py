@@ -226,8 +226,8 @@ class Prober(ClusterHooks, AuthHooks):
 
     def _due(self, now: float, wall: float) -> list[Ping]:
         pings = []
-        paused_all = self._table.paused
-        if (controls := self._table.controls) != self._controls:
+        paused_all = self._table.header.paused
+        if (controls := self._table.header.controls) != self._controls:
             self._controls, self._epoch = controls, self._epoch + 1
         for due, slot, gen in self._schedule.pop_due(now):
             if slot in self._moved and self._superseded(due, slot, gen):

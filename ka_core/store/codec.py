@@ -1,7 +1,7 @@
 """The slot codec: accessors for every named slot field, generated once from the layout.
 
-``FIELDS`` maps each fixed field to its struct and byte offset (from ``layout.FIXED`` and
-``layout.Fixed``), so a single field is read, written or counted by its name, never by a
+``FIELDS`` maps each fixed field to its struct and byte offset (``layout.SLOT_FIELDS``), so a
+single field is read, written or counted by its name, never by a
 hand-written offset.  ``read_rows`` decodes the fields a view asks for (fixed ones, strings,
 ``slot`` and ``metrics``) from every used slot: each view (RPC list, /metrics, the state file,
 the cluster dump) builds its own shape from those rows.
@@ -18,31 +18,16 @@ from ka_core.store.layout import (
     FIXED,
     METRICS,
     METRICS_AT,
+    SLOT_FIELDS,
     SLOT_SIZE,
     STRINGS,
     USED,
-    Fixed,
     index,
     offset,
 )
 
-
-def _expand(fmt: str) -> list[str]:
-    out: list[str] = []
-    repeat = ""
-    for code in fmt:
-        if code.isdigit():
-            repeat += code
-            continue
-        if code != "x":
-            out.extend(code * int(repeat or 1))
-        repeat = ""
-    return out
-
-
 FIELDS: dict[str, tuple[struct.Struct, int]] = {
-    name: (struct.Struct("<" + code), offset(name))
-    for name, code in zip(Fixed._fields, _expand(FIXED.format.lstrip("<")), strict=True)
+    name: (struct.Struct("<" + code), offset(name)) for name, code in SLOT_FIELDS if name
 }
 """Fixed field name -> (its struct, its byte offset in a slot)."""
 USED_AT = FIELDS["used"][1]
@@ -82,34 +67,43 @@ def read_rows(
     fields: Sequence[str],
 ) -> list[tuple[Any, ...]]:
     """One tuple per used slot of ``slots``, holding ``fields`` in that order: fixed fields,
-    strings (decoded), ``slot`` and ``metrics`` (the 16 counters).  Each slot is read under
-    the lock (consistent), held a few µs at a time, never for the whole table."""
+    strings (decoded), ``slot`` and ``metrics`` (the 16 counters).  Each slot's bytes are
+    copied under the lock (consistent; held for one copy, never for the whole table) and
+    decoded after it."""
     plan = [_reader(name) for name in fields]
-    i_used = index("used")
+    span = max([FIXED.size] + [_end(name) for name in fields])
+    unpack, i_used = FIXED.unpack_from, index("used")
     out = []
     for slot in slots:
         off = slots_at + slot * SLOT_SIZE
         if buf[off + USED_AT] != USED:
             continue
         with lock:
-            f = FIXED.unpack_from(buf, off)
-            row = tuple(read(buf, off, slot, f) for read in plan)
+            raw = bytes(buf[off : off + span])
+        f = unpack(raw)
         if f[i_used] == USED:  # not deleted meanwhile
-            out.append(row)
+            out.append(tuple([read(raw, slot, f) for read in plan]))
     return out
+
+
+def _end(name: str) -> int:
+    """Where the bytes ``name`` is read from end in the slot."""
+    if name == "metrics":
+        return METRICS_AT + METRICS.size
+    if name in STRINGS:
+        return STRINGS[name][0] + STRINGS[name][1]
+    return 0
 
 
 def _reader(name: str) -> Any:
     if name == "slot":
-        return lambda buf, off, slot, f: slot
+        return lambda raw, slot, f: slot
     if name == "metrics":
-        return lambda buf, off, slot, f: METRICS.unpack_from(buf, off + METRICS_AT)
+        return lambda raw, slot, f: METRICS.unpack_from(raw, METRICS_AT)
     if name in STRINGS:
         at, length = STRINGS[name][0], index(f"{name}_len")
-        return lambda buf, off, slot, f: bytes(buf[off + at : off + at + f[length]]).decode(
-            "utf-8", "replace"
-        )
+        return lambda raw, slot, f: raw[at : at + f[length]].decode("utf-8", "replace")
     if name not in FIELDS:
         raise KeyError(f"no slot field {name!r}")
     position = index(name)
-    return lambda buf, off, slot, f: f[position]
+    return lambda raw, slot, f: f[position]

@@ -1,13 +1,12 @@
 """Byte layout of the shared table: header, slot fields and string areas, named once.
 
-Every other module reads and writes fields by these names; ``FIXED`` is the one struct
-format, and ``Fixed`` names its values in the same order.
+Every other module reads and writes fields by these names; ``SLOT_FIELDS`` lists the fixed
+fields once, and ``FIXED`` (the struct) and ``FIELD_NAMES`` are derived from it.
 """
 
 from __future__ import annotations
 
 import struct
-from typing import NamedTuple
 
 MAGIC = 0x314B414B  # "KAK1"
 HEADER = struct.Struct("<IIIIIxxxxQQ")  # magic, capacity, max, count, ring_cap, head, tail
@@ -28,40 +27,21 @@ step, so the main process sees it start and SIP workers see it stop."""
 LIFE_AT = 96
 
 SLOT_SIZE = 1552
-FIXED = struct.Struct("<IBBBxHHHHHHHHIIIIIIIxxxxddddddddd")
-
-
-class Fixed(NamedTuple):
-    """The fixed-size fields at the start of a slot, in ``FIXED`` order."""
-
-    gen: int
-    used: int
-    state: int
-    flags: int
-    uri_len: int
-    key_len: int
-    owner_len: int
-    state_cb_len: int
-    response_cb_len: int
-    settings_len: int
-    user_len: int
-    last_code: int
-    crc: int
-    failures: int
-    successes: int
-    timeouts: int
-    interval_ms: int
-    pings: int
-    replies: int
-    last_checked: float
-    last_up: float
-    last_down: float
-    rtt_ms: float
-    next_ping: float
-    added: float
-    rtt_sum: float
-    rtt_ewma: float
-    rtt_max: float
+SLOT_FIELDS: tuple[tuple[str, str], ...] = (
+    # (name, struct code) in slot order; "" is padding.  A new field takes padding or goes
+    # at the end (the check below keeps the fields clear of the first string).
+    ("gen", "I"), ("used", "B"), ("state", "B"), ("flags", "B"), ("", "x"),
+    ("uri_len", "H"), ("key_len", "H"), ("owner_len", "H"), ("state_cb_len", "H"),
+    ("response_cb_len", "H"), ("settings_len", "H"), ("user_len", "H"), ("last_code", "H"),
+    ("crc", "I"), ("failures", "I"), ("successes", "I"), ("timeouts", "I"),
+    ("interval_ms", "I"), ("pings", "I"), ("replies", "I"), ("", "4x"),
+    ("last_checked", "d"), ("last_up", "d"), ("last_down", "d"), ("rtt_ms", "d"),
+    ("next_ping", "d"), ("added", "d"), ("rtt_sum", "d"), ("rtt_ewma", "d"), ("rtt_max", "d"),
+)  # fmt: skip
+"""The fixed-size fields at the start of a slot: the one place a field is named."""
+FIXED = struct.Struct("<" + "".join(code for _, code in SLOT_FIELDS))
+FIELD_NAMES = tuple(name for name, _ in SLOT_FIELDS if name)
+"""The names of ``FIXED``'s values, in order."""
 
 
 STRINGS = {  # name -> (offset in the slot, capacity in bytes)
@@ -120,27 +100,24 @@ FLAG_TARGET = 64
 
 def index(name: str) -> int:
     """Position of field ``name`` in a ``FIXED`` tuple."""
-    return Fixed._fields.index(name)
+    return FIELD_NAMES.index(name)
+
+
+def _offsets() -> dict[str, int]:
+    at, out = 0, {}
+    for name, code in SLOT_FIELDS:
+        if name:
+            out[name] = at
+        at += struct.calcsize("<" + code)
+    return out
+
+
+_OFFSETS = _offsets()
 
 
 def offset(name: str) -> int:
     """Byte offset of field ``name`` in a slot, to update one field in place."""
-    wanted, at, field = index(name), 0, 0
-    repeat = ""
-    for code in FIXED.format.lstrip("<"):
-        if code.isdigit():
-            repeat += code
-            continue
-        count, repeat = int(repeat or 1), ""
-        if code == "x":
-            at += count
-            continue
-        for _ in range(count):
-            if field == wanted:
-                return at
-            at += struct.calcsize("<" + code)
-            field += 1
-    raise KeyError(name)
+    return _OFFSETS[name]
 
 
 def length_field(name: str) -> int:
@@ -148,8 +125,6 @@ def length_field(name: str) -> int:
     return index(f"{name}_len")
 
 
-if len(Fixed._fields) != len(FIXED.unpack(bytes(FIXED.size))):
-    raise AssertionError("Fixed and FIXED disagree")
 if (
     HEADER.size + 16 > PAUSED_AT
     or INTERVAL_AT + 4 > PINGER_AT

@@ -1,29 +1,19 @@
-"""What callers get back from the table: snapshots that do not change under them."""
+"""``Record``: a snapshot of one destination for the callers that act on one (the prober,
+the names and cluster machines, ``ka_add_destination``'s answer).  The views (RPC list, get,
+info, /metrics, the state file, the cluster dump) build their own shapes from
+``SharedTable.rows`` instead."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
 
 from ka_core.state import State
-
-
-class Summary(NamedTuple):
-    """The ``keepalive.list`` view of a record (``state`` as the raw table value)."""
-
-    slot: int
-    uri: str
-    owner: str
-    state: int
-    last_checked: float
-    last_up: float
-    last_down: float
-    added: float
+from ka_core.store.layout import FIELD_NAMES, FIXED, FLAG_PAUSED, FLAG_STOPPED, STRINGS
 
 
 @dataclass(frozen=True, slots=True)
 class Record:
-    """A snapshot of one destination, as RPC and the API show it."""
+    """One destination as it was when read."""
 
     slot: int
     gen: int
@@ -53,3 +43,34 @@ class Record:
     response_cb: str
     settings: str
     user: str
+
+
+_COPIED = tuple(
+    (name, FIELD_NAMES.index(name))
+    for name in ("gen", "failures", "successes", "timeouts", "interval_ms", "pings",
+                 "replies", "last_code", "last_checked", "last_up", "last_down", "rtt_ms",
+                 "next_ping", "added")
+)  # fmt: skip
+_STATE, _FLAGS, _REPLIES, _RTT_SUM, _EWMA, _RTT_MAX = (
+    FIELD_NAMES.index(n) for n in ("state", "flags", "replies", "rtt_sum", "rtt_ewma", "rtt_max")
+)
+_TEXT = tuple((name, at, FIELD_NAMES.index(f"{name}_len")) for name, (at, _) in STRINGS.items())
+
+
+def decode(buf: memoryview, off: int, slot: int) -> Record:
+    """The ``Record`` of the slot at byte ``off``."""
+    f = FIXED.unpack_from(buf, off)
+    fields: dict[str, object] = {name: f[i] for name, i in _COPIED}
+    for name, at, length in _TEXT:
+        fields[name] = bytes(buf[off + at : off + at + f[length]]).decode("utf-8", "replace")
+    replies = f[_REPLIES]
+    return Record(
+        slot=slot,
+        state=State(f[_STATE]),
+        stopped=bool(f[_FLAGS] & FLAG_STOPPED),
+        paused=bool(f[_FLAGS] & FLAG_PAUSED),
+        rtt_avg_ms=f[_RTT_SUM] / replies if replies else 0.0,
+        rtt_ewma_ms=f[_EWMA],
+        rtt_max_ms=f[_RTT_MAX],
+        **fields,  # type: ignore[arg-type]
+    )

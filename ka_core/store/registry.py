@@ -87,7 +87,7 @@ def add(
     chosen = settings_of(settings)
     own = interval_s is not None or bool(chosen.interval)
     if interval_s is None:
-        interval_s = chosen.interval or table.ping_interval
+        interval_s = chosen.interval or table.header.ping_interval
     if isinstance(interval_s, bool) or not isinstance(interval_s, int | float):
         raise InvalidArgument("ping interval must be a number of seconds")
     if not 0.1 <= interval_s <= MAX_INTERVAL_S:
@@ -131,6 +131,11 @@ def add_static(
 
 def remove(table: SharedTable, uri: object, owner: object) -> Record:
     return table.remove(parse_uri(uri).key, check_owner(owner))
+
+
+def find(table: SharedTable, uri: object, owner: object) -> int:
+    """Slot of destination (uri, owner), or -1; raises on a bad URI or owner."""
+    return table.find(parse_uri(uri).key, check_owner(owner))
 
 
 def get(table: SharedTable, uri: object, owner: object) -> Record:

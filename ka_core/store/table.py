@@ -5,16 +5,14 @@ lock before Kamailio forks; every process then wraps the same memory in a ``Shar
 Tests pass a ``bytearray`` and a ``threading.Lock``: this module never knows about fork.
 
 * Records live in fixed-size slots of an open-addressing hash table keyed by the canonical
-  URI (``crc32``, linear probing), so (URI, owner) duplicates and ``ka_is_alive`` lookups are
-  O(1) instead of C's linear scan under a global lock.  Several owners of one URI sit on the
-  same probe chain.
+  URI (``ka_core.store.chains``): O(1) duplicates and ``ka_is_alive`` lookups.
 * Every slot has a generation counter, bumped when the slot is taken or freed.  Readers that
   cached a slot (the routing-path cache, the pinger's schedule) compare generations instead of
   holding the lock.
 * Writers (add/del/flush from any process, results from the pinger) take the lock.  Readers of
   a single field (``state_of``) do not: a one-byte read cannot tear.
-* A ring (``ka_core.store.ring``) carries what the pinger must learn: ``ADDED`` slots and ``REPLY``
-  outcomes seen by SIP workers.  It is bounded; a full ring makes ``add`` fail cleanly.
+* A bounded ring (``ka_core.store.ring``) carries ``ADDED`` slots and SIP workers' ``REPLY``
+  outcomes to the pinger; a full ring makes ``add`` fail cleanly.
 
 Field names, offsets and sizes are in ``ka_core.store.layout``.
 """
@@ -23,41 +21,34 @@ from __future__ import annotations
 
 import functools
 import struct
-import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
 from ka_core import ratelimit
 from ka_core.errors import DuplicateDestination, InvalidArgument, TableFull, UnknownDestination
+from ka_core.events import StateChanged
 from ka_core.state import State
-from ka_core.store import codec
-from ka_core.store.chains import ProbeChains
-from ka_core.store.codec import USED_AT
+from ka_core.store import codec, records, slot_writes
+from ka_core.store.chains import Chains
+from ka_core.store.codec import USED_AT, text
+from ka_core.store.header import Header, format_buffer
+from ka_core.store.header import buffer_size as buffer_size
 from ka_core.store.layout import (
     BUCKET_AT,
-    COUNT_AT,
     EMPTY,
-    FIXED,
     FLAG_PAUSED,
-    FLAG_STOPPED,
     HEADER,
     HEADER_SIZE,
     HOT,
-    INTERVAL_AT,
     MAGIC,
-    MEMBERSHIP_AT,
     SLOT_SIZE,
     STATE_FLAGS,
     STRINGS,
     TOMB,
     USED,
-    Fixed,
-    index,
-    length_field,
 )
-from ka_core.store.pinger_writes import PingerWrites
-from ka_core.store.records import Record, Summary
+from ka_core.store.records import Record
 from ka_core.store.ring import (
     ENTRY,
     KIND_ADDED,
@@ -70,35 +61,19 @@ from ka_core.store.ring import (
 from ka_core.uri import SipUri
 
 HotRead = tuple[int, int, int]
+"""(gen, used, state) of a slot."""
 Row = tuple[Any, ...]
 """The fields a view asked ``rows`` for, in its order."""
-"""(gen, used, state) of a slot."""
-_U32 = struct.Struct("<I")
-# keepalive.list touches these by position (a hot path): named here
-_I_STATE, _I_CHECKED, _I_UP, _I_DOWN, _I_ADDED, _I_URI_LEN, _I_OWNER_LEN = (
-    index(n)
-    for n in ("state", "last_checked", "last_up", "last_down", "added", "uri_len", "owner_len")
-)
-_I_LEN = {name: length_field(name) for name in STRINGS}
-_I_GEN, _I_USED, _I_FLAGS, _I_CRC, _I_INTERVAL = (
-    index(n) for n in ("gen", "used", "flags", "crc", "interval_ms")
-)
-_NEW_FIXED = tuple(FIXED.unpack(bytes(FIXED.size)))
-"""A fresh record's fixed fields: zeros, state UNKNOWN (0)."""
-_ZERO_SLOT = bytes(SLOT_SIZE)
+(_U32, _PINGS_AT), (_F64, _NEXT_PING_AT) = codec.FIELDS["pings"], codec.FIELDS["next_ping"]
 MAX_OWNER_BYTES = STRINGS["owner"][1] - 1
 MAX_USER_BYTES = STRINGS["user"][1]
 MAX_CALLBACK_BYTES = STRINGS["state_cb"][1]
 
 
-def buffer_size(max_destinations: int, ring_capacity: int) -> int:
-    """Bytes a table for ``max_destinations`` needs (two slots per destination)."""
-    return HEADER_SIZE + ring_capacity * ENTRY.size + 2 * max_destinations * SLOT_SIZE
-
-
-class SharedTable(ProbeChains, PingerWrites):
-    """Destination records in a shared buffer; see the module docstring.  What only the
-    pinger writes (results, pause, the current interval) is in ``ka_core.store.pinger_writes``."""
+class SharedTable:
+    """Destination records in a shared buffer; see the module docstring.  It composes its
+    probe ``chains`` (``ka_core.store.chains``) and its ``Ring``; in-place slot writes are
+    functions over the bytes (``ka_core.store.slot_writes``), fields come from the codec."""
 
     def __init__(self, buf: bytearray | memoryview, lock: AbstractContextManager[object]) -> None:
         self._buf = buf if isinstance(buf, memoryview) else memoryview(buf)
@@ -115,29 +90,18 @@ class SharedTable(ProbeChains, PingerWrites):
         self.notes_deletes = False
         """Cluster mode: deletes and flushes also go through the ring (set before fork)."""
         self._slots_at = HEADER_SIZE + self.ring_capacity * ENTRY.size
+        self.chains = Chains(self._buf, self._slots_at, self.capacity)
+        self._off = self.chains.off
+        self.header = Header(self._buf)
 
-    @staticmethod
-    def format_buffer(
-        buf: bytearray | memoryview,
-        max_destinations: int,
-        ring_capacity: int,
-        ping_interval: int = 30,
-    ) -> None:
-        """Write an empty table header; done once, before fork."""
-        if max_destinations < 1 or ring_capacity < 1:
-            raise InvalidArgument("max_destinations and ring_capacity must be positive")
-        if len(buf) < buffer_size(max_destinations, ring_capacity):
-            raise InvalidArgument("buffer too small for the table")
-        HEADER.pack_into(
-            buf, 0, MAGIC, 2 * max_destinations, max_destinations, 0, ring_capacity, 0, 0
-        )
-        struct.pack_into("<I", buf, INTERVAL_AT, ping_interval)
+    format_buffer = staticmethod(format_buffer)
+    """Write an empty table header; done once, before fork (``header.format_buffer``)."""
 
     # -- reads -------------------------------------------------------------------------
 
     @property
     def count(self) -> int:
-        return int(HEADER.unpack_from(self._buf, 0)[3])
+        return self.header.count
 
     def hot(self, slot: int) -> HotRead:
         """(gen, used, state) of a slot without locking: the ``ka_is_alive`` fast path."""
@@ -160,73 +124,34 @@ class SharedTable(ProbeChains, PingerWrites):
         """A ready-made ``hot(slot)`` for a per-process cache: one C call per lookup."""
         return functools.partial(HOT.unpack_from, self._buf, self._off(slot))
 
+    def find(self, key: str, owner: str | None = None) -> int:
+        """Slot of the first record with this key (and owner), or -1."""
+        return self.chains.find(key, owner)
+
+    def is_used(self, slot: int, gen: int) -> bool:
+        g, used, _ = HOT.unpack_from(self._buf, self._slots_at + slot * SLOT_SIZE)
+        return bool(g == gen and used == USED)
+
     def read(self, slot: int) -> Record:
-        off = self._off(slot)
-        f = Fixed._make(FIXED.unpack_from(self._buf, off))
-        text = {name: self._str(off, name).decode("utf-8", "replace") for name in STRINGS}
-        return Record(
-            slot=slot,
-            gen=f.gen,
-            state=State(f.state),
-            stopped=bool(f.flags & FLAG_STOPPED),
-            paused=bool(f.flags & FLAG_PAUSED),
-            failures=f.failures,
-            successes=f.successes,
-            timeouts=f.timeouts,
-            interval_ms=f.interval_ms,
-            pings=f.pings,
-            replies=f.replies,
-            last_code=f.last_code,
-            last_checked=f.last_checked,
-            last_up=f.last_up,
-            last_down=f.last_down,
-            rtt_ms=f.rtt_ms,
-            rtt_avg_ms=f.rtt_sum / f.replies if f.replies else 0.0,
-            rtt_ewma_ms=f.rtt_ewma,
-            rtt_max_ms=f.rtt_max,
-            next_ping=f.next_ping,
-            added=f.added,
-            **text,
-        )
+        return records.decode(self._buf, self._off(slot), slot)
 
     def records(self) -> Iterator[Record]:
-        """Every used record, newest slot order not guaranteed (callers sort)."""
+        """Every used destination, in slot order (callers that want an order sort)."""
         for slot in range(self.capacity):
             if self._buf[self._off(slot) + USED_AT] == USED:
                 yield self.read(slot)
-
-    def summaries(self, slots: Iterable[int] | None = None) -> list[Summary]:
-        """What ``keepalive.list`` shows of every used record (or of those in ``slots``):
-        only the fields it prints, so listing 10,000 destinations does not decode every
-        string of every slot."""
-        out = []
-        buf, unpack, at = self._buf, FIXED.unpack_from, self._slots_at
-        uri_at, owner_at = STRINGS["uri"][0], STRINGS["owner"][0]
-        for slot in range(self.capacity) if slots is None else slots:
-            off = at + slot * SLOT_SIZE
-            if buf[off + USED_AT] != USED:
-                continue
-            f = unpack(buf, off)
-            uri = bytes(buf[off + uri_at : off + uri_at + f[_I_URI_LEN]]).decode("utf-8", "replace")
-            owner_end = off + owner_at + f[_I_OWNER_LEN]
-            owner = bytes(buf[off + owner_at : owner_end]).decode("utf-8", "replace")
-            out.append(
-                Summary(slot, uri, owner, f[_I_STATE], f[_I_CHECKED], f[_I_UP], f[_I_DOWN],
-                        f[_I_ADDED])
-            )  # fmt: skip
-        return out
-
-    def rows(self, fields: Sequence[str], slots: Iterable[int] | None = None) -> list[Row]:
-        """``fields`` (fixed fields, strings, ``slot``, ``metrics``) of every used slot, or of
-        those in ``slots``: views build their own shapes from these (``ka_core.store.codec``)."""
-        every = range(self.capacity) if slots is None else slots
-        return codec.read_rows(self._buf, self._slots_at, every, self._lock, fields)
 
     def get(self, key: str, owner: str) -> Record:
         slot = self.find(key, owner)
         if slot < 0:
             raise UnknownDestination(f"no destination {key} owned by {owner}")
         return self.read(slot)
+
+    def rows(self, fields: Sequence[str], slots: Iterable[int] | None = None) -> list[Row]:
+        """``fields`` (fixed fields, strings, ``slot``, ``metrics``) of every used slot, or of
+        those in ``slots``: views build their own shapes from these (``ka_core.store.codec``)."""
+        every = range(self.capacity) if slots is None else slots
+        return codec.read_rows(self._buf, self._slots_at, every, self._lock, fields)
 
     # -- writes (any process) ------------------------------------------------------------
 
@@ -261,11 +186,13 @@ class SharedTable(ProbeChains, PingerWrites):
         key_b, owner_b = encoded["key"], encoded["owner"]
         with self._lock:
             free = -1
-            for slot in self._chain(key_b):
+            for slot in self.chains.walk(key_b):
                 off = self._off(slot)
                 used = self._buf[off + USED_AT]
                 if used == USED:
-                    if self._str(off, "key") == key_b and self._str(off, "owner") == owner_b:
+                    if text(self._buf, off, "key") == key_b and (
+                        text(self._buf, off, "owner") == owner_b
+                    ):
                         raise DuplicateDestination(f"{uri.display} already added by {owner}")
                     continue
                 if free < 0:
@@ -279,18 +206,8 @@ class SharedTable(ProbeChains, PingerWrites):
                 raise TableFull("pinger queue full, try again")
             off = self._off(free)
             gen = (HOT.unpack_from(self._buf, off)[0] + 1) & 0xFFFFFFFF
-            self._buf[off : off + SLOT_SIZE] = _ZERO_SLOT
-            fixed = list(_NEW_FIXED)  # by index: 100,000 static destinations at start-up
-            fixed[_I_GEN], fixed[_I_USED], fixed[_I_FLAGS] = gen, USED, flags
-            for name, data in encoded.items():
-                fixed[_I_LEN[name]] = len(data)
-            fixed[_I_CRC], fixed[_I_INTERVAL] = zlib.crc32(key_b), interval_ms
-            fixed[_I_ADDED] = wall
-            FIXED.pack_into(self._buf, off, *fixed)
-            for name, data in encoded.items():
-                at = off + STRINGS[name][0]
-                self._buf[at : at + len(data)] = data
-            self._set_count(count + 1)
+            slot_writes.fill(self._buf, off, gen, flags, interval_ms, wall, encoded)
+            self.header.write_count(count + 1)
             self._ring.push(RingEntry(KIND_ADDED, 0, free, gen, 0, 0.0, wall))
             return free, gen
 
@@ -324,7 +241,7 @@ class SharedTable(ProbeChains, PingerWrites):
                     removed += 1
                 if used != EMPTY:
                     self._free(slot, to=EMPTY)
-            self._set_count(0)
+            self.header.write_count(0)
             self._note(KIND_FLUSHED, 0, 0)
             return removed
 
@@ -347,7 +264,126 @@ class SharedTable(ProbeChains, PingerWrites):
         with self._lock:
             return self._ring.drain()
 
-    # -- internals -------------------------------------------------------------------------
+    # -- probe results (pinger) and the one writer of state ------------------------------
+
+    def record_ping(self, slot: int, gen: int, next_ping: float) -> bool:
+        """Count a ping sent; False when the slot was deleted meanwhile."""
+        with self._lock:
+            if not self.is_used(slot, gen):
+                return False
+            off = self._off(slot)  # once per ping: the structs direct, not codec lookups
+            (pings,) = _U32.unpack_from(self._buf, off + _PINGS_AT)
+            _U32.pack_into(self._buf, off + _PINGS_AT, (pings + 1) & 0xFFFFFFFF)
+            _F64.pack_into(self._buf, off + _NEXT_PING_AT, next_ping)
+            return True
+
+    def write_state(
+        self,
+        slot: int,
+        gen: int,
+        state: State,
+        wall: float,
+        *,
+        code: int = 0,
+        rtt_ms: float = 0.0,
+        probe: slot_writes.Probe | None = None,
+        restored: tuple[float, float] | None = None,
+    ) -> StateChanged | bool:
+        """The one way a destination's state is written: probe results, peer reports,
+        derived (DNS) states and restored states all pass here, and a change is counted
+        here only (``slot_writes.store_state`` writes the bytes and says what ``probe`` and
+        ``restored`` store).  Returns False when the slot was deleted, the ``StateChanged``
+        when the state changed, else True."""
+        with self._lock:
+            if not self.is_used(slot, gen):
+                return False
+            off = self._off(slot)
+            old = slot_writes.store_state(
+                self._buf, off, state, wall, code, rtt_ms, probe, restored
+            )
+            if old == state:
+                return True
+            uri, owner, callback, user = (
+                text(self._buf, off, n).decode("utf-8", "replace")
+                for n in ("uri", "owner", "state_cb", "user")
+            )
+        return StateChanged(uri, owner, State(old), state, callback, user, code, rtt_ms)
+
+    def record_result(
+        self,
+        slot: int,
+        gen: int,
+        *,
+        state: State,
+        failures: int,
+        stopped: bool,
+        code: int,
+        wall: float,
+        rtt_ms: float,
+        replied: bool,
+        successes: int = 0,
+        alive: bool | None = None,
+    ) -> bool:
+        """Store a probe result through ``write_state``; False when the slot was deleted.
+        ``alive`` defaults to: the new state is UP or DEGRADED."""
+        if alive is None:
+            alive = state in (State.UP, State.DEGRADED)
+        probe = (failures, successes, stopped, replied, alive)
+        written = self.write_state(slot, gen, state, wall, code=code, rtt_ms=rtt_ms, probe=probe)
+        return written is not False
+
+    def set_state(
+        self, slot: int, gen: int, state: State, wall: float, code: int = 0, rtt_ms: float = 0.0
+    ) -> StateChanged | None:
+        """Write a state from elsewhere than a probe (a peer's report, a host name's state
+        derived from its targets, with the code and RTT that caused it), stamping last
+        checked and last up or down; the change, or None when the slot was deleted or the
+        state was already that."""
+        written = self.write_state(slot, gen, state, wall, code=code, rtt_ms=rtt_ms)
+        return written if isinstance(written, StateChanged) else None
+
+    def restore_state(
+        self,
+        slot: int,
+        gen: int,
+        state: State,
+        last_checked: float,
+        last_up: float,
+        last_down: float,
+    ) -> bool:
+        """Put back a destination's last state from the state file (at start-up, before the
+        pinger reads the record), so routing sees it before the first probe; False if the
+        slot changed."""
+        restored = (last_up, last_down)
+        return self.write_state(slot, gen, state, last_checked, restored=restored) is not False
+
+    def fingerprint(self) -> bytes:
+        """Changes with any add, delete, state, pause or stop (``slot_writes.fingerprint``)."""
+        return slot_writes.fingerprint(self._buf, self._slots_at, self.capacity)
+
+    # -- controls (any process, by RPC; the header's are in ``header``) ------------------
+
+    def flags(self, slot: int) -> int:
+        return int(codec.get(self._buf, self._off(slot), "flags"))
+
+    def pause_slot(self, slot: int, gen: int, paused: bool) -> bool:
+        with self._lock:
+            if not self.is_used(slot, gen):
+                return False
+            off = self._off(slot)
+            flags = codec.get(self._buf, off, "flags") & ~FLAG_PAUSED
+            codec.put(self._buf, off, "flags", flags | (FLAG_PAUSED if paused else 0))
+            self.header.bump_controls()
+            return True
+
+    def set_ping_interval(self, seconds: int) -> int:
+        """Set it, and the interval of every destination without its own; returns how many
+        destinations follow it.  They take it from their next ping on."""
+        with self._lock:
+            self.header.write_ping_interval(seconds)
+            changed = slot_writes.follow_interval(self._buf, self._slots_at, self.capacity, seconds)
+            self.header.bump_controls()
+        return changed
 
     def _note(self, kind: int, slot: int, gen: int) -> None:
         """Tell the pinger about a delete (cluster mode replicates it); skipped, never an
@@ -360,16 +396,5 @@ class SharedTable(ProbeChains, PingerWrites):
         gen = (HOT.unpack_from(self._buf, off)[0] + 1) & 0xFFFFFFFF
         struct.pack_into("<IB", self._buf, off, gen, to)
         if to == TOMB:
-            self._set_count(self.count - 1)
-            self._sweep(slot)
-
-    def _set_count(self, count: int) -> None:
-        """Every add and delete passes here: it also bumps ``membership``."""
-        _U32.pack_into(self._buf, COUNT_AT, count)
-        (seen,) = _U32.unpack_from(self._buf, MEMBERSHIP_AT)
-        _U32.pack_into(self._buf, MEMBERSHIP_AT, (seen + 1) & 0xFFFFFFFF)
-
-    @property
-    def membership(self) -> int:
-        """Changes whenever a destination is added or deleted (any process)."""
-        return int(_U32.unpack_from(self._buf, MEMBERSHIP_AT)[0])
+            self.header.write_count(self.count - 1)
+            self.chains.sweep(slot)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from ka_core.config.banner import read_defines
 from ka_core.config.kaconfig import load_config
 from kemi import runtime
 from kemi.runtime import Runtime
@@ -44,7 +45,7 @@ def glue_factory() -> Iterator[GlueFactory]:
     def make(**defines: str) -> Glue:
         ksr = FakeKsr(defines=dict(defines))
         clock = Clock()
-        config = load_config(runtime.read_defines(ksr))
+        config = load_config(read_defines(ksr.define))
         rt = runtime.build(config, ksr, monotonic=clock.monotonic, wall=clock.wall)
         built.append(rt)
         return Glue(rt, ksr, clock)

@@ -10,7 +10,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 PRODUCT = ("ka_core", "kemi")
 MAX_LINES = 400
-ROOMS = ("probe", "store", "cluster", "names", "ops", "config")
+ROOMS = ("probe", "store", "cluster", "names", "ops", "config", "script")
 
 
 def modules() -> dict[str, Path]:
@@ -118,6 +118,7 @@ FLOORS = {
     "probe": 2,
     "names": 2,
     "ops": 2,
+    "script": 2,
     "cluster": 3,
     "node": 4,
     "config": 4,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 
-from ka_core.cluster.codec import Heartbeat, decode, encode_heartbeat
+from ka_core.cluster.codec import Heartbeat, StateItem, decode, encode_heartbeat
 from ka_core.cluster.members import Membership
 from ka_core.cluster.trust import STALL_S, Trust
 from ka_core.events import StateChanged
@@ -189,3 +189,22 @@ def test_the_first_forming_of_the_cluster_is_not_reported_as_a_cut() -> None:
     assert step(trust, 0.0, [], known=0) is None  # alone: the others are not up yet
     assert step(trust, 0.5, [], known=2) is None  # dmq knows them, none live yet
     assert step(trust, 1.0, [B, C]) is None
+
+
+def test_a_held_change_a_digest_carried_is_not_sent_again() -> None:
+    """The digest broadcasts the trusted states; a held change it carried is dropped, so
+    the next trusted step does not publish it a second time."""
+    table, slot, gen = _table_with("10.9.9.7:5060")
+    trust = Trust(ME, settle_s=1.0)
+    step(trust, 0.0, [B, C], seen_by={B: (B,), C: (C,)})
+    step(trust, 0.5, [B, C])
+    table.set_state(slot, gen, State.DOWN, WALL0 + 0.6)
+    down = StateChanged("sip:10.9.9.7:5060", "o", State.UNKNOWN, State.DOWN, None, None)
+    assert trust.outgoing([down], WALL0 + 0.6, table) == []
+    key = parse_uri("10.9.9.7:5060").key
+    other = StateItem("sip:other:5060", "sip:other:5060", "o", 2, WALL0)
+    trust.covered([other])
+    assert trust.held == {(key, "o")}, "only what the digest carried is dropped"
+    trust.covered([StateItem(key, "sip:10.9.9.7:5060", "o", 2, WALL0 + 1.9)])
+    table.set_state(slot, gen, State.DOWN, WALL0 + 1.9)
+    assert not trust.held and trust.outgoing([], WALL0 + 1.9, table) == []

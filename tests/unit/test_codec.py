@@ -7,17 +7,17 @@ import pytest
 
 from ka_core.state import State
 from ka_core.store import codec
-from ka_core.store.layout import FIXED, Fixed
+from ka_core.store.layout import FIELD_NAMES, FIXED
 from ka_core.uri import parse_uri
 from tests.unit.test_table import make_table
 
 
 def test_every_fixed_field_has_one_accessor_at_its_own_bytes() -> None:
-    assert list(codec.FIELDS) == list(Fixed._fields)
+    assert list(codec.FIELDS) == list(FIELD_NAMES)
     buf = memoryview(bytearray(FIXED.size))
-    for number, name in enumerate(Fixed._fields, 1):
+    for number, name in enumerate(FIELD_NAMES, 1):
         codec.put(buf, 0, name, number)
-    assert Fixed._make(FIXED.unpack_from(buf, 0)) == Fixed(*range(1, len(Fixed._fields) + 1))
+    assert FIXED.unpack_from(buf, 0) == tuple(range(1, len(FIELD_NAMES) + 1))
 
 
 def test_bump_wraps_at_the_fields_width() -> None:

@@ -12,11 +12,11 @@ import pytest
 
 from ka_core.names import dns_wire
 from ka_core.names import machine as names_machine
-from ka_core.names.resolve import Resolution, Target
+from ka_core.names.resolve import Resolution, Target, run_lookup
+from ka_core.script.callbacks import DestinationEvent
 from ka_core.state import State
 from ka_core.uri import SipUri, parse_uri
 from kemi import api, dns_client, dns_resolver, functions, pinger
-from kemi.events import DestinationEvent
 from tests.harness.kamailio import free_address
 from tests.peers.dns_zone import ZoneServer
 from tests.unit.conftest import Glue, GlueFactory
@@ -37,7 +37,7 @@ class FakeDns:
         self.asked: list[str] = []
 
     def __call__(
-        self, client: object, uri: SipUri, refresh_s: int, naptr: bool = False
+        self, query: object, uri: SipUri, refresh_s: int, naptr: bool = False
     ) -> Resolution:
         self.asked.append(uri.host)
         return self.answers.get(uri.host, Resolution((), 30, reason="NXDOMAIN"))
@@ -54,7 +54,7 @@ class Events:
 @pytest.fixture
 def fake_dns(monkeypatch: pytest.MonkeyPatch) -> FakeDns:
     fake = FakeDns()
-    monkeypatch.setattr(dns_resolver, "resolve", fake)
+    monkeypatch.setattr(dns_resolver, "run_lookup", fake)
     return fake
 
 
@@ -289,7 +289,7 @@ def test_client_udp_tcp_and_timeouts(zone_server: ZoneServer) -> None:
     zone.add("a.ka.test", "AAAA", "2001:db8::1")
     zone.truncate.add("a.ka.test")
     client = dns_client.DnsClient(zone_server.ip, zone_server.port, timeout_s=0.3)
-    result = dns_client.resolve(client, parse_uri("sip:gw.ka.test;transport=tcp"), 300)
+    result = run_lookup(client.query, parse_uri("sip:gw.ka.test;transport=tcp"), 300)
     assert result.targets == (Target("10.0.0.1", 5070, "tcp"), Target("2001:db8::1", 5070, "tcp"))
     assert ("tcp", "a.ka.test", "A") in zone.asked, "the truncated answer was asked over TCP"
     zone.silent.add("slow.ka.test")
@@ -298,13 +298,13 @@ def test_client_udp_tcp_and_timeouts(zone_server: ZoneServer) -> None:
         client.query("slow.ka.test", dns_wire.A)
     assert 0.5 < time.monotonic() - start < 1.5, "two tries of 0.3 s"
     assert len(zone.asked_for("slow.ka.test")) == 2
-    failed = dns_client.resolve(client, parse_uri("sip:slow.ka.test:5060"), 300)
+    failed = run_lookup(client.query, parse_uri("sip:slow.ka.test:5060"), 300)
     assert failed.failed and "no reply" in failed.reason
     dead = dns_client.DnsClient(*free_address(), timeout_s=0.2)
-    assert dns_client.resolve(dead, parse_uri("sip:gw.ka.test"), 300).failed
+    assert run_lookup(dead.query, parse_uri("sip:gw.ka.test"), 300).failed
 
 
 def test_an_unusable_server_address_fails_each_lookup_not_the_pinger() -> None:
     client = dns_client.DnsClient("fe80::1%nosuchif0", 53)
-    result = dns_client.resolve(client, parse_uri("sip:gw.ka.test"), 300)
+    result = run_lookup(client.query, parse_uri("sip:gw.ka.test"), 300)
     assert result.failed and "DNS server [fe80::1%nosuchif0]:53" in result.reason

@@ -8,10 +8,10 @@ import select
 
 import pytest
 
+from ka_core.script.callbacks import DestinationEvent
 from ka_core.settings import socket_tag
 from ka_core.state import State
 from kemi import api, pinger, wakeup
-from kemi.events import DestinationEvent
 from tests.unit.conftest import Glue, GlueFactory
 from tests.unit.test_pinger_glue import tick
 

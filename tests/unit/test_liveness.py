@@ -98,7 +98,7 @@ def test_ka_is_alive_is_minus_one_for_unprobed_destinations_without_a_pinger(glu
         "ka_is_alive: the pinger is not running (it never started): destinations not probed yet "
         "answer -1, not 1; see the start-up log"
     ]
-    glue.rt.table.write_pinger_life(PingerStatus.RUNNING, glue.clock.now)
+    glue.rt.table.header.write_pinger_life(PingerStatus.RUNNING, glue.clock.now)
     assert ka_is_alive(uri) == 1
     glue.clock.now += STALE_AFTER_S + 1
     assert ka_is_alive(uri) == -1
@@ -111,7 +111,7 @@ def test_the_pinger_marks_itself_running_and_warns_about_the_reply_hook(glue: Gl
     for _ in range(12):
         p.run_once()
         glue.clock.now += 0.5
-    status, beat = glue.rt.table.pinger_life()
+    status, beat = glue.rt.table.header.pinger_life()
     assert status == PingerStatus.RUNNING and beat == glue.clock.now - 0.5
     warnings = [w for w in glue.ksr.texts("warn") if "reply hook" in w]
     assert len(warnings) == 1 and "no reply to any of the" in warnings[0]
@@ -128,12 +128,12 @@ def test_child_init_of_the_main_process_waits_for_the_pinger(
     assert startup.child_init(0) == -1
     [line] = glue.ksr.texts("err")
     assert line.startswith("cannot start: config error: the pinger did not start within 5 s")
-    glue.rt.table.write_pinger_life(PingerStatus.FAILED, glue.clock.now)
+    glue.rt.table.header.write_pinger_life(PingerStatus.FAILED, glue.clock.now)
     assert handler.KeepaliveHandler().child_init(0) == -1
     assert len(glue.ksr.texts("err")) == 1, "the pinger logged why"
-    glue.rt.table.write_pinger_life(PingerStatus.RUNNING, glue.clock.now)
+    glue.rt.table.header.write_pinger_life(PingerStatus.RUNNING, glue.clock.now)
     assert handler.KeepaliveHandler().child_init(0) == 0
-    glue.rt.table.write_pinger_life(PingerStatus.STARTING, glue.clock.now)
+    glue.rt.table.header.write_pinger_life(PingerStatus.STARTING, glue.clock.now)
     assert startup.child_init(0) == -1
     assert glue.ksr.texts("err")[-1] == "cannot start: the pinger did not get ready in 60 s"
 
@@ -169,7 +169,7 @@ def test_a_pinger_that_cannot_start_says_why_once(
     [line] = glue.ksr.texts("err")
     assert "the pinger cannot start as user" in line
     assert f"cannot create the kamcmd socket {tmp_path}/no/such/dir/ka.sock" in line
-    assert glue.rt.table.pinger_life()[0] == PingerStatus.FAILED
+    assert glue.rt.table.header.pinger_life()[0] == PingerStatus.FAILED
 
 
 def test_missing_modules_stop_setup_with_one_line() -> None:

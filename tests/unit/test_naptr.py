@@ -13,7 +13,7 @@ from dnslib import DNSRecord
 from ka_core.config.kaconfig import load_config
 from ka_core.errors import InvalidArgument
 from ka_core.names import dns_wire
-from ka_core.names.resolve import Lookup, Resolution, Target, target_uri
+from ka_core.names.resolve import Lookup, Resolution, Target, run_lookup, target_uri
 from ka_core.names.servers import Failover, is_answer, parse_dns_servers, servers_text
 from ka_core.uri import parse_uri
 from kemi import dns_client
@@ -138,9 +138,9 @@ def test_a_dead_first_server_hands_the_query_to_the_second(zone_server: ZoneServ
     dead = free_address()
     servers = dns_client.DnsServers((dead, (zone_server.ip, zone_server.port)), timeout_s=0.2)
     uri = parse_uri("sip:gw.ka.test:5060")
-    assert dns_client.resolve(servers, uri, 300).targets == (Target("10.0.0.1", 5060, "udp"),)
+    assert run_lookup(servers.query, uri, 300).targets == (Target("10.0.0.1", 5060, "udp"),)
     asked = len(zone_server.zone.asked)
-    assert dns_client.resolve(servers, uri, 300).targets
+    assert run_lookup(servers.query, uri, 300).targets
     assert len(zone_server.zone.asked) == asked + 2, "the second server is now asked first"
 
 
@@ -154,10 +154,10 @@ def test_servfail_goes_to_the_next_server_and_all_failing_fails_the_lookup(
         servers = dns_client.DnsServers(
             ((other_ip, other_port), (zone_server.ip, zone_server.port)), timeout_s=0.2
         )
-        result = dns_client.resolve(servers, parse_uri("sip:gw.ka.test:5060"), 300)
+        result = run_lookup(servers.query, parse_uri("sip:gw.ka.test:5060"), 300)
         assert result.targets == (Target("10.0.0.1", 5060, "udp"),)
         only_bad = dns_client.DnsServers(((other_ip, other_port), free_address()), timeout_s=0.2)
-        failed = dns_client.resolve(only_bad, parse_uri("sip:gw.ka.test:5060"), 300)
+        failed = run_lookup(only_bad.query, parse_uri("sip:gw.ka.test:5060"), 300)
         assert failed.failed and "SERVFAIL" in failed.reason
     finally:
         bad.stop()

@@ -9,10 +9,11 @@ import json
 import pytest
 
 from ka_core.ops.access import HttpRequest
+from ka_core.script import native_cfg
+from ka_core.script.callbacks import DestinationEvent
 from ka_core.state import State
 from ka_core.uri import parse_uri
 from kemi import functions, native
-from kemi.events import DestinationEvent
 from kemi.native import NativeHandler
 from tests.unit.conftest import Glue, GlueFactory
 
@@ -173,7 +174,7 @@ def test_mod_init_routes_events_to_deliver_event(
     monkeypatch.setattr(native, "setup", lambda: glue.rt)
     handler = native.mod_init()
     assert isinstance(handler, NativeHandler)
-    assert glue.rt.config.event_callback == native.EVENT_METHOD == "deliver_event"
+    assert glue.rt.config.event_callback == native_cfg.EVENT_METHOD == "deliver_event"
 
 
 def test_mod_init_refuses_an_event_callback(

@@ -51,11 +51,11 @@ def test_a_step_pings_what_is_due_and_writes_the_heartbeat_and_stats() -> None:
     registry.add(t, "sip:10.0.0.1", "o", interval_s=None, wall=WALL0)
     at, first = first_ping(n, t, 100.0)
     assert [p.uri for p in first.pings] == ["sip:10.0.0.1"]
-    assert t.pinger_life() == (PingerStatus.RUNNING, at)
+    assert t.header.pinger_life() == (PingerStatus.RUNNING, at)
     assert first.deadline is not None and first.deadline > at
     late = first.deadline + 0.25
     step(n, t, late)
-    lag, lag_max, in_flight = t.pinger_stats()
+    lag, lag_max, in_flight = t.header.pinger_stats()
     assert round(lag, 6) == 0.25 and round(lag_max, 6) == 0.25
     assert in_flight == n.prober.outstanding
 

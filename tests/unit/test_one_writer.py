@@ -58,7 +58,7 @@ def product_sources() -> dict[str, str]:
 
 
 def test_exactly_one_function_writes_a_destinations_state() -> None:
-    assert state_writers(product_sources()) == {"ka_core/store/pinger_writes.py:write_state"}
+    assert state_writers(product_sources()) == {"ka_core/store/slot_writes.py:store_state"}
 
 
 def test_a_planted_second_writer_is_found() -> None:

@@ -208,7 +208,7 @@ def test_without_backoff_probing_stops_after_delete_counter() -> None:
 def test_pause_all_sends_nothing_and_keeps_the_state() -> None:
     p = Probe("")
     assert p.rounds([200]) == [State.UP]
-    p.table.pause_all(True)
+    p.table.header.pause_all(True)
     assert p.ping_times(200.0) == []
     assert p.record().state is State.UP and p.record().pings == 1
     assert p.changes() == [(State.UNKNOWN, State.UP)]
@@ -217,9 +217,9 @@ def test_pause_all_sends_nothing_and_keeps_the_state() -> None:
 def test_resume_restarts_probing_at_the_next_due_time() -> None:
     p = Probe("")
     p.ping_times(101.0, code=200)
-    p.table.pause_all(True)
+    p.table.header.pause_all(True)
     p.ping_times(125.0)
-    p.table.pause_all(False)
+    p.table.header.pause_all(False)
     start = 125.0
     times = []
     for tick in range(round(start * 10), 1500):
@@ -247,7 +247,7 @@ def test_set_ping_interval_changes_followers_but_not_an_own_interval() -> None:
     p = Probe("", "interval=10")
     assert len(p.poll(START)) == 2
     assert p.table.set_ping_interval(2) == 1, "one destination follows ping_interval"
-    assert p.table.ping_interval == 2
+    assert p.table.header.ping_interval == 2
     assert (p.record(0).interval_ms, p.record(1).interval_ms) == (2000, 10000)
     seen: dict[str, list[float]] = {"sip:10.0.0.1": [], "sip:10.0.0.2": []}
     for tick in range(1001, 1305):

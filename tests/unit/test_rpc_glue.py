@@ -210,11 +210,11 @@ def test_every_add_path_wakes_the_pinger(glue: Glue) -> None:
 def test_a_listing_too_big_for_an_http_reply_is_a_clear_413(
     glue: Glue, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from kemi import http_rpc
+    from ka_core.ops import http_serving
 
     for i in range(20):
         glue.rt.add(f"sip:10.0.3.{i + 1}", "big")
-    monkeypatch.setattr(http_rpc, "MAX_REPLY_BYTES", 2000)
+    monkeypatch.setattr(http_serving, "MAX_REPLY_BYTES", 2000)
     status, body = serve(glue, rpc("keepalive.list"))  # type: ignore[misc]
     assert status == 413 and "ask for pages" in body["error"]["message"]
     status, body = serve(glue, rpc("keepalive.list", 0, 3))  # type: ignore[misc]

@@ -6,6 +6,7 @@ import json
 import threading
 
 from ka_core.probe.options import transport_of
+from ka_core.probe.ping_text import user_agent
 from ka_core.probe.prober import Prober
 from ka_core.probe.wire import (
     Listener,
@@ -18,7 +19,6 @@ from ka_core.probe.wire import (
 from ka_core.store import registry
 from ka_core.store.table import SharedTable, buffer_size
 from ka_core.uri import parse_uri
-from kemi.sender import user_agent
 
 
 def sockets(*entries: tuple[str, str, str, str]) -> str:

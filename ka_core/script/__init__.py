@@ -1,0 +1,1 @@
+"""What a script sees: its arguments, its callbacks and events, the texts it logs."""
