@@ -130,6 +130,8 @@ class Answer:
     code: int
     delay: float = 0.0
     reason: str = ""
+    headers: tuple[str, ...] = ()
+    """Extra header lines of the reply (``WWW-Authenticate: Digest ...``)."""
 
 
 Behaviour = Callable[[Request], "int | Answer | None"]
@@ -167,7 +169,9 @@ def _has_tag(to_value: str) -> bool:
     return re.search(r";\s*tag\s*=", outside_uri, re.IGNORECASE) is not None
 
 
-def build_response(req: Request, code: int, reason: str = "") -> bytes:
+def build_response(
+    req: Request, code: int, reason: str = "", headers: tuple[str, ...] = ()
+) -> bytes:
     """A reply to ``req``: all Vias, From, To (tagged), Call-ID and CSeq as received.
 
     The To tag is derived from Call-ID and From, so retransmissions get the same reply.
@@ -184,7 +188,7 @@ def build_response(req: Request, code: int, reason: str = "") -> bytes:
             seed = f"{req.call_id}|{req.headers.get('From')}".encode()
             line += f";tag=uas{zlib.crc32(seed):08x}"
         lines.append(line)
-    lines += ["Content-Length: 0", "", ""]
+    lines += [*headers, "Content-Length: 0", "", ""]
     return "\r\n".join(lines).encode()
 
 
@@ -584,7 +588,7 @@ class ScriptedUAS:
         answer = normalize(self._behaviour(req))
         if answer is None or req.method == "ACK":
             return None
-        return answer.delay, build_response(req, answer.code, answer.reason)
+        return answer.delay, build_response(req, answer.code, answer.reason, answer.headers)
 
     def _on_udp(self, sock: socket.socket, mask: int) -> None:
         for _ in range(64):

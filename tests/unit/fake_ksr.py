@@ -65,6 +65,8 @@ class FakeKsr:
     modules: set[str] = field(default_factory=lambda: {"corex", "jsonrpcs", "sl", "tm", "xhttp"})
     """Modules with KEMI functions that are loaded."""
     vars: dict[str, int | str] = field(default_factory=dict)
+    reply_headers: dict[str, str] = field(default_factory=dict)
+    """Headers of the reply ``reply_header`` reads."""
     """``$var`` values the glue set."""
 
     def info(self, text: str) -> None:
@@ -97,6 +99,9 @@ class FakeKsr:
 
     def reply_local(self) -> tuple[str, int]:
         return self.local
+
+    def reply_header(self, name: str) -> str | None:
+        return self.reply_headers.get(name)
 
     def reply_fields(self) -> tuple[str | None, int | None, str | None, str | None]:
         if len(self.reply) == 4:
