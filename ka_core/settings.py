@@ -3,19 +3,24 @@ the RPC ``keepalive.add`` and the config (``uri|settings``) accept, and its merg
 module parameters into one destination's ``Policy``.
 
 Keys: ``interval`` (s), ``from`` (From URI), ``down_after``, ``up_after``, ``alive`` (codes,
-``ka_core.probe.health.CodeSet``), ``degraded_ms`` (0 = no latency threshold) and ``socket``
+``ka_core.policy.CodeSet``), ``degraded_ms`` (0 = no latency threshold) and ``socket``
 (``proto:ip:port``, one of Kamailio's listeners: pings leave from it, and only replies
-received on it count).  A key not given follows the module parameter, also when that
-changes at runtime (``keepalive.interval``).  The canonical text is stored in the shared
-table, so every process sees the same settings.
+received on it count), ``proxy`` (an outbound proxy URI, or ``none``: where pings go,
+``ka_core.probe.options``), ``method`` (the probe's request method), ``auth_user`` and
+``auth_password`` (digest credentials for a 401/407 challenge, ``ka_core.probe.digest``; the
+password is left out of ``public_settings``, the text RPC and the state file show).  A key
+not given follows the module parameter, also when that changes at runtime
+(``keepalive.interval``).  The canonical text is stored in the shared table, so every
+process sees the same settings.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import re
 import struct
 import zlib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from ka_core.errors import InvalidArgument, InvalidUri
 from ka_core.policy import CodeSet, Ejection, Policy
@@ -26,6 +31,24 @@ MAX_INTERVAL_S = 86400
 MAX_THRESHOLD = 1000
 PROTOS = ("udp", "tcp", "tls")
 _PORT = struct.Struct("<H")
+DEFAULT_METHOD = "OPTIONS"
+NO_PROXY = "none"
+"""``proxy=none``: this destination is pinged directly even with a ``KA_PING_PROXY``."""
+REFUSED_METHODS = ("INVITE", "ACK", "CANCEL", "BYE")
+"""They would start, end or cancel a call (dispatcher refuses none; a probe must not)."""
+MAX_METHOD_CHARS = 32
+_TOKEN = re.compile(r"[A-Za-z0-9.!%*_+`'~-]+")
+"""RFC 3261 ``token``: what a SIP method is made of."""
+MAX_CREDENTIAL_CHARS = 128
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """Digest credentials of a destination (``ka_core.probe.digest`` answers with them)."""
+
+    user: str
+    password: str = field(repr=False)
+    """Never in a repr, a log line or any RPC text."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +66,13 @@ class Settings:
     eject_codes: CodeSet | None = None
     eject_time: int = 0
     eject_max: int = 0
+    proxy: str = ""
+    """Outbound proxy URI; ``none``: no proxy even with ``KA_PING_PROXY``; empty: the module's."""
+    method: str = ""
+    """Probe method; empty: the module's ``ping_method``."""
+    auth_user: str = ""
+    auth_password: str = field(default="", repr=False)
+    """Never shown: ``public_settings`` leaves it out."""
     target_of: str = ""
     """Internal (``KA_DNS``): the host-name destination this target was resolved from;
     written by ka-kemi only, refused from users (``parse_settings(internal=False)``)."""
@@ -73,9 +103,24 @@ class Settings:
             parts.append(f"eject_time={self.eject_time}")
         if self.eject_max:
             parts.append(f"eject_max={self.eject_max}")
+        if self.method:
+            parts.append(f"method={self.method}")
+        if self.auth_user:
+            parts.append(f"auth_user={self.auth_user};auth_password={self.auth_password}")
+        if self.proxy:  # its ;transport= is read back as part of it
+            parts.append(f"proxy={self.proxy}")
         if self.target_of:  # last: its URI may hold a ';'
             parts.append(f"target_of={self.target_of}")
         return ";".join(parts)
+
+    @property
+    def credentials(self) -> Credentials | None:
+        return Credentials(self.auth_user, self.auth_password) if self.auth_user else None
+
+    @property
+    def has_own_proxy(self) -> bool:
+        """An outbound proxy of its own (``proxy=none`` is none)."""
+        return self.proxy not in ("", NO_PROXY)
 
     def policy(self, defaults: Policy) -> Policy:
         """This destination's policy: the module's, with what these settings override."""
@@ -170,12 +215,65 @@ def socket_tag(address: str, port: int) -> int:
     return zlib.crc32(packed + _PORT.pack(port & 0xFFFF)) or 1
 
 
+def _join_proxy(items: list[str]) -> list[str]:
+    """``proxy=sip:h;transport=tcp``: the URI's ``transport`` parameter (no setting has
+    that name) joins the proxy item it follows."""
+    out: list[str] = []
+    for item in items:
+        if (
+            out
+            and out[-1].lstrip().lower().startswith("proxy=")
+            and (item.strip().lower().startswith("transport="))
+        ):
+            out[-1] += ";" + item.strip()
+        else:
+            out.append(item)
+    return out
+
+
+def parse_method(value: str, what: str = "setting method") -> str:
+    """A probe method (``OPTIONS``, ``INFO``, ``NOTIFY`` ...), as given (methods are
+    case-sensitive); raises ``InvalidArgument`` for a non-token or a dialog method."""
+    if not _TOKEN.fullmatch(value) or len(value) > MAX_METHOD_CHARS:
+        raise InvalidArgument(f"{what}: not a SIP method (a token, up to 32 characters): {value!r}")
+    if value.upper() in REFUSED_METHODS:
+        raise InvalidArgument(
+            f"{what}: {value} cannot be a probe (INVITE, ACK, CANCEL and BYE are refused)"
+        )
+    return value
+
+
+def parse_proxy(value: str, what: str = "setting proxy") -> str:
+    """An outbound proxy: a SIP URI without a user part (``sip:10.0.0.5:5070;transport=tcp``)
+    in its given form, or ``none``."""
+    if value.lower() == NO_PROXY:
+        return NO_PROXY
+    try:
+        uri = parse_uri(value)
+    except InvalidUri as exc:
+        raise InvalidArgument(f"{what}: {exc}") from None
+    if uri.user:
+        raise InvalidArgument(f"{what}: a proxy URI has no user part: {value!r}")
+    return uri.display
+
+
+def check_credential(key: str, value: str) -> str:
+    """``auth_user`` or ``auth_password``: printable, no ``;`` or ``"`` (the settings text
+    and the header cannot carry them); the error never shows a password."""
+    shown = "the password" if key == "auth_password" else repr(value)
+    if not value.isprintable() or any(c in value for c in ';"\\') or " " in value:
+        raise ValueError(f'setting {key}: {shown} has a blank, control character, ; " or \\')
+    if len(value) > MAX_CREDENTIAL_CHARS:
+        raise ValueError(f"setting {key}: longer than {MAX_CREDENTIAL_CHARS} characters")
+    return value
+
+
 def parse_settings(text: str, internal: bool = False) -> Settings:
     """``interval=10;alive=2xx,404`` to ``Settings``; empty text is no settings.
     ``internal``: text from the table, where ka-kemi's own ``target_of`` may stand (last)."""
     values: dict[str, object] = {}
     seen: set[str] = set()
-    items = text.strip().strip('"').split(";")
+    items = _join_proxy(text.strip().strip('"').split(";"))
     for at, item in enumerate(items):
         if not item.strip():
             continue
@@ -206,12 +304,34 @@ def parse_settings(text: str, internal: bool = False) -> Settings:
             values[key] = parse_failure_codes(value, f"setting {key}")
         elif key in ("eject_time", "eject_max"):
             values[key] = _count(key, value, MAX_INTERVAL_S)
+        elif key == "proxy":
+            values[key] = parse_proxy(value)
+        elif key == "method":
+            values[key] = parse_method(value)
+        elif key in ("auth_user", "auth_password"):
+            try:
+                values[key] = check_credential(key, value)
+            except ValueError as exc:
+                raise InvalidArgument(str(exc)) from None
         elif key == "target_of" and internal:
             values[key] = ";".join([value, *items[at + 1 :]])
             break
         else:
             raise InvalidArgument(
                 f"unknown setting {key!r} (interval, from, down_after, up_after, alive, "
-                "degraded_ms, socket, eject_after, eject_codes, eject_time, eject_max)"
+                "degraded_ms, socket, eject_after, eject_codes, eject_time, eject_max, proxy, "
+                "method, auth_user, auth_password)"
             )
+    if ("auth_user" in values) != ("auth_password" in values):
+        raise InvalidArgument(
+            "settings auth_user and auth_password go together (passwords are never written "
+            "to the state file or shown by RPC: give it again)"
+        )
     return Settings(**values)  # type: ignore[arg-type]
+
+
+def public_settings(text: str) -> str:
+    """Canonical settings text without the password: what RPC and the state file show."""
+    if "auth_password=" not in text:
+        return text
+    return ";".join(i for i in text.split(";") if not i.startswith("auth_password="))

@@ -4,6 +4,7 @@ UDP to one server with a timeout and two tries; a truncated reply is asked again
 (RFC 1035 4.2.2), so large SRV answers are complete.  A connected UDP socket makes the
 kernel drop datagrams from anyone but the server; replies are matched by ID and question
 (``ka_core.names.dns_wire``), and anything else received meanwhile is skipped.
+``DnsServers`` hands a failed query to the next server (``ka_core.names.servers``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import socket
 import time
 
 from ka_core.names import dns_wire
-from ka_core.names.resolve import server_text
+from ka_core.names.servers import Failover, Server, ask_in_turn, server_text
 
 QUERY_TIMEOUT_S = 1.5
 TRIES = 2
@@ -94,3 +95,16 @@ def _read(sock: socket.socket, size: int) -> bytes:
             raise ValueError("TCP reply cut short")
         data += chunk
     return data
+
+
+class DnsServers:
+    """Blocking queries to a list of servers, a failed one handing the query to the next
+    (``ka_core.names.servers.ask_in_turn``)."""
+
+    def __init__(self, servers: tuple[Server, ...], timeout_s: float = QUERY_TIMEOUT_S) -> None:
+        clients = [DnsClient(address, port, timeout_s) for address, port in servers]
+        self._queries = [(client.text, client.query) for client in clients]
+        self._failover = Failover(len(clients))
+
+    def query(self, name: str, qtype: int) -> tuple[int, list[dns_wire.Record]]:
+        return ask_in_turn(self._queries, self._failover, name, qtype)

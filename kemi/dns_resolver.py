@@ -23,10 +23,11 @@ from collections.abc import Callable
 
 from ka_core.config.banner import dns_started
 from ka_core.names.machine import ERR, WARN, NamesMachine, NamesOut
-from ka_core.names.resolve import Resolution, run_lookup, server_address, server_text
+from ka_core.names.resolve import Resolution, run_lookup
 from ka_core.names.schedule import Key, ResolveSchedule
+from ka_core.names.servers import server_list, servers_text
 from ka_core.uri import SipUri
-from kemi.dns_client import DnsClient
+from kemi.dns_client import DnsServers
 from kemi.runtime import Runtime
 
 RESOLV_CONF = "/etc/resolv.conf"
@@ -104,11 +105,13 @@ class DnsNames:
     ) -> None:
         self._rt = rt
         config = rt.config
-        address, port = server_address(config.dns_server, _resolv_conf)
-        self.server = server_text(address, port)
+        servers = server_list(config.dns_server, _resolv_conf)
+        self.server = servers_text(servers)
         if resolve_fn is None:
-            client = DnsClient(address, port)
-            resolve_fn = functools.partial(run_lookup, client.query, refresh_s=config.dns_refresh)
+            resolve_fn = functools.partial(
+                run_lookup, DnsServers(servers).query, refresh_s=config.dns_refresh,
+                naptr=bool(config.dns_naptr),
+            )  # fmt: skip
         self._thread = ResolverThread(resolve_fn, rt.wake, rt.monotonic)
         self.machine = NamesMachine(rt.table, config.dns_state)
 

@@ -31,13 +31,13 @@ class KamailioKsr:
     def reply_local(self) -> tuple[str, int]:
         return str(KSR.pv.get("$Ri") or ""), int(KSR.pv.get("$Rp") or 0)
 
-    def reply_fields(self) -> tuple[str | None, int | None, str | None, str | None]:
-        pv = KSR.pv.get
-        return pv("$ci"), pv("$rs"), pv("$si"), pv("$via0(branch)")
-
     def reply_header(self, name: str) -> str | None:
         value = KSR.pv.get(f"$hdr({name})")
         return None if value is None else str(value)
+
+    def reply_fields(self) -> tuple[str | None, int | None, str | None, str | None]:
+        pv = KSR.pv.get
+        return pv("$ci"), pv("$rs"), pv("$si"), pv("$via0(branch)")
 
     def http_request(self) -> HttpRequest:
         pv = KSR.pv.get

@@ -41,12 +41,12 @@ class KsrPort(Protocol):
         """(local IP, port) the reply being processed arrived on."""
         ...
 
-    def reply_fields(self) -> tuple[str | None, int | None, str | None, str | None]:
-        """(Call-ID, status code, source IP, top Via branch) of the reply being processed."""
+    def reply_header(self, name: str) -> str | None:
+        """The first ``name`` header of the reply being processed (``$hdr``), or None."""
         ...
 
-    def reply_header(self, name: str) -> str | None:
-        """The first ``name`` header of the reply being processed, or None."""
+    def reply_fields(self) -> tuple[str | None, int | None, str | None, str | None]:
+        """(Call-ID, status code, source IP, top Via branch) of the reply being processed."""
         ...
 
     def http_request(self) -> HttpRequest: ...

@@ -28,19 +28,16 @@ import threading
 import time
 import traceback
 
-from ka_core.config.kaconfig import PARAMS_OWNER, KaConfig
-from ka_core.errors import KaError
+from ka_core.config.kaconfig import KaConfig
 from ka_core.ops import state_file as persist
-from ka_core.store import registry
+from ka_core.ops.restore import restore_snapshot
 from ka_core.store.table import SharedTable
-from ka_core.uri import parse_uri
 from kemi.ksr_port import Clock, KsrPort
 
 CHECK_PERIOD_S = 0.5
 """At most this much of the latest changes is lost by a crash (plus one write)."""
 RETRY_S = 5.0
 """After a failed write: a snapshot costs ~100 ms of the pinger's CPU at 10,000."""
-SHOWN_SKIPS = 10
 REJECTED = ".rejected"
 
 
@@ -120,58 +117,14 @@ def restore(table: SharedTable, config: KaConfig, ksr: KsrPort, wall: float) -> 
         ksr.err(f"state file {path}: {exc}; nothing restored{_set_aside(path)}")
         return
     try:
-        _apply(table, path, ksr, snapshot, wall, config.dns)
+        done = restore_snapshot(table, snapshot, wall, config.dns)
     except Exception as exc:  # a bug must not stop Kamailio either
         ksr.err(f"state file {path}: restore failed: {exc!r}")
-
-
-def _apply(
-    table: SharedTable,
-    path: str,
-    ksr: KsrPort,
-    snapshot: persist.Snapshot,
-    wall: float,
-    dns: int,
-) -> None:
-    """``dns``: ``KA_DNS``; a host name is then a name again (its targets are resolved
-    anew, the file does not keep them)."""
-    added = restored = dropped = 0
-    skipped: list[str] = []
-    for dest in snapshot.destinations:
-        try:
-            if dest.owner == PARAMS_OWNER:
-                slot = table.find(parse_uri(dest.uri).key, PARAMS_OWNER)
-                if slot < 0:
-                    dropped += 1  # no longer configured: the configuration wins
-                    continue
-                gen = table.hot(slot)[0]
-            else:
-                rec = registry.add(
-                    table, dest.uri, dest.owner,
-                    interval_s=dest.interval_ms / 1000 if dest.own_interval else None,
-                    wall=wall, state_cb=dest.state_cb, response_cb=dest.response_cb,
-                    user=dest.user, settings=dest.settings, resolve_names=bool(dns),
-                )  # fmt: skip
-                slot, gen = rec.slot, rec.gen
-                if dest.paused:
-                    table.pause_slot(slot, gen, True)
-                added += 1
-            table.restore_state(
-                slot, gen, dest.state, dest.last_checked, dest.last_up, dest.last_down
-            )
-            restored += 1
-        except KaError as exc:
-            skipped.append(f"{dest.uri} owner {dest.owner}: {exc}")
-    for line in skipped[:SHOWN_SKIPS]:
-        ksr.err(f"state file {path}: not restored: {line}")
-    if len(skipped) > SHOWN_SKIPS:
-        ksr.err(f"state file {path}: {len(skipped) - SHOWN_SKIPS} more not restored")
-    when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(snapshot.written))
-    ksr.info(
-        f"state file {path} (written {when}): {added} runtime destinations added back, "
-        f"last state of {restored} restored, {len(skipped)} skipped, "
-        f"{dropped} no longer configured"
-    )
+        return
+    errors, summary = done.lines(path, snapshot.written)
+    for line in errors:
+        ksr.err(line)
+    ksr.info(summary)
 
 
 class StateWriter:

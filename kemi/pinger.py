@@ -18,6 +18,7 @@ from __future__ import annotations
 import gc
 import importlib
 import os
+import secrets
 import select
 import threading
 import traceback
@@ -29,6 +30,7 @@ from ka_core.events import Event, StateChanged
 from ka_core.node import Inputs, Node
 from ka_core.probe import replies
 from ka_core.probe.callid import callid_prefix
+from ka_core.probe.digest import CHALLENGE_HEADERS
 from ka_core.probe.liveness import PingerStatus
 from ka_core.probe.outlier import parse_retry_after
 from ka_core.probe.ping_text import busy_line
@@ -97,6 +99,8 @@ class Pinger:
             policy=rt.config.policy,
             down_backoff_max_s=rt.config.down_backoff_max,
             retransmit=retransmit_offsets(rt.config.ping_timeout_ms / 1000.0),
+            ping_proxy=rt.config.ping_proxy,
+            ping_method=rt.config.ping_method,
             ejection=rt.config.ejection,
         )
         self._cluster = None if rt.cluster is None else Cluster(rt, rt.cluster, self._prober)
@@ -111,6 +115,7 @@ class Pinger:
         self._dispatcher = DispatcherLink(rt) if rt.config.dispatcher_bridge else None
         self._writer = persistence.writer(rt.table, rt.config, rt.wall)  # KA_STATE_FILE
         self._frozen_at = 0.0
+        self._prober.use_cnonce(lambda seq: secrets.token_hex(8))
         self._sender = Sender(rt.ksr, rt.key, callid_prefix(rt.token), rt.config.ping_from)
         self._servers: list[RpcServer | JsonrpcSocket] = []
         config = rt.config
@@ -159,6 +164,8 @@ class Pinger:
         rt, cluster, dns = self._rt, self._cluster, self._dns
         now, wall = rt.monotonic(), rt.wall()
         inputs = Inputs(rt.table.drain(), self._unsent)
+        for seq, header in rt.challenges.drain():  # after the ring: see kemi.challenges
+            self._prober.take_challenge(seq, header)
         self._unsent = []
         if cluster is not None:
             inputs.messages = cluster.messages()
@@ -198,7 +205,7 @@ class Pinger:
     def _wait(self, seconds: float) -> None:
         """Sleep in ``select`` at most ``seconds`` (and ``MAX_SLEEP_S``): a wake-up byte or
         an RPC socket ends it sooner; the RPC sockets are served here."""
-        readers: list[int] = [self._rt.wake_read_fd]
+        readers: list[int] = [self._rt.wake_read_fd, self._rt.challenges.fileno()]
         writers: list[int] = []
         for server in self._servers:
             r, w = server.fds()
@@ -246,6 +253,10 @@ def on_reply(rt: Runtime) -> int:
         rt.ksr.warn(f"{warning}, from {source}")
     if reply is None:
         return verdict
+    if reply.code in CHALLENGE_HEADERS:  # before the ring entry: see kemi.challenges
+        header = rt.ksr.reply_header(CHALLENGE_HEADERS[reply.code])
+        if header:
+            rt.challenges.send(reply.seq, header)
     state, flags = rt.table.state_flags(reply.slot)
     local = socket_tag(*rt.ksr.reply_local()) if flags & FLAG_SOCKET else 0
     tag = address_tag(source) if source else 0

@@ -24,15 +24,17 @@ from dataclasses import dataclass, field
 
 from ka_core.cluster import status as cluster_status
 from ka_core.config.banner import read_defines
-from ka_core.config.kaconfig import PARAMS_OWNER, KaConfig, load_config
+from ka_core.config.kaconfig import KaConfig, load_config
 from ka_core.loglimit import LogLimiter
 from ka_core.ops.access import HttpGuard
 from ka_core.ops.commands import RpcCommands, RpcValue
 from ka_core.store import registry
 from ka_core.store.records import Record
+from ka_core.store.registry import PARAMS_OWNER
 from ka_core.store.ring import capacity_for
 from ka_core.store.table import SharedTable, buffer_size
 from kemi import cluster_port, persistence, wakeup
+from kemi.challenges import ChallengeChannel
 from kemi.cluster_port import ClusterRuntime
 from kemi.ksr_port import Clock, KsrPort
 
@@ -61,6 +63,9 @@ class Runtime:
     """Monotonic time of ``setup()``: how long the pinger has had to start."""
     log_limiter: LogLimiter = field(default_factory=LogLimiter)
     """Per process: errors that can repeat on every call are logged at most once a window."""
+    challenges: ChallengeChannel = field(default_factory=ChallengeChannel)
+    """Digest challenges from SIP workers to the pinger (``kemi.challenges``), made before
+    fork like the rest."""
     key: bytes = field(default_factory=lambda: secrets.token_bytes(16))
     """Random per start, made before fork: the Via branch of a ping is a hash of its Call-ID
     with this key, so SIP workers can tell our replies from forged ones."""
@@ -174,5 +179,6 @@ def close(rt: Runtime) -> None:
     for fd in (rt.wake_fd, rt.wake_read_fd):
         with contextlib.suppress(OSError):
             os.close(fd)
+    rt.challenges.close()
     if _runtime is rt:
         _runtime = None

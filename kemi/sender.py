@@ -37,7 +37,9 @@ class Sender:
     def send(self, ping: Ping) -> bool:
         """One ping (or its retransmission: the same bytes); False if Kamailio refused it."""
         texts = self._ping_texts()
-        found = texts.template(ping.from_uri or self._from, ping.transport, ping.ipv6, ping.socket)
+        found = texts.template(
+            ping.from_uri or self._from, ping.transport, ping.ipv6, ping.socket, ping.method
+        )
         if found is None:
             return False
         socket, template = found

@@ -29,7 +29,8 @@ def pinger_started(config: KaConfig, destinations: int) -> str:
 
 def dns_started(config: KaConfig, server: str) -> str:
     return (
-        f"DNS: host names resolved by ka-kemi via {server}, refresh up to "
+        f"DNS: host names resolved by ka-kemi via {server}"
+        f"{', NAPTR first' if config.dns_naptr else ''}, refresh up to "
         f"{config.dns_refresh} s, state {config.dns_state}"
     )
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from ka_core.cluster.codec import BadMessage, node_id
 from ka_core.errors import InvalidArgument, InvalidUri
-from ka_core.names.resolve import parse_dns_server, server_text
+from ka_core.names.servers import parse_dns_servers, servers_text
 from ka_core.ops.access import LOOPBACK, HttpGuard, Network, parse_allow, parse_path, parse_token
 from ka_core.policy import (
     DEFAULT_AFTER,
@@ -31,10 +31,14 @@ from ka_core.policy import (
     Policy,
 )
 from ka_core.settings import (
+    DEFAULT_METHOD,
     MAX_INTERVAL_S,
+    NO_PROXY,
     Settings,
     parse_failure_codes,
     parse_from,
+    parse_method,
+    parse_proxy,
     parse_settings,
 )
 from ka_core.uri import SipUri, parse_uri
@@ -42,7 +46,6 @@ from ka_core.uri import SipUri, parse_uri
 DEFINE_PREFIX = "KA_"
 MAX_NUMBERED_DESTINATIONS = 99
 DEFAULT_PING_FROM = "sip:keepalive@kamailio.org"
-PARAMS_OWNER = "_params"
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +56,10 @@ class KaConfig:
     """Stop pinging after more than this many consecutive failures; 0 = never."""
     ping_from: str = DEFAULT_PING_FROM
     """From URI of the OPTIONS."""
+    ping_proxy: str = ""
+    """Outbound proxy URI every ping goes through (``proxy`` setting); empty = none."""
+    ping_method: str = DEFAULT_METHOD
+    """Request method of the pings (``method`` setting; dispatcher's ``ds_ping_method``)."""
     ping_timeout_ms: int = 5000
     """No final reply within this time counts as a failure; match tm's ``fr_timer``."""
     max_destinations: int = 10000
@@ -80,7 +87,11 @@ class KaConfig:
     """1: host names are resolved by ka-kemi (A/AAAA, SRV), each address probed on its own;
     0: tm resolves them at each ping, one destination (C)."""
     dns_server: str = ""
-    """``ip:port`` of the DNS server; empty = the first nameserver of /etc/resolv.conf."""
+    """``ip:port`` of the DNS servers, space-separated, tried in turn; empty = the
+    nameservers of /etc/resolv.conf (``ka_core.names.servers``)."""
+    dns_naptr: int = 0
+    """1: NAPTR first for names without port and transport (RFC 3263; Kamailio's
+    ``dns_try_naptr``, also off by default)."""
     dns_refresh: int = 300
     """Seconds: names are resolved again at least this often (sooner when the TTL ends)."""
     dns_state: str = "any"
@@ -187,6 +198,16 @@ def _from_uri(text: str) -> str:
     return parse_from(text.strip().strip('"'), "parameter ping_from")
 
 
+def _proxy(text: str) -> str:
+    value = text.strip().strip('"')
+    proxy = parse_proxy(value, "parameter ping_proxy") if value else ""
+    return "" if proxy == NO_PROXY else proxy
+
+
+def _method(text: str) -> str:
+    return parse_method(text.strip().strip('"'), "parameter ping_method")
+
+
 def _choice(name: str, choices: tuple[str, ...]) -> Callable[[str], str]:
     def convert(text: str) -> str:
         value = text.strip().strip('"').lower()
@@ -225,10 +246,9 @@ def _metrics_path(text: str) -> str:
 
 def _dns_server(text: str) -> str:
     try:
-        address, port = parse_dns_server(text)
+        return servers_text(parse_dns_servers(text))
     except ValueError as exc:
         raise InvalidArgument(f"parameter dns_server: {exc}") from None
-    return server_text(address, port) if address else ""
 
 
 def _method_name(text: str) -> str:
@@ -262,6 +282,8 @@ _SCALARS: Mapping[str, Callable[[str], object]] = {
     "ping_interval": _int("ping_interval", 1, MAX_INTERVAL_S),
     "delete_counter": _int("delete_counter", 0, 1_000_000),
     "ping_from": _from_uri,
+    "ping_proxy": _proxy,
+    "ping_method": _method,
     "ping_timeout_ms": _int("ping_timeout_ms", 100, 600_000),
     "max_destinations": _int("max_destinations", 1, 1_000_000),
     "rpc_socket": _path("rpc_socket"),
@@ -287,6 +309,7 @@ _SCALARS: Mapping[str, Callable[[str], object]] = {
     "event_initial": _int("event_initial", 0, 1),
     "dns": _int("dns", 0, 1),
     "dns_server": _dns_server,
+    "dns_naptr": _int("dns_naptr", 0, 1),
     "dns_refresh": _int("dns_refresh", 5, 86400),
     "dns_state": _choice("dns_state", ("any", "all")),
     "cluster": _switch("cluster"),
@@ -356,6 +379,11 @@ def load_config(defines: Mapping[str, str]) -> KaConfig:
         )
     if config.cluster and not config.dmq_server:
         raise InvalidArgument("parameter dmq_server: needed with cluster 1 (sip:ip:port)")
+    if config.dns and config.ping_proxy:
+        raise InvalidArgument(
+            "parameter ping_proxy: not supported together with dns 1 (the proxy resolves "
+            "the names; a destination's own proxy= setting is allowed)"
+        )
     if config.cluster and config.dispatcher_bridge:
         raise InvalidArgument(
             "parameter dispatcher_bridge: not supported together with cluster 1 yet"

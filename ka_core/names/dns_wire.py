@@ -1,6 +1,6 @@
 """DNS messages on the wire (RFC 1035): one query out, the answer section of its reply in.
 
-Only what resolving a SIP destination needs: A, AAAA, SRV and CNAME records, class IN.  The
+Only what resolving a SIP destination needs: A, AAAA, SRV, NAPTR and CNAME records, class IN.  The
 caller (``kemi.dns_resolver``) owns the sockets; this module only turns bytes into records
 and back, so every malformed, truncated or spoofed packet is handled here and unit-tested.
 Every defect of a reply raises ``ValueError`` (never another exception): a DNS server, or
@@ -13,11 +13,11 @@ import ipaddress
 import struct
 from typing import NamedTuple
 
-A, CNAME, AAAA, SRV = 1, 5, 28, 33
+A, CNAME, AAAA, SRV, NAPTR = 1, 5, 28, 33, 35
 CLASS_IN = 1
 NOERROR, SERVFAIL, NXDOMAIN = 0, 2, 3
 RCODE_NAMES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"}
-TYPE_NAMES = {A: "A", CNAME: "CNAME", AAAA: "AAAA", SRV: "SRV"}
+TYPE_NAMES = {A: "A", CNAME: "CNAME", AAAA: "AAAA", SRV: "SRV", NAPTR: "NAPTR"}
 MAX_NAME = 253
 MAX_POINTERS = 32
 """Compression pointers followed for one name: more means a loop."""
@@ -33,14 +33,26 @@ class Truncated(ValueError):
     """A UDP reply with the TC bit: the answer did not fit, ask again over TCP."""
 
 
+class Naptr(NamedTuple):
+    """The data of a NAPTR record (RFC 3403); ``flags`` and ``services`` lower-case."""
+
+    order: int
+    preference: int
+    flags: str
+    services: str
+    regexp: str
+    replacement: str
+
+
 class Record(NamedTuple):
-    """One answer record; ``data`` is the address (A, AAAA), the target name (CNAME) or
-    ``(priority, weight, port, target)`` (SRV).  Names are lower-case, without the dot."""
+    """One answer record; ``data`` is the address (A, AAAA), the target name (CNAME),
+    ``(priority, weight, port, target)`` (SRV) or a ``Naptr``.  Names are lower-case,
+    without the dot."""
 
     name: str
     rtype: int
     ttl: int
-    data: str | tuple[int, int, int, str]
+    data: str | tuple[int, int, int, str] | Naptr
 
 
 def encode_name(name: str) -> bytes:
@@ -110,8 +122,34 @@ def read_name(data: bytes, at: int) -> tuple[str, int]:
     return ".".join(labels), (end if end >= 0 else at)
 
 
-def _rdata(data: bytes, rtype: int, at: int, length: int) -> str | tuple[int, int, int, str]:
+def _strings(data: bytes, at: int, end: int, count: int) -> tuple[list[str], int]:
+    """``count`` <character-string>s (a length byte, then that many bytes) from ``at``."""
+    out = []
+    for _ in range(count):
+        if at >= end or at + 1 + data[at] > end:
+            raise ValueError("character string runs past the record")
+        out.append(data[at + 1 : at + 1 + data[at]].decode("ascii", "replace"))
+        at += 1 + data[at]
+    return out, at
+
+
+def _naptr(data: bytes, at: int, end: int) -> Naptr:
+    if end - at < 4 + 3 + 1:
+        raise ValueError("NAPTR record too short")
+    order, preference = struct.unpack_from("!HH", data, at)
+    (flags, services, regexp), at = _strings(data, at + 4, end, 3)
+    replacement, after = read_name(data, at)
+    if after != end:
+        raise ValueError("record data length does not match its content")
+    return Naptr(order, preference, flags.lower(), services.lower(), regexp, replacement)
+
+
+def _rdata(
+    data: bytes, rtype: int, at: int, length: int
+) -> str | tuple[int, int, int, str] | Naptr:
     end = at + length
+    if rtype == NAPTR:
+        return _naptr(data, at, end)
     if rtype == A:
         if length != 4:
             raise ValueError("A record is not 4 bytes")

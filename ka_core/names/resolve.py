@@ -5,9 +5,15 @@ ask and takes the answers; ``kemi.dns_resolver`` sends the queries.
 Theory of operation.  A destination given as a host name (``FLAG_NAME``) is never pinged
 itself: each address it resolves to becomes a target destination of its own
 (``FLAG_TARGET``), probed and reported like any other, and the name's state is derived from
-its targets' (``derive_state``).  Target selection, without NAPTR:
+its targets' (``derive_state``).  Target selection:
 
 * a port in the URI: A and AAAA of the host, that port;
+* no port and no transport, with ``KA_DNS_NAPTR 1`` (Kamailio's ``dns_try_naptr``): NAPTR
+  of the host first (RFC 3263 4.1); the usable record with the lowest order, then
+  preference, among ``SIP+D2U`` (UDP), ``SIP+D2T`` (TCP) and ``SIPS+D2T`` (TLS; the only
+  one for ``sips:``) with flag ``S`` gives the transport and the SRV name to ask, then A
+  and AAAA of each SRV target as below (``SIP+D2S``, SCTP, is skipped: pings cannot use
+  it).  No usable NAPTR record: as without NAPTR;
 * no port: SRV ``_sip._udp`` (``_sip._tcp`` for ``transport=tcp``, ``_sips._tcp`` for
   ``sips:`` or ``transport=tls``), then A and AAAA of each SRV target; when the name has no
   SRV records, A and AAAA of the name itself with the transport's default port.
@@ -24,11 +30,21 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from ka_core.names.dns_wire import AAAA, CNAME, NOERROR, NXDOMAIN, SRV, A, Record, rcode_name
+from ka_core.names.dns_wire import (
+    AAAA,
+    CNAME,
+    NAPTR,
+    NOERROR,
+    NXDOMAIN,
+    SRV,
+    A,
+    Naptr,
+    Record,
+    rcode_name,
+)
 from ka_core.state import State
 from ka_core.uri import SipUri
 
-DNS_PORT = 53
 MIN_TTL_S = 5
 NEGATIVE_TTL_S = 30
 """Re-ask this soon (or ``refresh``, if smaller) after NXDOMAIN, no records or a failure."""
@@ -36,6 +52,8 @@ MAX_TARGETS = 32
 """A huge answer must not fill the destination table."""
 MAX_CNAMES = 8
 STATE_MODES = ("any", "all")
+NAPTR_SERVICES = {"sip+d2u": "udp", "sip+d2t": "tcp", "sips+d2t": "tls"}
+"""RFC 3263 services a ping can use, and their transport."""
 
 Query = tuple[str, int]
 """(name, type) of one DNS question."""
@@ -75,11 +93,22 @@ def service_name(uri: SipUri) -> str | None:
     return f"_sip._{transport}.{uri.host}"
 
 
-def default_port(uri: SipUri) -> int:
-    """The URI's port, or the transport's default (5061 for TLS, also under ``sip:``)."""
-    if uri.port_given:
-        return uri.port
-    return 5061 if transport_of(uri) == "tls" else 5060
+def asks_naptr(uri: SipUri) -> bool:
+    """RFC 3263 4.1: NAPTR only for a name with neither port nor transport."""
+    return is_name(uri) and not uri.port_given and not uri.transport
+
+
+def pick_naptr(records: Sequence[Record], secure: bool) -> tuple[str, str] | None:
+    """(transport, SRV name) of the most preferred usable NAPTR record, or None."""
+    usable = [
+        r.data for r in records
+        if isinstance(r.data, Naptr) and r.data.flags == "s" and r.data.replacement
+        and r.data.services in NAPTR_SERVICES and (not secure or r.data.services == "sips+d2t")
+    ]  # fmt: skip
+    if not usable:
+        return None
+    best = min(usable, key=lambda n: (n.order, n.preference))
+    return NAPTR_SERVICES[best.services], best.replacement
 
 
 def target_uri(name: SipUri, target: Target) -> str:
@@ -87,7 +116,10 @@ def target_uri(name: SipUri, target: Target) -> str:
     (``sip:10.0.0.1:5060;transport=tcp``, ``sips:[2001:db8::1]:5061``)."""
     host = f"[{target.address}]" if ":" in target.address else target.address
     user = f"{name.user}@" if name.user else ""
-    params = f";transport={name.transport}" if name.transport else ""
+    transport = name.transport or (
+        target.transport if target.transport != transport_of(name) else ""
+    )  # a transport chosen by NAPTR is spelled out
+    params = f";transport={transport}" if transport else ""
     return f"{name.scheme}:{user}{host}:{target.port}{params}"
 
 
@@ -104,8 +136,10 @@ class Lookup:
     """One resolution of one name: ``next_query`` until None, feeding each reply to
     ``answer`` (or ``fail``), then ``result``."""
 
-    def __init__(self, uri: SipUri, refresh_s: int) -> None:
+    def __init__(self, uri: SipUri, refresh_s: int, naptr: bool = False) -> None:
+        """``naptr``: ``KA_DNS_NAPTR``, ask NAPTR first where RFC 3263 says so."""
         self._uri = uri
+        self._transport = transport_of(uri)
         self._refresh = refresh_s
         self._queue: list[tuple[Query, str, int]] = []
         """(query, host it is for, CNAMEs followed so far)."""
@@ -118,6 +152,8 @@ class Lookup:
         srv = service_name(uri)
         if srv is None:
             self._want_host(0, 0, uri.port, uri.host)
+        elif naptr and asks_naptr(uri):
+            self._queue.append(((uri.host, NAPTR), "", 0))
         else:
             self._queue.append(((srv, SRV), "", 0))
 
@@ -142,6 +178,9 @@ class Lookup:
         if not found and end != name and depth < MAX_CNAMES and rcode == NOERROR:
             self._queue.insert(0, ((end, qtype), host, depth + 1))  # CNAME not chased
             return
+        if qtype == NAPTR:
+            self._on_naptr(found)
+            return
         if qtype == SRV:
             self._on_srv(found)
             return
@@ -154,7 +193,7 @@ class Lookup:
         if self._failure:
             return Resolution((), negative, failed=True, reason=self._failure)
         targets: list[Target] = []
-        transport = transport_of(self._uri)
+        transport = self._transport
         for _, _, port, host in self._hosts:
             by_type = self._addresses.get(host, {})
             for qtype in (A, AAAA):
@@ -175,12 +214,21 @@ class Lookup:
             self._addresses[host] = {}
             self._queue += [((host, A), host, 0), ((host, AAAA), host, 0)]
 
+    def _on_naptr(self, found: list[Record]) -> None:
+        picked = pick_naptr(found, self._uri.scheme == "sips")
+        if picked is None:  # none usable: SRV of the URI's own transport
+            self._queue.insert(0, ((str(service_name(self._uri)), SRV), "", 0))
+            return
+        self._transport, srv = picked
+        self._queue.insert(0, ((srv, SRV), "", 0))
+
     def _on_srv(self, found: list[Record]) -> None:
         if not found:  # no SRV: the name itself, on the transport's default port
-            self._want_host(0, 0, default_port(self._uri), self._uri.host)
+            port = 5061 if self._transport == "tls" else 5060
+            self._want_host(0, 0, port, self._uri.host)
             return
         entries = sorted(
-            (r.data for r in found if isinstance(r.data, tuple)),
+            (r.data for r in found if isinstance(r.data, tuple) and not isinstance(r.data, Naptr)),
             key=lambda d: (d[0], -d[1], d[3], d[2]),
         )
         for priority, weight, port, host in entries:
@@ -208,7 +256,7 @@ def _follow(
 
 
 def _type_name(qtype: int) -> str:
-    return {A: "A", AAAA: "AAAA", SRV: "SRV", CNAME: "CNAME"}.get(qtype, str(qtype))
+    return {A: "A", AAAA: "AAAA", SRV: "SRV", CNAME: "CNAME", NAPTR: "NAPTR"}.get(qtype, str(qtype))
 
 
 def derive_state(states: Sequence[State], mode: str = "any") -> State:
@@ -233,65 +281,15 @@ def derive_state(states: Sequence[State], mode: str = "any") -> State:
     return State.DOWN if all(s is State.DOWN for s in states) else State.UNKNOWN
 
 
-def parse_dns_server(text: str) -> tuple[str, int]:
-    """``ip``, ``ip:port``, ``v6``, ``[v6]`` or ``[v6]:port`` to (address, port); empty
-    text gives ("", 53): the first nameserver of /etc/resolv.conf."""
-    value = text.strip().strip('"').strip()
-    if not value:
-        return "", DNS_PORT
-    bad = ValueError(f"bad DNS server {text!r} (ip, ip:port or [ipv6]:port)")
-    host, port_text = value, None
-    if value.startswith("["):
-        host, closed, rest = value[1:].partition("]")
-        if not closed or (rest and not rest.startswith(":")) or ":" not in host:
-            raise bad
-        port_text = rest[1:] if rest else None
-    elif value.count(":") == 1:
-        host, _, port_text = value.partition(":")
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        raise bad from None
-    if port_text is None:
-        return address.compressed, DNS_PORT
-    if not port_text.isdecimal() or not 0 < int(port_text) < 65536:
-        raise bad
-    return address.compressed, int(port_text)
-
-
-def server_text(address: str, port: int) -> str:
-    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
-
-
-def first_nameserver(resolv_conf: str) -> str:
-    """The first ``nameserver`` of resolv.conf text; 127.0.0.1 when none (as glibc)."""
-    for line in resolv_conf.splitlines():
-        words = line.split()
-        if len(words) >= 2 and words[0] == "nameserver":
-            try:
-                return ipaddress.ip_address(words[1].split("%")[0]).compressed
-            except ValueError:
-                continue
-    return "127.0.0.1"
-
-
-def server_address(dns_server: str, resolv_conf: Callable[[], str]) -> tuple[str, int]:
-    """``KA_DNS_SERVER``, else the first nameserver of ``resolv_conf()`` (which may raise
-    ``OSError``: then the default)."""
-    address, port = parse_dns_server(dns_server)
-    if not address:
-        try:
-            address = first_nameserver(resolv_conf())
-        except OSError:
-            address = first_nameserver("")
-    return address, port
-
-
 def run_lookup(
-    query: Callable[[str, int], tuple[int, list[Record]]], uri: SipUri, refresh_s: int
+    query: Callable[[str, int], tuple[int, list[Record]]],
+    uri: SipUri,
+    refresh_s: int,
+    naptr: bool = False,
 ) -> Resolution:
-    """Drive one ``Lookup`` to its end; ``query`` raises ``OSError`` or ``ValueError``."""
-    lookup = Lookup(uri, refresh_s)
+    """Drive one ``Lookup`` to its end; ``query`` raises ``OSError`` or ``ValueError``;
+    ``naptr``: ``KA_DNS_NAPTR``."""
+    lookup = Lookup(uri, refresh_s, naptr)
     while (asked := lookup.next_query()) is not None:
         try:
             rcode, records = query(*asked)

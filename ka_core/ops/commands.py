@@ -26,7 +26,7 @@ from ka_core.errors import (
     TableFull,
     UnknownDestination,
 )
-from ka_core.settings import MAX_INTERVAL_S
+from ka_core.settings import MAX_INTERVAL_S, public_settings
 from ka_core.store import registry
 from ka_core.store.layout import EJECTED_BY_RETRY_AFTER, FLAG_EJECTED, FLAG_PAUSED, FLAG_STOPPED
 from ka_core.store.table import SharedTable
@@ -113,7 +113,7 @@ def info_struct(row: Sequence[Any]) -> dict[str, object]:
         "consecutive failures": failures,
         "consecutive successes": successes,
         "ping interval ms": interval_ms,
-        "settings": settings,
+        "settings": public_settings(settings),
         "pings sent": pings,
         "replies": replies,
         "timeouts": timeouts,

@@ -20,6 +20,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from ka_core.errors import KaError
+from ka_core.settings import public_settings
 from ka_core.state import State
 from ka_core.store.layout import FLAG_OWN_INTERVAL, FLAG_PAUSED, FLAG_TARGET
 
@@ -69,9 +70,10 @@ ROW_FIELDS = (
 
 def from_rows(rows: Iterable[Sequence[Any]]) -> list[Saved]:
     """Table rows of ``ROW_FIELDS`` as the file keeps them, but the targets ``KA_DNS``
-    resolved (resolved again at start-up)."""
+    resolved (resolved again at start-up) and passwords (``auth_password``: such a
+    destination is not restored, and the log says so)."""
     return [
-        Saved(uri, owner, settings, interval_ms, bool(flags & FLAG_OWN_INTERVAL),
+        Saved(uri, owner, public_settings(settings), interval_ms, bool(flags & FLAG_OWN_INTERVAL),
               bool(flags & FLAG_PAUSED), State(state), checked, up, down, state_cb,
               response_cb, user)
         for (uri, owner, settings, interval_ms, flags, state, checked, up, down, state_cb,

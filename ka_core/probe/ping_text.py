@@ -1,6 +1,6 @@
 """The text of every ping, from a handful of templates (``kemi/sender.py`` sends them).
 
-One template per sender, protocol, family and socket: the OPTIONS request with placeholders
+One template per sender, protocol, family, socket and method: the OPTIONS request with placeholders
 for the R-URI, Call-ID and branch hash, so a ping costs three string replacements.  The
 listeners come from ``corex.list_sockets`` (``listeners_from``); ``User-Agent`` is tm's, made
 from ``$version(full)`` (``user_agent``).
@@ -20,6 +20,7 @@ from ka_core.probe.wire import (
     options_request,
     parse_listeners,
 )
+from ka_core.settings import DEFAULT_METHOD
 
 LIST_SOCKETS = json.dumps({"jsonrpc": "2.0", "method": "corex.list_sockets", "id": 1})
 _RURI, _CALLID, _HASH = "\2", "\0", "\1"
@@ -51,28 +52,30 @@ class PingTexts:
         self._agent = agent
         self._key = key
         self._prefix = prefix
-        self._templates: dict[tuple[str, str, bool, str], tuple[str, str] | None] = {}
+        self._templates: dict[tuple[str, str, bool, str, str], tuple[str, str] | None] = {}
 
     def template(
-        self, from_uri: str, transport: str, ipv6: bool, socket: str
+        self, from_uri: str, transport: str, ipv6: bool, socket: str, method: str = DEFAULT_METHOD
     ) -> tuple[str, str] | None:
         """(socket, template) for a ping, or None when no listener fits."""
-        key = (from_uri, transport, ipv6, socket)
+        key = (from_uri, transport, ipv6, socket, method)
         if key not in self._templates:
             listener = self.listeners.pick(transport, ipv6, socket)
             self._templates[key] = None if listener is None else (
                 listener.spec,
                 options_request(
-                    _RURI, from_uri, _CALLID, BRANCH_MAGIC + _HASH, listener, self._agent
+                    _RURI, from_uri, _CALLID, BRANCH_MAGIC + _HASH, listener, self._agent, method
                 ),
             )  # fmt: skip
         return self._templates[key]
 
     def text(self, template: str, ping: Ping) -> str:
-        """The request of ``ping`` (a retransmission gets the same bytes)."""
+        """The request of ``ping`` (a retransmission gets the same bytes); a ping answering
+        a challenge (``ka_core.probe.auth_hooks``) gets its ``Authorization`` line last."""
         callid = make_callid(self._prefix, ping.seq, ping.slot)
         digest = branch_for(self._key, callid)[len(BRANCH_MAGIC) :]
-        return template.replace(_RURI, ping.uri).replace(_HASH, digest).replace(_CALLID, callid)
+        text = template.replace(_RURI, ping.uri).replace(_HASH, digest).replace(_CALLID, callid)
+        return f"{text[:-2]}{ping.auth}\r\n\r\n" if ping.auth else text
 
 
 def busy_line(count: int) -> str:

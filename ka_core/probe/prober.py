@@ -27,9 +27,13 @@ from dataclasses import dataclass
 
 from ka_core.events import Event, ProbingStopped, ResponseReceived, StateChanged
 from ka_core.policy import DEFAULT_POLICY, OFF, Ejection, Policy
+from ka_core.probe.auth_hooks import AuthBook, AuthHooks
 from ka_core.probe.cluster_hooks import ClusterHooks
 from ka_core.probe.health import backoff_interval, transition
+from ka_core.probe.options import Route, route_of
 from ka_core.probe.passive import PASSIVE_KINDS, PassiveHooks
+from ka_core.probe.ping import Ping as Ping
+from ka_core.probe.ping import Step as Step
 from ka_core.probe.scheduler import (
     FIRST_DELAY_S,
     TICK_S,
@@ -40,48 +44,15 @@ from ka_core.probe.scheduler import (
     next_due,
     on_grid,
 )
-from ka_core.probe.wire import Resends, transport_of
-from ka_core.settings import parse_settings, parse_socket, socket_tag
+from ka_core.probe.wire import Resends
+from ka_core.settings import DEFAULT_METHOD, Credentials, parse_settings, parse_socket, socket_tag
 from ka_core.state import Outcome, State, stops
 from ka_core.store.layout import FLAG_NAME, FLAG_PAUSED
 from ka_core.store.ring import KIND_ADDED, KIND_REPLY, RingEntry
 from ka_core.store.table import SharedTable
-from ka_core.uri import address_tag, parse_uri
+from ka_core.uri import parse_uri
 
 TIMEOUT_CODE = 408
-
-
-@dataclass(slots=True)  # not frozen: a frozen __init__ costs ~1 µs per ping
-class Ping:
-    """One OPTIONS to send; ``seq`` goes into the Call-ID to match the reply."""
-
-    seq: int
-    slot: int
-    gen: int
-    uri: str
-    from_uri: str = ""
-    """The destination's own From URI; empty: ``ping_from``."""
-    socket: str = ""
-    """The destination's sending socket; empty: Kamailio chooses."""
-    transport: str = "udp"
-    ipv6: bool = False
-    """Of the destination's host: the listener a ping leaves from has the same family."""
-    hop: str = ""
-    """Where it goes, with the transport spelled out (``corex.sendx`` needs it)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Step:
-    """What one ``Prober.step`` asks of the glue."""
-
-    pings: list[Ping]
-    """The pings due now (already handed to ``send`` when one was given)."""
-    resent: list[Ping]
-    """UDP pings sent again (idem)."""
-    events: list[Event]
-    """Log them, run their callbacks."""
-    deadline: float | None
-    """Call ``step`` again at this monotonic time at the latest (None: only when woken)."""
 
 
 @dataclass(slots=True)
@@ -96,16 +67,15 @@ class _Dest:
     stopped: bool
     response_cb: str
     user: str
-    source: int
-    """``address_tag`` replies must come from; 0 = not checked (host names)."""
+    route: Route
+    """Transport, family, next hop (the destination or its proxy) and the reply source."""
+    method: str
+    auth: Credentials | None
     policy: Policy
     from_uri: str
     socket: str
     local: int
     """``socket_tag`` replies must arrive on; 0 = any socket."""
-    transport: str
-    ipv6: bool
-    hop: str
     paused: bool = False
     epoch: int = -1
     """The prober's control epoch ``interval_s`` and ``paused`` were read in."""
@@ -121,7 +91,7 @@ class _Pending:
     """Kept for UDP pings, which are sent again until answered."""
 
 
-class Prober(ClusterHooks, PassiveHooks):
+class Prober(ClusterHooks, AuthHooks, PassiveHooks):
     def __init__(
         self,
         table: SharedTable,
@@ -131,13 +101,18 @@ class Prober(ClusterHooks, PassiveHooks):
         policy: Policy = DEFAULT_POLICY,
         down_backoff_max_s: float = 0.0,
         retransmit: tuple[float, ...] = (),
+        ping_proxy: str = "",
+        ping_method: str = DEFAULT_METHOD,
         ejection: Ejection = OFF,
     ) -> None:
         """``policy``: the module's health parameters; ``down_backoff_max_s`` > 0 keeps
         probing DOWN destinations (never stops), backing off up to that many seconds;
         ``retransmit``: seconds after a UDP ping's due time at which it is sent again while
-        unanswered (``ka_core.probe.wire.retransmit_offsets``); ``ejection``: the module's
-        passive-health policy (``ka_core.probe.outlier``)."""
+        unanswered (``ka_core.probe.wire.retransmit_offsets``); ``ping_proxy``,
+        ``ping_method``: the module's probe options (``ka_core.probe.options``);
+        ``ejection``: its passive-health policy (``ka_core.probe.outlier``)."""
+        self._proxy, self._method = ping_proxy, ping_method
+        self._auth = AuthBook()
         self._init_passive(ejection)
         self._table = table
         self._delete_counter = delete_counter
@@ -215,7 +190,8 @@ class Prober(ClusterHooks, PassiveHooks):
         for index, entry in enumerate(added):
             self._adopt(entry.slot, entry.gen, now, index, len(added), delay)
         for entry in entries:
-            if entry.kind == KIND_REPLY and self._from_destination(entry):
+            reply = entry.kind == KIND_REPLY and self._from_destination(entry)
+            if reply and not self._answer_challenge(entry, now):
                 events.extend(self._finish(entry.seq, entry.code, entry.mono, entry.wall, True))
             elif entry.kind in PASSIVE_KINDS:
                 events.extend(self._reported(entry, now, wall))
@@ -256,13 +232,10 @@ class Prober(ClusterHooks, PassiveHooks):
             # on time: the deadline stays on the grid, so timeouts share the ping wake-ups
             start = due if now - due < TICK_S / 2 else now
             deadline = start + min(self._timeout_s, dest.interval_s)
-            ping = Ping(
-                self._seq, slot, gen, dest.uri, dest.from_uri, dest.socket, dest.transport,
-                dest.ipv6, dest.hop,
-            )  # fmt: skip
+            ping = self._ping_for(self._seq, slot, gen, dest)
             # a DOWN destination's ping is not sent again: a loss only delays its recovery
             # by one interval, and the dead half of a list would double the traffic
-            udp = dest.transport == "udp" and self._resends.offsets and dest.state is not State.DOWN
+            udp = ping.transport == "udp" and self._resends.offsets and dest.state is not State.DOWN
             self._pending[self._seq] = _Pending(slot, gen, now, deadline, ping if udp else None)
             heapq.heappush(self._timeouts, (deadline, self._seq))
             if udp:
@@ -271,9 +244,15 @@ class Prober(ClusterHooks, PassiveHooks):
             pings.append(ping)
         return pings
 
+    def _ping_for(self, seq: int, slot: int, gen: int, dest: _Dest) -> Ping:
+        r = dest.route
+        return Ping(seq, slot, gen, dest.uri, dest.from_uri, dest.socket, r.transport, r.ipv6,
+                    r.hop, dest.method)  # fmt: skip
+
     def _resend(self, now: float) -> list[Ping]:
-        """Unanswered UDP pings whose next retransmission is due (answered ones drop out)."""
-        resent: list[Ping] = []
+        """Unanswered UDP pings whose next retransmission is due (answered ones drop out),
+        and the pings answering a challenge."""
+        resent: list[Ping] = self._take_retries()
         for seq, index, due in self._resends.pop_due(now):
             pending = self._pending.get(seq)
             if pending is None or pending.ping is None:
@@ -315,17 +294,14 @@ class Prober(ClusterHooks, PassiveHooks):
         rec = self._table.read(slot)
         settings = parse_settings(rec.settings, internal=True)  # canonical: the table's
         local = socket_tag(*parse_socket(settings.socket)[1:]) if settings.socket else 0
-        uri = parse_uri(rec.key)
-        transport = transport_of(uri)
         dest = _Dest(
             gen=gen, uri=rec.uri, owner=rec.owner, interval_s=rec.interval_ms / 1000.0,
             state=rec.state, failures=rec.failures, successes=rec.successes,
             stopped=rec.stopped, response_cb=rec.response_cb, user=rec.user,
-            source=address_tag(uri.host), policy=settings.policy(self._policy),
-            from_uri=settings.from_uri, socket=settings.socket, local=local,
-            transport=transport, ipv6=uri.host.startswith("["),
-            hop=f"sip:{uri.host}:{uri.port};transport={transport}", paused=rec.paused,
-            epoch=self._epoch,
+            route=route_of(parse_uri(rec.key), settings.proxy or self._proxy),
+            method=settings.method or self._method, auth=settings.credentials,
+            policy=settings.policy(self._policy), from_uri=settings.from_uri,
+            socket=settings.socket, local=local, paused=rec.paused, epoch=self._epoch,
         )  # fmt: skip
         self._dests[slot] = dest
         return dest
@@ -341,7 +317,8 @@ class Prober(ClusterHooks, PassiveHooks):
             return True
         if dest.local and entry.gen != dest.local:
             return False
-        return not dest.source or not entry.slot or dest.source == entry.slot
+        source = dest.route.source
+        return not source or not entry.slot or source == entry.slot
 
     def _live(self, slot: int, gen: int) -> _Dest | None:
         dest = self._dests.get(slot)

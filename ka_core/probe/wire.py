@@ -24,8 +24,7 @@ from dataclasses import dataclass
 
 from ka_core.errors import InvalidArgument
 from ka_core.probe.scheduler import TICK_S, on_grid
-from ka_core.settings import parse_socket, socket_text
-from ka_core.uri import SipUri
+from ka_core.settings import DEFAULT_METHOD, parse_socket, socket_text
 
 BRANCH_MAGIC = "z9hG4bK"
 T1_S, T2_S = 0.5, 4.0
@@ -148,13 +147,6 @@ def parse_listeners(result: object) -> list[Listener]:
     return listeners
 
 
-def transport_of(uri: SipUri) -> str:
-    """The protocol a ping to ``uri`` uses: its ``transport`` parameter, TLS for sips."""
-    if uri.transport:
-        return uri.transport
-    return "tls" if uri.scheme == "sips" else "udp"
-
-
 class Listeners:
     """Picks the socket of each ping the way Kamailio would when none is forced: the first
     listener of the destination's protocol and address family."""
@@ -187,18 +179,25 @@ def branch_for(key: bytes, callid: str) -> str:
 
 
 def options_request(
-    ruri: str, from_uri: str, callid: str, branch: str, listener: Listener, user_agent: str
+    ruri: str,
+    from_uri: str,
+    callid: str,
+    branch: str,
+    listener: Listener,
+    user_agent: str,
+    method: str = DEFAULT_METHOD,
 ) -> str:
     """The OPTIONS tm's ``uac_req_send`` writes, header for header (the From tag is derived
-    from the branch: unique per ping, stable across its retransmissions)."""
+    from the branch: unique per ping, stable across its retransmissions); ``method``: the
+    ``method`` setting (``ka_core.probe.options``)."""
     tag = branch[len(BRANCH_MAGIC) :]
     agent = f"User-Agent: {user_agent}\r\n" if user_agent else ""
     return (
-        f"OPTIONS {ruri} SIP/2.0\r\n"
+        f"{method} {ruri} SIP/2.0\r\n"
         f"Via: SIP/2.0/{listener.proto.upper()} {listener.via};branch={branch}\r\n"
         f"To: <{ruri}>\r\n"
         f"From: <{from_uri}>;tag={tag}\r\n"
-        "CSeq: 10 OPTIONS\r\n"
+        f"CSeq: 10 {method}\r\n"
         f"Call-ID: {callid}\r\n"
         "Max-Forwards: 70\r\n"
         "Content-Length: 0\r\n"

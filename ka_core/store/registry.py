@@ -13,6 +13,10 @@ from ka_core.store.records import Record
 from ka_core.store.table import MAX_CALLBACK_BYTES, MAX_OWNER_BYTES, MAX_USER_BYTES, SharedTable
 from ka_core.uri import SipUri, address_tag, parse_uri
 
+PARAMS_OWNER = "_params"
+"""The owner of the ``destination`` parameters' destinations: the configuration decides which
+exist."""
+
 
 def settings_of(settings: object) -> Settings:
     """The ``settings`` argument of an add: text (RPC, script, config) or ``Settings``."""
@@ -35,9 +39,11 @@ def _flags(settings: Settings, own_interval: bool) -> int:
     )
 
 
-def _name_flag(uri: SipUri, resolve_names: bool) -> int:
-    """``KA_DNS 1``: a host name is resolved by ka-kemi (``kemi.dns_resolver``), not pinged."""
-    return FLAG_NAME if resolve_names and not address_tag(uri.host) else 0
+def _name_flag(uri: SipUri, resolve_names: bool, settings: Settings) -> int:
+    """``KA_DNS 1``: a host name is resolved by ka-kemi (``kemi.dns_resolver``), not pinged;
+    but not one with an outbound proxy of its own: the proxy routes on the name."""
+    resolved = resolve_names and not settings.has_own_proxy
+    return FLAG_NAME if resolved and not address_tag(uri.host) else 0
 
 
 def check_owner(owner: object) -> str:
@@ -101,7 +107,7 @@ def add(
         response_cb=check_callback(response_cb),
         user=user,
         settings=chosen.text,
-        flags=_flags(chosen, own) | _name_flag(parsed, resolve_names),
+        flags=_flags(chosen, own) | _name_flag(parsed, resolve_names, chosen),
     )
     return table.read(slot)
 
@@ -123,7 +129,7 @@ def add_static(
         interval_ms = round((settings.interval or interval_s) * 1000)
         table.insert(
             uri, owner, interval_ms=interval_ms, wall=wall, settings=settings.text,
-            flags=_flags(settings, own) | _name_flag(uri, resolve_names),
+            flags=_flags(settings, own) | _name_flag(uri, resolve_names, settings),
         )  # fmt: skip
 
 

@@ -1,6 +1,6 @@
 """A test DNS server (dnslib) serving a zone the test edits while it runs.
 
-``ZoneServer(ip, port)`` answers on UDP and TCP from a ``Zone``: A, AAAA, SRV and CNAME
+``ZoneServer(ip, port)`` answers on UDP and TCP from a ``Zone``: A, AAAA, SRV, NAPTR and CNAME
 records (CNAMEs followed within the zone), NXDOMAIN for names it does not hold, NOERROR with
 no records for a name that has only other types.  ``zone.truncate`` names get an empty,
 TC-flagged reply over UDP (the full one over TCP); ``zone.silent`` names get no reply at all.
@@ -14,7 +14,7 @@ import contextlib
 import threading
 from typing import Any
 
-from dnslib import AAAA, CNAME, QTYPE, RCODE, RR, SRV, A, DNSRecord
+from dnslib import AAAA, CNAME, NAPTR, QTYPE, RCODE, RR, SRV, A, DNSRecord
 from dnslib.server import DNSHandler, DNSLogger, DNSServer
 
 RDATA = {"A": A, "AAAA": AAAA, "CNAME": CNAME}
@@ -48,6 +48,9 @@ class Zone:
         if rtype == "SRV":
             priority, weight, port, target = value  # type: ignore[misc]
             rdata: Any = SRV(priority, weight, port, target)
+        elif rtype == "NAPTR":  # (order, preference, flags, service, replacement)
+            order, preference, flags, service, replacement = value  # type: ignore[misc]
+            rdata = NAPTR(order, preference, flags.encode(), service.encode(), b"", replacement)
         else:
             rdata = RDATA[rtype](value)
         return RR(name, getattr(QTYPE, rtype), ttl=ttl, rdata=rdata)

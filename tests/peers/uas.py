@@ -131,7 +131,7 @@ class Answer:
     delay: float = 0.0
     reason: str = ""
     headers: tuple[str, ...] = ()
-    """Extra header lines of the reply (``"Retry-After: 5"``)."""
+    """Extra header lines of the reply (``WWW-Authenticate: Digest ...``)."""
 
 
 Behaviour = Callable[[Request], "int | Answer | None"]

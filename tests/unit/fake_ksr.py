@@ -48,8 +48,6 @@ class FakeKsr:
     ) = (None, None, None)
     """($ci, $rs, $si[, $via0(branch)]) of the reply being processed; without a branch,
     the one of the request sent with that Call-ID (a peer echoes the Via)."""
-    reply_headers: dict[str, str] = field(default_factory=dict)
-    """Headers of the reply being processed (``reply_header``)."""
     request: HttpRequest = field(
         default_factory=lambda: HttpRequest("POST", "/RPC", "127.0.0.1", None)
     )
@@ -68,6 +66,8 @@ class FakeKsr:
     """Modules with KEMI functions that are loaded."""
     vars: dict[str, int | str] = field(default_factory=dict)
     """``$var`` values the glue set."""
+    reply_headers: dict[str, str] = field(default_factory=dict)
+    """Headers of the reply ``reply_header`` reads."""
 
     def info(self, text: str) -> None:
         self.logs.append(("info", text))

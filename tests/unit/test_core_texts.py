@@ -12,8 +12,9 @@ from ka_core.cluster.codec import MAX_BODY_BYTES, Heartbeat, encode_heartbeat
 from ka_core.config.banner import dns_started, pinger_started, read_defines, ready_lines
 from ka_core.config.kaconfig import load_config
 from ka_core.names.dns_wire import A, Record
-from ka_core.names.resolve import Resolution, run_lookup, server_address
+from ka_core.names.resolve import Resolution, run_lookup
 from ka_core.names.schedule import INTERNAL_ERROR_TTL_S, ResolveSchedule
+from ka_core.names.servers import server_list
 from ka_core.ops import http_serving
 from ka_core.ops.access import HttpRequest, Refusal
 from ka_core.ops.jsonrpc import HttpAnswer
@@ -148,14 +149,17 @@ def test_kdmq_bodies_are_checked_before_the_pinger_sees_them() -> None:
 # ---- names -------------------------------------------------------------------------------
 
 
-def test_the_server_comes_from_the_parameter_or_resolv_conf() -> None:
-    assert server_address("10.0.0.53:5353", lambda: "") == ("10.0.0.53", 5353)
-    assert server_address("", lambda: "nameserver 10.0.0.9\n") == ("10.0.0.9", 53)
+def test_the_servers_come_from_the_parameter_or_resolv_conf() -> None:
+    assert server_list("10.0.0.53:5353 10.0.0.54", lambda: "") == (
+        ("10.0.0.53", 5353), ("10.0.0.54", 53),
+    )  # fmt: skip
+    conf = "nameserver 10.0.0.9\nnameserver 10.0.0.10\n"
+    assert server_list("", lambda: conf) == (("10.0.0.9", 53), ("10.0.0.10", 53))
 
     def unreadable() -> str:
         raise OSError("no file")
 
-    assert server_address("", unreadable) == server_address("", lambda: "")
+    assert server_list("", unreadable) == server_list("", lambda: "") == (("127.0.0.1", 53),)
 
 
 def test_run_lookup_drives_a_lookup_with_answers_and_failures() -> None:

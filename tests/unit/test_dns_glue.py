@@ -36,7 +36,9 @@ class FakeDns:
         self.answers: dict[str, Resolution] = {}
         self.asked: list[str] = []
 
-    def __call__(self, query: object, uri: SipUri, refresh_s: int) -> Resolution:
+    def __call__(
+        self, query: object, uri: SipUri, refresh_s: int, naptr: bool = False
+    ) -> Resolution:
         self.asked.append(uri.host)
         return self.answers.get(uri.host, Resolution((), 30, reason="NXDOMAIN"))
 

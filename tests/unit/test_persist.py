@@ -17,6 +17,7 @@ import pytest
 from ka_core.config.kaconfig import load_config
 from ka_core.errors import InvalidArgument
 from ka_core.ops import state_file as persist
+from ka_core.ops.restore import SHOWN_SKIPS
 from ka_core.ops.state_file import Saved, StateFileError
 from ka_core.state import State
 from ka_core.store.layout import FLAG_NAME, FLAG_TARGET
@@ -312,7 +313,7 @@ def test_destinations_that_do_not_fit_are_skipped_and_logged(
     glue = restart(glue_factory, path, KA_MAX_DESTINATIONS="15")
     assert glue.rt.table.count == 15
     errors = glue.ksr.texts("err")
-    assert len(errors) == persistence.SHOWN_SKIPS + 1
+    assert len(errors) == SHOWN_SKIPS + 1
     prefix = f"state file {path}: not restored: "
     assert errors[0] == prefix + "sip:10.0.1.0 owner rpc: sip:10.0.1.0 already added by rpc"
     assert errors[1].startswith(prefix + "sip:bad uri owner rpc: ")

@@ -19,12 +19,11 @@ from ka_core.names.resolve import (
     Resolution,
     Target,
     derive_state,
-    first_nameserver,
     is_name,
-    parse_dns_server,
     service_name,
     target_uri,
 )
+from ka_core.names.servers import nameservers, parse_dns_server
 from ka_core.probe.prober import Prober
 from ka_core.settings import parse_settings
 from ka_core.state import State
@@ -226,11 +225,13 @@ def test_bad_dns_servers(text: str) -> None:
         parse_dns_server(text)
 
 
-def test_first_nameserver_of_resolv_conf() -> None:
+def test_nameservers_of_resolv_conf() -> None:
     conf = "# comment\nsearch example\nnameserver bogus\nnameserver 192.0.2.53\nnameserver ::1\n"
-    assert first_nameserver(conf) == "192.0.2.53"
-    assert first_nameserver("nameserver fe80::1%eth0") == "fe80::1"
-    assert first_nameserver("") == "127.0.0.1"
+    assert nameservers(conf) == (("192.0.2.53", 53), ("::1", 53))
+    assert nameservers("nameserver fe80::1%eth0") == (("fe80::1", 53),)
+    assert nameservers("") == (("127.0.0.1", 53),)
+    four = "".join(f"nameserver 192.0.2.{i}\n" for i in range(4))
+    assert [a for a, _ in nameservers(four)] == ["192.0.2.0", "192.0.2.1", "192.0.2.2"]
 
 
 def test_dns_defines() -> None:

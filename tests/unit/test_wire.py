@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 
+from ka_core.probe.options import transport_of
 from ka_core.probe.ping_text import user_agent
 from ka_core.probe.prober import Prober
 from ka_core.probe.wire import (
@@ -14,7 +15,6 @@ from ka_core.probe.wire import (
     options_request,
     parse_listeners,
     retransmit_offsets,
-    transport_of,
 )
 from ka_core.store import registry
 from ka_core.store.table import SharedTable, buffer_size
