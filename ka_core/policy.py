@@ -1,7 +1,8 @@
 """A destination's health policy: which final codes count as alive, how many outcomes in a
-row flip a state, the latency threshold.  Vocabulary shared by the settings parser (which
-builds it), the store (which keeps it per destination) and the prober (which applies it in
-``ka_core.probe.health``), so it sits below all three.
+row flip a state, the latency threshold, and passive health's ``Ejection``.  Vocabulary
+shared by the settings parser (which builds it), the store (which keeps it per destination)
+and the prober (which applies it in ``ka_core.probe.health`` and ``ka_core.probe.outlier``),
+so it sits below all three.
 """
 
 from __future__ import annotations
@@ -84,3 +85,41 @@ class Policy:
 
 
 DEFAULT_POLICY = Policy()
+
+
+DEFAULT_AFTER = 5
+"""Envoy's ``consecutive_5xx``: used when ``KA_PASSIVE 1`` gives no count of its own."""
+DEFAULT_FAILURE_CODES = CodeSet.parse("5xx,408")
+"""5xx replies and 408, which Kamailio's tm uses for a local timeout."""
+DEFAULT_RETRY_CODES = CodeSet.parse("503")
+MAX_RETRY_AFTER_S = 86400
+
+
+@dataclass(frozen=True, slots=True)
+class Ejection:
+    """One destination's passive-health policy (``ka_core.settings`` builds it; the rules
+    are in ``ka_core.probe.outlier``)."""
+
+    after: int = 0
+    """Failures in a row that eject; 0 = passive health off."""
+    codes: CodeSet = DEFAULT_FAILURE_CODES
+    base_s: int = 30
+    max_s: int = 300
+    max_percent: int = 10
+    as_down: bool = False
+    """``ka_is_alive`` answers 2 (DOWN) for an ejected destination instead of 4."""
+    retry_codes: CodeSet = DEFAULT_RETRY_CODES
+    retry_max_s: int = 0
+    """A reply in ``retry_codes`` with Retry-After holds the destination out for that long,
+    at most this many seconds; 0 = Retry-After is ignored."""
+
+    @property
+    def on(self) -> bool:
+        return self.after > 0
+
+    def duration(self, ejections: int) -> float:
+        """Seconds the ``ejections``-th ejection lasts: base x count, capped."""
+        return float(min(self.max_s, self.base_s * max(1, ejections)))
+
+
+OFF = Ejection()

@@ -23,7 +23,7 @@ import zlib
 from dataclasses import dataclass, field, replace
 
 from ka_core.errors import InvalidArgument, InvalidUri
-from ka_core.policy import CodeSet, Policy
+from ka_core.policy import CodeSet, Ejection, Policy
 from ka_core.uri import parse_uri
 
 MAX_INTERVAL_S = 86400
@@ -61,6 +61,11 @@ class Settings:
     alive: CodeSet | None = None
     degraded_ms: int | None = None
     socket: str = ""
+    eject_after: int | None = None
+    """Passive health (``ka_core.probe.outlier``): failures in a row that eject; 0 = off."""
+    eject_codes: CodeSet | None = None
+    eject_time: int = 0
+    eject_max: int = 0
     proxy: str = ""
     """Outbound proxy URI; ``none``: no proxy even with ``KA_PING_PROXY``; empty: the module's."""
     method: str = ""
@@ -90,6 +95,14 @@ class Settings:
             parts.append(f"degraded_ms={self.degraded_ms}")
         if self.socket:
             parts.append(f"socket={self.socket}")
+        if self.eject_after is not None:
+            parts.append(f"eject_after={self.eject_after}")
+        if self.eject_codes is not None:
+            parts.append(f"eject_codes={self.eject_codes.text}")
+        if self.eject_time:
+            parts.append(f"eject_time={self.eject_time}")
+        if self.eject_max:
+            parts.append(f"eject_max={self.eject_max}")
         if self.method:
             parts.append(f"method={self.method}")
         if self.auth_user:
@@ -120,6 +133,21 @@ class Settings:
         )
 
 
+def ejection_of(settings: Settings, defaults: Ejection) -> Ejection:
+    """A destination's passive-health policy: the module's, with what its settings override
+    (``eject_after`` > 0 turns it on for this destination even when ``KA_PASSIVE`` is 0)."""
+    after = defaults.after if settings.eject_after is None else settings.eject_after
+    if not after:
+        return replace(defaults, after=0)
+    return replace(
+        defaults,
+        after=after,
+        codes=settings.eject_codes or defaults.codes,
+        base_s=settings.eject_time or defaults.base_s,
+        max_s=settings.eject_max or defaults.max_s,
+    )
+
+
 def _count(key: str, value: str, high: int) -> int:
     try:
         number = int(value)
@@ -139,6 +167,15 @@ def parse_from(value: str, what: str = "setting from") -> str:
     if not uri.user:
         raise InvalidArgument(f"{what}: needs a user part: {value!r}")
     return uri.display
+
+
+def parse_failure_codes(value: str, what: str) -> CodeSet:
+    """Codes that count as a failure of a real request (``5xx,408``; the alive-codes
+    syntax)."""
+    try:
+        return CodeSet.parse(value)
+    except InvalidArgument as exc:
+        raise InvalidArgument(f"{what}: {str(exc).replace('alive codes: ', '')}") from None
 
 
 def parse_socket(value: str) -> tuple[str, str, int]:
@@ -261,6 +298,12 @@ def parse_settings(text: str, internal: bool = False) -> Settings:
             )
         elif key == "socket":
             values[key] = socket_text(*parse_socket(value))
+        elif key == "eject_after":
+            values[key] = 0 if value.isdecimal() and int(value) == 0 else _count(key, value, 1000)
+        elif key == "eject_codes":
+            values[key] = parse_failure_codes(value, f"setting {key}")
+        elif key in ("eject_time", "eject_max"):
+            values[key] = _count(key, value, MAX_INTERVAL_S)
         elif key == "proxy":
             values[key] = parse_proxy(value)
         elif key == "method":
@@ -276,7 +319,8 @@ def parse_settings(text: str, internal: bool = False) -> Settings:
         else:
             raise InvalidArgument(
                 f"unknown setting {key!r} (interval, from, down_after, up_after, alive, "
-                "degraded_ms, socket, proxy, method, auth_user, auth_password)"
+                "degraded_ms, socket, eject_after, eject_codes, eject_time, eject_max, proxy, "
+                "method, auth_user, auth_password)"
             )
     if ("auth_user" in values) != ("auth_password" in values):
         raise InvalidArgument(

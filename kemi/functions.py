@@ -1,5 +1,6 @@
 """Script functions for KEMI Python routes: ``ka_is_alive``, ``ka_add_destination``,
-``ka_del_destination``, and ``ka_cluster_request`` (cluster mode's KDMQ requests).
+``ka_del_destination``, ``ka_report`` (passive health) and ``ka_cluster_request`` (cluster
+mode's KDMQ requests).
 
 Return codes follow the C module: 1 success/up, 2 down, -1 error or unknown destination;
 never 0, which would stop the route.  Nothing raises into Kamailio: every error is logged once
@@ -14,12 +15,12 @@ import traceback
 from collections.abc import Callable
 from typing import ParamSpec
 
-from ka_core.errors import KaError
+from ka_core.errors import InvalidArgument, KaError, TableFull
 from ka_core.probe.liveness import NO_PINGER, not_running_reason
+from ka_core.probe.outlier import EJECTED_VALUE, parse_retry_after
 from ka_core.state import SCRIPT_VALUES
-from ka_core.store import registry
-from ka_core.store.layout import USED
-from ka_core.store.table import HotRead
+from ka_core.store import registry, ring
+from ka_core.store.layout import FLAG_EJECTED, USED
 from ka_core.uri import parse_uri
 from kemi import cluster_receive, runtime
 from kemi.ksr_port import KsrPort
@@ -30,7 +31,7 @@ CACHE_MAX = 4096
 # The generation check makes a deleted or re-added destination fall back to the slow path,
 # so the cache is never stale.  The reader is one C call: the routing path runs no Python
 # of ours beyond this function.
-_slot_cache: dict[object, tuple[Callable[[], HotRead], int]] = {}
+_slot_cache: dict[object, tuple[Callable[[], tuple[int, int, int, int]], int]] = {}
 
 
 def _log_port() -> KsrPort:
@@ -77,12 +78,15 @@ def script_function(name: str) -> Callable[[Callable[P, int]], Callable[P, int]]
 
 
 def ka_is_alive(uri: object = None, *extra: object) -> int:
-    """1 up (or not probed yet), 2 down, -1 unknown destination or bad URI."""
+    """1 up (or not probed yet), 2 down, 3 degraded, 4 ejected by passive health (2 with
+    ``KA_EJECT_AS down``), -1 unknown destination or bad URI."""
     if type(uri) is str and not extra:
         hit = _slot_cache.get(uri)
         if hit is not None:
-            gen, used, state = hit[0]()
+            gen, used, state, flags = hit[0]()
             if gen == hit[1] and used == USED:
+                if flags & FLAG_EJECTED:
+                    return _ejected()
                 return SCRIPT_VALUES[state] if state else _unprobed()
         return _is_alive_slow(uri)
     return _is_alive_slow(uri, *extra)
@@ -95,11 +99,18 @@ def _is_alive_slow(uri: object) -> int:
     if slot < 0:
         return -1  # unknown destination: not an error worth a log line per request
     reader = table.hot_reader(slot)
-    gen, _, state = reader()
+    gen, _, state, flags = reader()
     if len(_slot_cache) >= CACHE_MAX:
         _slot_cache.clear()
     _slot_cache[uri] = (reader, gen)
+    if flags & FLAG_EJECTED:
+        return _ejected()
     return SCRIPT_VALUES[state] if state else _unprobed()
+
+
+def _ejected() -> int:
+    """Held out by passive health: its own value, or DOWN's with ``KA_EJECT_AS down``."""
+    return SCRIPT_VALUES[2] if runtime.get().config.eject_as == "down" else EJECTED_VALUE
 
 
 def _unprobed() -> int:
@@ -135,6 +146,40 @@ def ka_del_destination(uri: str, owner: str) -> int:
     rec = registry.remove(rt.table, uri, owner)
     rt.ksr.info(f"ka_del_destination: removed {rec.uri} owner {rec.owner}")
     return 1
+
+
+@script_function("ka_report")
+def ka_report(uri: str, code: object, owner: str = "", retry_after: object = None) -> int:
+    """Passive health: the final code of a request relayed to ``uri`` (408 for a local
+    timeout), from failure_route or onreply_route.  1 queued for the pinger (which ignores
+    it unless passive health is on for that destination), -1 unknown destination (not
+    logged, as ``ka_is_alive``), or (logged) a code outside 200-699, bad input, or the
+    pinger's queue too full.  ``retry_after``: the reply's Retry-After header (or seconds),
+    which holds the destination out with ``KA_RETRY_AFTER_MAX`` (an unreadable one is
+    ignored, as a peer's)."""
+    number = _final_code(code)
+    rt = runtime.get()
+    key = parse_uri(uri).key
+    slot = rt.table.find(key, registry.check_owner(owner)) if owner else rt.table.find(key)
+    if slot < 0:
+        return -1  # not a monitored destination: as ka_is_alive, no log line per request
+    gen = rt.table.hot(slot)[0]
+    seconds = parse_retry_after(retry_after)
+    entry = ring.outcome(slot, gen, number, rt.monotonic(), rt.wall(), seconds)
+    if not rt.table.push(entry, rt.table.ring_capacity // 2):  # the rest: adds and replies
+        raise TableFull("pinger queue more than half full: report dropped")
+    rt.wake()
+    return 1
+
+
+def _final_code(code: object) -> int:
+    """An int or its decimal text (``$T_reply_code`` from a native cfg) in 200-699."""
+    text = code.strip() if isinstance(code, str) else code
+    if isinstance(text, str) and text.isdecimal():
+        text = int(text)
+    if isinstance(text, bool) or not isinstance(text, int) or not 200 <= text <= 699:
+        raise InvalidArgument(f"not a final reply code (200-699): {code!r}")
+    return text
 
 
 @script_function("ka_cluster_request")

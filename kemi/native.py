@@ -79,6 +79,13 @@ class NativeHandler(KeepaliveHandler):
         words = _words("ka_del_destination", arg)
         return -1 if words is None else functions.ka_del_destination(*words)
 
+    def ka_report(self, msg: object, arg: object = None) -> int:
+        """``"<uri> <code> [<owner>|* [<retry-after seconds>]]"`` (e.g. ``"$du
+        $T_reply_code"`` in failure_route; ``*``: any owner): 1 queued for passive health,
+        -1 unknown destination or bad input."""
+        words = _words("ka_report", arg)
+        return -1 if words is None else functions.ka_report(*native_cfg.report_args(words))
+
     def ka_cluster_request(self, msg: object, arg: object = None) -> int:
         """Cluster mode: 1 a KDMQ, answered (``exit``), -1 anything else."""
         return functions.ka_cluster_request()

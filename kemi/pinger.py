@@ -32,11 +32,13 @@ from ka_core.probe import replies
 from ka_core.probe.callid import callid_prefix
 from ka_core.probe.digest import CHALLENGE_HEADERS
 from ka_core.probe.liveness import PingerStatus
+from ka_core.probe.outlier import parse_retry_after
 from ka_core.probe.ping_text import busy_line
 from ka_core.probe.prober import Ping, Prober
 from ka_core.probe.wire import retransmit_offsets
 from ka_core.script import callbacks
 from ka_core.settings import socket_tag
+from ka_core.store import ring
 from ka_core.store.layout import FLAG_SOCKET
 from ka_core.uri import address_tag
 from kemi import events as ka_events
@@ -99,6 +101,7 @@ class Pinger:
             retransmit=retransmit_offsets(rt.config.ping_timeout_ms / 1000.0),
             ping_proxy=rt.config.ping_proxy,
             ping_method=rt.config.ping_method,
+            ejection=rt.config.ejection,
         )
         self._cluster = None if rt.cluster is None else Cluster(rt, rt.cluster, self._prober)
         self._events = ka_events.EventSink(rt, handler)
@@ -257,6 +260,10 @@ def on_reply(rt: Runtime) -> int:
     state, flags = rt.table.state_flags(reply.slot)
     local = socket_tag(*rt.ksr.reply_local()) if flags & FLAG_SOCKET else 0
     tag = address_tag(source) if source else 0
+    if rt.config.retry_after_max and reply.code in rt.config.retry_after_codes:
+        seconds = parse_retry_after(rt.ksr.reply_header("Retry-After"))
+        if seconds and not rt.table.push(ring.retry_after(reply.seq, seconds), 1):
+            rt.ksr.warn("pinger queue full: Retry-After dropped")
     if not rt.table.push_reply(reply.seq, reply.code, rt.monotonic(), rt.wall(), tag, local):
         rt.ksr.warn("pinger queue full: reply dropped")
     elif replies.wakes(state, flags, reply.code, rt.wakes_on_change):

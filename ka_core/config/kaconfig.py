@@ -20,12 +20,22 @@ from ka_core.cluster.codec import BadMessage, node_id
 from ka_core.errors import InvalidArgument, InvalidUri
 from ka_core.names.servers import parse_dns_servers, servers_text
 from ka_core.ops.access import LOOPBACK, HttpGuard, Network, parse_allow, parse_path, parse_token
-from ka_core.policy import DEFAULT_ALIVE, CodeSet, Policy
+from ka_core.policy import (
+    DEFAULT_AFTER,
+    DEFAULT_ALIVE,
+    DEFAULT_FAILURE_CODES,
+    DEFAULT_RETRY_CODES,
+    MAX_RETRY_AFTER_S,
+    CodeSet,
+    Ejection,
+    Policy,
+)
 from ka_core.settings import (
     DEFAULT_METHOD,
     MAX_INTERVAL_S,
     NO_PROXY,
     Settings,
+    parse_failure_codes,
     parse_from,
     parse_method,
     parse_proxy,
@@ -128,6 +138,32 @@ class KaConfig:
     dispatcher states follow ka-kemi's (docs/dispatcher.md)."""
     dispatcher_sync_s: int = 30
     """Seconds between two reads of ``dispatcher.list`` (new, gone and reset entries)."""
+    passive: int = 0
+    """1: passive health for every destination (``ka_report`` outcomes eject it)."""
+    eject_after: int = DEFAULT_AFTER
+    """Reported failures in a row that eject a destination (Envoy's default 5)."""
+    eject_codes: CodeSet = DEFAULT_FAILURE_CODES
+    """Reported codes that count as failures (5xx, and 408 for a local timeout)."""
+    eject_time: int = 30
+    """Seconds of the first ejection; the n-th lasts n times this, at most ``eject_max``."""
+    eject_max: int = 300
+    eject_max_percent: int = 10
+    """At most this share of an owner's destinations is ejected at once (at least one)."""
+    eject_as: str = "ejected"
+    """``down``: ``ka_is_alive`` answers 2 for an ejected destination instead of 4."""
+    retry_after_max: int = 0
+    """Seconds: a reply in ``retry_after_codes`` with Retry-After holds the destination out
+    that long, at most this; 0 = Retry-After is ignored."""
+    retry_after_codes: CodeSet = DEFAULT_RETRY_CODES
+
+    @property
+    def ejection(self) -> Ejection:
+        """The module-wide passive-health policy (off unless ``passive`` is 1)."""
+        return Ejection(
+            self.eject_after if self.passive else 0, self.eject_codes, self.eject_time,
+            max(self.eject_max, self.eject_time), self.eject_max_percent,
+            self.eject_as == "down", self.retry_after_codes, self.retry_after_max,
+        )  # fmt: skip
 
     @property
     def policy(self) -> Policy:
@@ -283,6 +319,19 @@ _SCALARS: Mapping[str, Callable[[str], object]] = {
     "cluster_heartbeat_ms": _int("cluster_heartbeat_ms", 200, 60_000),
     "dispatcher_bridge": _switch("dispatcher_bridge"),
     "dispatcher_sync_s": _int("dispatcher_sync_s", 1, 3600),
+    "passive": _int("passive", 0, 1),
+    "eject_after": _int("eject_after", 1, 1000),
+    "eject_codes": lambda text: parse_failure_codes(
+        text.strip().strip('"'), "parameter eject_codes"
+    ),
+    "eject_time": _int("eject_time", 1, MAX_INTERVAL_S),
+    "eject_max": _int("eject_max", 1, MAX_INTERVAL_S),
+    "eject_max_percent": _int("eject_max_percent", 1, 100),
+    "eject_as": _choice("eject_as", ("ejected", "down")),
+    "retry_after_max": _int("retry_after_max", 0, MAX_RETRY_AFTER_S),
+    "retry_after_codes": lambda text: parse_failure_codes(
+        text.strip().strip('"'), "parameter retry_after_codes"
+    ),
 }
 
 

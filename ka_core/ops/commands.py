@@ -28,7 +28,7 @@ from ka_core.errors import (
 )
 from ka_core.settings import MAX_INTERVAL_S, public_settings
 from ka_core.store import registry
-from ka_core.store.layout import FLAG_PAUSED, FLAG_STOPPED
+from ka_core.store.layout import EJECTED_BY_RETRY_AFTER, FLAG_EJECTED, FLAG_PAUSED, FLAG_STOPPED
 from ka_core.store.table import SharedTable
 from ka_core.version import __version__
 
@@ -82,7 +82,7 @@ LIST_FIELDS = Listed._fields
 INFO_FIELDS = (
     "slot", "added", "uri", "owner", "state", "flags", "failures", "successes", "interval_ms",
     "settings", "pings", "replies", "timeouts", "last_code", "rtt_ms", "rtt_sum", "rtt_ewma",
-    "rtt_max", "last_checked", "last_up", "last_down", "next_ping",
+    "rtt_max", "last_checked", "last_up", "last_down", "next_ping", "ejections", "out_until",
 )  # fmt: skip
 """What ``keepalive.info`` reads of a destination, in ``info_struct``'s order."""
 
@@ -103,7 +103,7 @@ def info_struct(row: Sequence[Any]) -> dict[str, object]:
     ``INFO_FIELDS``."""
     (_, added, uri, owner, state, flags, failures, successes, interval_ms, settings, pings,
      replies, timeouts, last_code, rtt_ms, rtt_sum, rtt_ewma, rtt_max, last_checked, last_up,
-     last_down, next_ping) = row  # fmt: skip
+     last_down, next_ping, ejections, out_until) = row  # fmt: skip
     probing = "stopped" if flags & FLAG_STOPPED else "paused" if flags & FLAG_PAUSED else "active"
     return {
         "uri": uri,
@@ -127,6 +127,22 @@ def info_struct(row: Sequence[Any]) -> dict[str, object]:
         "last down": ctime(last_down),
         "next ping": ctime(next_ping) if next_ping else "-\n",
         "added": ctime(added),
+        **passive_fields(flags, ejections, out_until),
+    }
+
+
+def passive_fields(flags: int, ejections: int, out_until: float) -> dict[str, object]:
+    """Passive health, once it ever held the destination out: why the state is what it is
+    (``traffic`` while ejected, ``retry-after`` while a Retry-After holds it, else
+    ``probe``), how often it was ejected, and until when it is out."""
+    ejected, count = bool(flags & FLAG_EJECTED), ejections & ~EJECTED_BY_RETRY_AFTER
+    if not (count or ejected):
+        return {}
+    cause = "retry-after" if ejections & EJECTED_BY_RETRY_AFTER else "traffic"
+    return {
+        "cause": cause if ejected else "probe",
+        "ejections": count,
+        "ejected until": ctime(out_until) if ejected else "-\n",
     }
 
 
@@ -241,8 +257,11 @@ class RpcCommands:
 
     def _get(self, params: Sequence[object]) -> list[RpcValue]:
         uri, owner = _two_strings(params)
-        uri, owner, state = self._lookup(uri, owner, ("uri", "owner", "state"))
-        return [{"uri": uri, "owner": owner, "state": int(state)}]
+        fields = ("uri", "owner", "state", "flags", "ejections", "out_until")
+        uri, owner, state, *passive = self._lookup(uri, owner, fields)
+        shown = {"uri": uri, "owner": owner, "state": int(state)}
+        cause = passive_fields(*passive).get("cause")  # only while held out
+        return [shown if cause in (None, "probe") else {**shown, "cause": cause}]
 
     def _pause(self, paused: bool, params: Sequence[object]) -> list[RpcValue]:
         """No parameters: all probing (the state of every destination stays as it was);

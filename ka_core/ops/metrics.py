@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
 
 from ka_core.store.layout import CODE_CLASSES as CODE_CLASSES
+from ka_core.store.layout import EJECTED_BY_RETRY_AFTER, FLAG_EJECTED
 from ka_core.store.layout import RTT_BUCKETS_MS as RTT_BUCKETS_MS
 from ka_core.store.layout import code_class as code_class
 from ka_core.store.layout import rtt_bucket as rtt_bucket
@@ -37,11 +38,17 @@ class DestinationMetrics(NamedTuple):
     """Replies per RTT bucket (not cumulative), ``len(RTT_BUCKETS_MS)`` entries."""
     rtt_sum_ms: float
     state_changes: int
+    ejected: bool = False
+    """Held out by passive health (the state shows DOWN, the cause is traffic)."""
+    ejections: int = 0
 
 
 Row = DestinationMetrics
 
-ROW_FIELDS = ("uri", "owner", "state", "pings", "timeouts", "replies", "rtt_sum", "metrics")
+ROW_FIELDS = (
+    "uri", "owner", "state", "pings", "timeouts", "replies", "rtt_sum", "metrics", "flags",
+    "ejections",
+)  # fmt: skip
 """What /metrics asks the table for (``SharedTable.rows``)."""
 
 
@@ -50,8 +57,9 @@ def from_rows(rows: Iterable[Sequence[Any]]) -> list[DestinationMetrics]:
     n_cls = len(CODE_CLASSES)
     return [
         DestinationMetrics(uri, owner, state, pings, timeouts, replies, m[:n_cls], m[n_cls:-1],
-                           rtt_sum, m[-1])
-        for uri, owner, state, pings, timeouts, replies, rtt_sum, m in rows
+                           rtt_sum, m[-1], bool(flags & FLAG_EJECTED),
+                           ejections & ~EJECTED_BY_RETRY_AFTER)
+        for uri, owner, state, pings, timeouts, replies, rtt_sum, m, flags, ejections in rows
     ]  # fmt: skip
 
 
@@ -133,6 +141,16 @@ def render(pinger: PingerMetrics, rows: Iterable[DestinationMetrics]) -> str:
         "state_changes_total", "counter", "State changes of the destination.",
         lambda d: d.state_changes,
     )  # fmt: skip
+    if any(d.ejections or d.ejected for d in dests):  # passive health acted: its cause
+        per_destination(
+            "destination_ejected", "gauge",
+            "1 while passive health holds the destination out (cause traffic), else 0.",
+            lambda d: int(d.ejected),
+        )  # fmt: skip
+        per_destination(
+            "ejections_total", "counter", "Times passive health ejected the destination.",
+            lambda d: d.ejections,
+        )  # fmt: skip
     out += _family("rtt_seconds", "histogram", "Round trip of answered pings.")
     for d, lb in pairs:
         running = 0

@@ -26,11 +26,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ka_core.events import Event, ProbingStopped, ResponseReceived, StateChanged
-from ka_core.policy import DEFAULT_POLICY, Policy
+from ka_core.policy import DEFAULT_POLICY, OFF, Ejection, Policy
 from ka_core.probe.auth_hooks import AuthBook, AuthHooks
 from ka_core.probe.cluster_hooks import ClusterHooks
 from ka_core.probe.health import backoff_interval, transition
 from ka_core.probe.options import Route, route_of
+from ka_core.probe.passive import PASSIVE_KINDS, PassiveHooks
+from ka_core.probe.ping import Ping as Ping
+from ka_core.probe.ping import Step as Step
 from ka_core.probe.scheduler import (
     FIRST_DELAY_S,
     TICK_S,
@@ -50,42 +53,6 @@ from ka_core.store.table import SharedTable
 from ka_core.uri import parse_uri
 
 TIMEOUT_CODE = 408
-
-
-@dataclass(slots=True)  # not frozen: a frozen __init__ costs ~1 µs per ping
-class Ping:
-    """One OPTIONS to send; ``seq`` goes into the Call-ID to match the reply."""
-
-    seq: int
-    slot: int
-    gen: int
-    uri: str
-    from_uri: str = ""
-    """The destination's own From URI; empty: ``ping_from``."""
-    socket: str = ""
-    """The destination's sending socket; empty: Kamailio chooses."""
-    transport: str = "udp"
-    ipv6: bool = False
-    """Of the destination's host: the listener a ping leaves from has the same family."""
-    hop: str = ""
-    """Where it goes, with the transport spelled out (``corex.sendx`` needs it)."""
-    method: str = DEFAULT_METHOD
-    auth: str = ""
-    """An ``Authorization`` header line answering a challenge (``ka_core.probe.auth_hooks``)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Step:
-    """What one ``Prober.step`` asks of the glue."""
-
-    pings: list[Ping]
-    """The pings due now (already handed to ``send`` when one was given)."""
-    resent: list[Ping]
-    """UDP pings sent again (idem)."""
-    events: list[Event]
-    """Log them, run their callbacks."""
-    deadline: float | None
-    """Call ``step`` again at this monotonic time at the latest (None: only when woken)."""
 
 
 @dataclass(slots=True)
@@ -124,7 +91,7 @@ class _Pending:
     """Kept for UDP pings, which are sent again until answered."""
 
 
-class Prober(ClusterHooks, AuthHooks):
+class Prober(ClusterHooks, AuthHooks, PassiveHooks):
     def __init__(
         self,
         table: SharedTable,
@@ -136,14 +103,17 @@ class Prober(ClusterHooks, AuthHooks):
         retransmit: tuple[float, ...] = (),
         ping_proxy: str = "",
         ping_method: str = DEFAULT_METHOD,
+        ejection: Ejection = OFF,
     ) -> None:
         """``policy``: the module's health parameters; ``down_backoff_max_s`` > 0 keeps
         probing DOWN destinations (never stops), backing off up to that many seconds;
         ``retransmit``: seconds after a UDP ping's due time at which it is sent again while
         unanswered (``ka_core.probe.wire.retransmit_offsets``); ``ping_proxy``,
-        ``ping_method``: the module's probe options (``ka_core.probe.options``)."""
+        ``ping_method``: the module's probe options (``ka_core.probe.options``);
+        ``ejection``: its passive-health policy (``ka_core.probe.outlier``)."""
         self._proxy, self._method = ping_proxy, ping_method
         self._auth = AuthBook()
+        self._init_passive(ejection)
         self._table = table
         self._delete_counter = delete_counter
         self._timeout_s = ping_timeout_s
@@ -200,6 +170,7 @@ class Prober(ClusterHooks, AuthHooks):
         for seq in unsent:
             events.extend(self._finish(seq, TIMEOUT_CODE, now, wall, False))
         events.extend(self._expire(now, wall))
+        events.extend(self._reinstate_due(now, wall))
         return Step(pings, resent, events, self._next_deadline(now))
 
     def _handle(self, entries: list[RingEntry], now: float, wall: float) -> list[Event]:
@@ -222,6 +193,8 @@ class Prober(ClusterHooks, AuthHooks):
             reply = entry.kind == KIND_REPLY and self._from_destination(entry)
             if reply and not self._answer_challenge(entry, now):
                 events.extend(self._finish(entry.seq, entry.code, entry.mono, entry.wall, True))
+            elif entry.kind in PASSIVE_KINDS:
+                events.extend(self._reported(entry, now, wall))
         return events
 
     def _due(self, now: float, wall: float) -> list[Ping]:
@@ -302,7 +275,7 @@ class Prober(ClusterHooks, AuthHooks):
         candidates = [self._schedule.next_deadline()]
         if self._timeouts:
             candidates.append(self._timeouts[0][0])
-        candidates.append(self._resends.next_time())
+        candidates += [self._resends.next_time(), self._next_reinstatement()]
         if self._pending:
             candidates.append(on_grid(now + 0.005, self._grid))
         present = [c for c in candidates if c is not None]
@@ -383,9 +356,11 @@ class Prober(ClusterHooks, AuthHooks):
         )
         dest.stopped = stopped
         alive = outcome is not Outcome.FAIL
+        out, held = self._held(seq, pending.slot, pending.gen, code, alive, now, wall)
         changed = self._table.write_state(
-            pending.slot, pending.gen, verdict.state, wall, code=code, rtt_ms=rtt_ms,
-            probe=(verdict.failures, verdict.successes, stopped, replied, alive),
+            pending.slot, pending.gen, State.DOWN if out else verdict.state, wall, code=code,
+            rtt_ms=rtt_ms, probe=(verdict.failures, verdict.successes, stopped, replied, alive),
+            ejected=held,
         )  # fmt: skip
         events: list[Event] = []
         if dest.response_cb:

@@ -22,6 +22,7 @@ USAGES = {
     "ka_is_alive": ("<uri>", 1, 1),
     "ka_add_destination": ("<uri> <owner> [<settings>]", 2, 3),
     "ka_del_destination": ("<uri> <owner>", 2, 2),
+    "ka_report": ("<uri> <code> [<owner>|* [<retry-after>]]", 2, 4),
     "tcp_keepalive_enable": ("[<conid>] <idle> <count> <interval>", 3, 4),
     "tcp_keepalive_disable": ("[<conid>]", 0, 1),
 }
@@ -39,6 +40,12 @@ def split_words(name: str, arg: object) -> list[str]:
     if least <= len(words) <= most:
         return words
     raise InvalidArgument(f'{name}: use python_exec("{name}", "{usage}"), not {arg!r}')
+
+
+def report_args(words: list[str]) -> list[str]:
+    """``ka_report``'s words as the KEMI function's arguments: ``*`` (any owner, written so a
+    Retry-After can follow) is the empty owner."""
+    return [("" if at == 2 and word == "*" else word) for at, word in enumerate(words)]
 
 
 def callback_refusal(event_callback: str) -> str | None:

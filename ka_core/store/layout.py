@@ -30,15 +30,18 @@ SLOT_SIZE = 1552
 SLOT_FIELDS: tuple[tuple[str, str], ...] = (
     # (name, struct code) in slot order; "" is padding.  A new field takes padding or goes
     # at the end (the check below keeps the fields clear of the first string).
-    ("gen", "I"), ("used", "B"), ("state", "B"), ("flags", "B"), ("", "x"),
+    ("gen", "I"), ("used", "B"), ("state", "B"), ("flags", "B"), ("ejections", "B"),
     ("uri_len", "H"), ("key_len", "H"), ("owner_len", "H"), ("state_cb_len", "H"),
     ("response_cb_len", "H"), ("settings_len", "H"), ("user_len", "H"), ("last_code", "H"),
     ("crc", "I"), ("failures", "I"), ("successes", "I"), ("timeouts", "I"),
-    ("interval_ms", "I"), ("pings", "I"), ("replies", "I"), ("", "4x"),
+    ("interval_ms", "I"), ("pings", "I"), ("replies", "I"), ("out_until", "I"),
     ("last_checked", "d"), ("last_up", "d"), ("last_down", "d"), ("rtt_ms", "d"),
     ("next_ping", "d"), ("added", "d"), ("rtt_sum", "d"), ("rtt_ewma", "d"), ("rtt_max", "d"),
 )  # fmt: skip
-"""The fixed-size fields at the start of a slot: the one place a field is named."""
+"""The fixed-size fields at the start of a slot: the one place a field is named.
+``ejections``: times passive health ejected it (``ka_core.probe.outlier``), at most 127,
+the top bit (``EJECTED_BY_RETRY_AFTER``) set while the hold in force is a Retry-After's;
+``out_until``: the wall-clock second an ejection ends (``FLAG_EJECTED``), 0 = none."""
 FIXED = struct.Struct("<" + "".join(code for _, code in SLOT_FIELDS))
 FIELD_NAMES = tuple(name for name, _ in SLOT_FIELDS if name)
 """The names of ``FIXED``'s values, in order."""
@@ -77,6 +80,8 @@ def code_class(code: int) -> int:
 METRICS_AT = 1488
 HOT = struct.Struct("<IBB")
 """(gen, used, state): the first fields, read together on the routing path."""
+ROUTE = struct.Struct("<IBBB")
+"""(gen, used, state, flags): what ``ka_is_alive`` reads (an ejection is a flag)."""
 STATE_FLAGS = struct.Struct("<5xBB")
 """(state, flags): what a SIP worker reads for each reply to a ping."""
 
@@ -96,6 +101,11 @@ FLAG_NAME = 32
 from its targets' (``ka_core.names.resolve``)."""
 FLAG_TARGET = 64
 """An address a name resolved to, added and removed by ka-kemi (``kemi.dns_resolver``)."""
+FLAG_EJECTED = 128
+"""Held out by real traffic (passive health, ``ka_core.probe.outlier``): the state is DOWN
+and ``ka_is_alive`` answers ``EJECTED_VALUE`` (or 2); only ``store_state`` sets it."""
+EJECTED_BY_RETRY_AFTER = 128
+"""In ``ejections``: the hold in force came from a Retry-After header."""
 
 
 def index(name: str) -> int:

@@ -8,7 +8,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ka_core.state import State
-from ka_core.store.layout import FIELD_NAMES, FIXED, FLAG_PAUSED, FLAG_STOPPED, STRINGS
+from ka_core.store.layout import (
+    EJECTED_BY_RETRY_AFTER,
+    FIELD_NAMES,
+    FIXED,
+    FLAG_EJECTED,
+    FLAG_PAUSED,
+    FLAG_STOPPED,
+    STRINGS,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +51,13 @@ class Record:
     response_cb: str
     settings: str
     user: str
+    ejected: bool = False
+    """Held out by real traffic (passive health): the state shown is DOWN."""
+    ejections: int = 0
+    by_retry_after: bool = False
+    """The hold in force came from a Retry-After header."""
+    out_until: float = 0.0
+    """Wall time the ejection ends; 0 when not ejected."""
 
 
 _COPIED = tuple(
@@ -51,9 +66,12 @@ _COPIED = tuple(
                  "replies", "last_code", "last_checked", "last_up", "last_down", "rtt_ms",
                  "next_ping", "added")
 )  # fmt: skip
-_STATE, _FLAGS, _REPLIES, _RTT_SUM, _EWMA, _RTT_MAX = (
-    FIELD_NAMES.index(n) for n in ("state", "flags", "replies", "rtt_sum", "rtt_ewma", "rtt_max")
-)
+_STATE, _FLAGS, _REPLIES, _RTT_SUM, _EWMA, _RTT_MAX, _EJECTIONS, _OUT_UNTIL = (
+    FIELD_NAMES.index(n)
+    for n in (
+        "state", "flags", "replies", "rtt_sum", "rtt_ewma", "rtt_max", "ejections", "out_until"
+    )
+)  # fmt: skip
 _TEXT = tuple((name, at, FIELD_NAMES.index(f"{name}_len")) for name, (at, _) in STRINGS.items())
 
 
@@ -72,5 +90,9 @@ def decode(buf: memoryview, off: int, slot: int) -> Record:
         rtt_avg_ms=f[_RTT_SUM] / replies if replies else 0.0,
         rtt_ewma_ms=f[_EWMA],
         rtt_max_ms=f[_RTT_MAX],
+        ejected=bool(f[_FLAGS] & FLAG_EJECTED),
+        ejections=f[_EJECTIONS] & ~EJECTED_BY_RETRY_AFTER,
+        by_retry_after=bool(f[_EJECTIONS] & EJECTED_BY_RETRY_AFTER),
+        out_until=float(f[_OUT_UNTIL]),
         **fields,  # type: ignore[arg-type]
     )

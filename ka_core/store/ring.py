@@ -2,7 +2,8 @@
 
 ``ADDED`` entries name slots any process filled; ``REPLY`` entries carry replies SIP workers
 matched to a ping; ``REMOVED`` and ``FLUSHED`` tell cluster mode (``kemi.cluster``) what to
-replicate (the prober ignores them: it checks generations).  The ring sits in the shared
+replicate (the prober ignores them: it checks generations); ``OUTCOME`` entries carry the
+final codes of real requests a script reported (passive health).  The ring sits in the shared
 table's buffer; its head and tail are in the table header, and the table's lock covers every
 call.  It is bounded: a full ring makes an add fail cleanly and a reply be dropped (counted
 as a timeout).
@@ -22,6 +23,16 @@ KIND_REPLY = 2
 KIND_REMOVED = 3
 """A slot freed by a delete (``gen``: the generation deleted); only cluster mode reads it."""
 KIND_FLUSHED = 4
+KIND_OUTCOME = 5
+"""A real outcome (final code) a script reported for slot ``slot`` generation ``gen``;
+``seq`` holds the seconds of its Retry-After (0: none)."""
+KIND_RETRY_AFTER = 6
+"""The Retry-After seconds (in ``code``) of the reply to ping ``seq``, queued just before it."""
+KIND_OUTCOME = 5
+"""A real outcome (final code) a script reported for slot ``slot`` generation ``gen``;
+``seq`` holds the seconds of its Retry-After (0: none)."""
+KIND_RETRY_AFTER = 6
+"""The Retry-After seconds (in ``code``) of the reply to ping ``seq``, queued just before it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +79,14 @@ class Ring:
         )  # fmt: skip
         _POS.pack_into(self._buf, RING_POS_AT, head + 1, tail)
 
+    def offer(self, entry: RingEntry, keep_free: int) -> bool:
+        """Push ``entry`` unless ``keep_free`` or fewer entries are left: passive health's
+        entries keep room for adds and replies (``outcome``); False when not pushed."""
+        if self.free() <= keep_free:
+            return False
+        self.push(entry)
+        return True
+
     def drain(self) -> list[RingEntry]:
         head, tail = _POS.unpack_from(self._buf, RING_POS_AT)
         entries = [
@@ -76,3 +95,15 @@ class Ring:
         ]
         _POS.pack_into(self._buf, RING_POS_AT, head, head)
         return entries
+
+
+def outcome(
+    slot: int, gen: int, code: int, mono: float, wall: float, retry_after: int
+) -> RingEntry:
+    """A script's report of a real request's final code (``KIND_OUTCOME``)."""
+    return RingEntry(KIND_OUTCOME, code, slot, gen, retry_after, mono, wall)
+
+
+def retry_after(seq: int, seconds: int) -> RingEntry:
+    """The Retry-After of ping ``seq``'s reply (``KIND_RETRY_AFTER``), queued before it."""
+    return RingEntry(KIND_RETRY_AFTER, min(seconds, 0xFFFF), 0, 0, seq, 0.0, 0.0)

@@ -12,7 +12,9 @@ from ka_core.state import State
 from ka_core.store import codec
 from ka_core.store.layout import (
     CODE_CLASSES,
+    EJECTED_BY_RETRY_AFTER,
     FIXED,
+    FLAG_EJECTED,
     FLAG_OWN_INTERVAL,
     FLAG_STOPPED,
     METRICS,
@@ -31,12 +33,15 @@ EWMA_WEIGHT = 0.2
 """Weight of the newest round trip in ``rtt_ewma`` (about the last 5 replies)."""
 Probe = tuple[int, int, bool, bool, bool]
 """(failures, successes, stopped, replied, alive) of a probe result."""
+Held = tuple[bool, int, int, bool]
+"""(held out, times ejected, wall second it ends, by a Retry-After) of passive health."""
 # store_state runs once per ping: positions as constants, not dict lookups
 (_STATE, _FLAGS, _CODE, _FAILURES, _SUCCESSES, _TIMEOUTS, _REPLIES, _CHECKED, _UP, _DOWN,
  _RTT, _RTT_SUM, _EWMA, _RTT_MAX) = (index(n) for n in (
     "state", "flags", "last_code", "failures", "successes", "timeouts", "replies",
     "last_checked", "last_up", "last_down", "rtt_ms", "rtt_sum", "rtt_ewma", "rtt_max",
 ))  # fmt: skip
+_EJECTIONS, _OUT_UNTIL = index("ejections"), index("out_until")
 _GEN, _USED, _NEW_FLAGS, _CRC, _INTERVAL, _ADDED = (
     index(n) for n in ("gen", "used", "flags", "crc", "interval_ms", "added")
 )
@@ -59,6 +64,7 @@ def store_state(
     rtt_ms: float,
     probe: Probe | None,
     restored: tuple[float, float] | None,
+    ejected: Held | None = None,
 ) -> int:
     """Write ``state`` into the slot at ``off`` (lock held, slot checked): the only write
     of a state field; returns the state it replaced.
@@ -67,7 +73,8 @@ def store_state(
     stores the code, the streaks, the round trip and the /metrics counters; ``alive``
     chooses between ``last_up`` and ``last_down``.  ``restored`` = (last_up, last_down)
     from the state file: put back as they were, not counted as a change.  Otherwise last
-    up or down is stamped from the state (UNKNOWN stamps neither)."""
+    up or down is stamped from the state (UNKNOWN stamps neither).  ``ejected``: passive
+    health's fields and ``FLAG_EJECTED`` (``ka_core.probe.outlier``); None keeps them."""
     f = list(FIXED.unpack_from(buf, off))  # by index: once per probe result
     old: int = f[_STATE]
     changed = old != state
@@ -84,6 +91,10 @@ def store_state(
             m[at] = (m[at] + 1) & 0xFFFFFFFF
         METRICS.pack_into(buf, off + METRICS_AT, *m)
     f[_STATE], f[_CHECKED] = state, wall
+    if ejected is not None:
+        out, count, f[_OUT_UNTIL], retry = ejected
+        f[_EJECTIONS] = min(count, 127) | (EJECTED_BY_RETRY_AFTER if retry else 0)
+        f[_FLAGS] = (f[_FLAGS] & ~FLAG_EJECTED) | (FLAG_EJECTED if out else 0)
     if probe is not None:
         failures, successes, stopped, replied, alive = probe
         f[_FLAGS] = (f[_FLAGS] & ~FLAG_STOPPED) | (FLAG_STOPPED if stopped else 0)

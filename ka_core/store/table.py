@@ -42,6 +42,7 @@ from ka_core.store.layout import (
     HEADER_SIZE,
     HOT,
     MAGIC,
+    ROUTE,
     SLOT_SIZE,
     STATE_FLAGS,
     STRINGS,
@@ -120,9 +121,9 @@ class SharedTable:
     def interval_ms(self, slot: int) -> int:
         return int(codec.get(self._buf, self._off(slot), "interval_ms"))
 
-    def hot_reader(self, slot: int) -> Callable[[], HotRead]:
-        """A ready-made ``hot(slot)`` for a per-process cache: one C call per lookup."""
-        return functools.partial(HOT.unpack_from, self._buf, self._off(slot))
+    def hot_reader(self, slot: int) -> Callable[[], tuple[int, int, int, int]]:
+        """(gen, used, state, flags) for a per-process cache: one C call per lookup."""
+        return functools.partial(ROUTE.unpack_from, self._buf, self._off(slot))
 
     def find(self, key: str, owner: str | None = None) -> int:
         """Slot of the first record with this key (and owner), or -1."""
@@ -248,16 +249,14 @@ class SharedTable:
     def push_reply(
         self, seq: int, code: int, mono: float, wall: float, source: int = 0, local: int = 0
     ) -> bool:
-        """Queue a reply seen by a SIP worker for the pinger; False if the ring is full.
+        """Queue a SIP worker's reply (its source and local tags in the slot and gen fields,
+        0 = not read) for the pinger; False if the ring is full."""
+        return self.push(RingEntry(KIND_REPLY, code, source, local, seq, mono, wall))
 
-        ``source`` is the ``address_tag`` of the reply's source IP (carried in the slot
-        field), ``local`` the ``socket_tag`` it arrived on (in the gen field; 0 = not read).
-        """
+    def push(self, entry: RingEntry, keep_free: int = 0) -> bool:
+        """Queue ``entry`` unless ``keep_free`` or fewer entries are left (``Ring.offer``)."""
         with self._lock:
-            if self._ring.free() < 1:
-                return False
-            self._ring.push(RingEntry(KIND_REPLY, code, source, local, seq, mono, wall))
-            return True
+            return self._ring.offer(entry, keep_free)
 
     def drain(self) -> list[RingEntry]:
         """Take every queued entry (pinger only)."""
@@ -288,18 +287,19 @@ class SharedTable:
         rtt_ms: float = 0.0,
         probe: slot_writes.Probe | None = None,
         restored: tuple[float, float] | None = None,
+        ejected: slot_writes.Held | None = None,
     ) -> StateChanged | bool:
         """The one way a destination's state is written: probe results, peer reports,
         derived (DNS) states and restored states all pass here, and a change is counted
-        here only (``slot_writes.store_state`` writes the bytes and says what ``probe`` and
-        ``restored`` store).  Returns False when the slot was deleted, the ``StateChanged``
-        when the state changed, else True."""
+        here only (``slot_writes.store_state`` writes the bytes and what ``probe``,
+        ``restored``, ``ejected`` store).  False when the slot was deleted, the
+        ``StateChanged`` when the state changed, else True."""
         with self._lock:
             if not self.is_used(slot, gen):
                 return False
             off = self._off(slot)
             old = slot_writes.store_state(
-                self._buf, off, state, wall, code, rtt_ms, probe, restored
+                self._buf, off, state, wall, code, rtt_ms, probe, restored, ejected
             )
             if old == state:
                 return True

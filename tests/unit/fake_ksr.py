@@ -65,9 +65,9 @@ class FakeKsr:
     modules: set[str] = field(default_factory=lambda: {"corex", "jsonrpcs", "sl", "tm", "xhttp"})
     """Modules with KEMI functions that are loaded."""
     vars: dict[str, int | str] = field(default_factory=dict)
+    """``$var`` values the glue set."""
     reply_headers: dict[str, str] = field(default_factory=dict)
     """Headers of the reply ``reply_header`` reads."""
-    """``$var`` values the glue set."""
 
     def info(self, text: str) -> None:
         self.logs.append(("info", text))

@@ -46,6 +46,7 @@ CALLS = {
     "ka_add_destination": functions.ka_add_destination,
     "ka_del_destination": functions.ka_del_destination,
     "ka_cluster_request": functions.ka_cluster_request,
+    "ka_report": functions.ka_report,
     "tcp_keepalive_enable": tcp_keepalive.tcp_keepalive_enable,
     "tcp_keepalive_disable": tcp_keepalive.tcp_keepalive_disable,
     "tcp_keepalive_enable_uri": tcp_keepalive.tcp_keepalive_enable_uri,
@@ -113,10 +114,35 @@ class Handler(KeepaliveHandler):
             if KSR.tm.t_relay() < 0:
                 KSR.sl.sl_send_reply(500, "Relay failed")
             return 1
+        if KSR.pv.get("$rU") in ("gw", "gwra"):
+            # Passive health (test_passive.py): relayed to X-Dst; "gw" reports a failure from
+            # failure_route with tm's final code, "gwra" every final reply from onreply_route
+            # with its Retry-After
+            KSR.pv.sets("$avp(gw)", KSR.pv.get("$hdr(X-Dst)"))
+            KSR.pv.sets("$du", KSR.pv.get("$hdr(X-Dst)"))
+            if KSR.pv.get("$rU") == "gw":
+                KSR.tm.t_on_failure("ksr_failure_gw")
+            else:
+                KSR.tm.t_on_reply("ksr_onreply_gwra")
+            if KSR.tm.t_relay() < 0:
+                KSR.sl.sl_send_reply(500, "Relay failed")
+            return 1
         if KSR.is_OPTIONS() and KSR.pv.get("$rU") is None:
             KSR.sl.sl_send_reply(200, "OK")
             return 1
         KSR.sl.sl_send_reply(404, "Not here")
+        return 1
+
+    def ksr_onreply_gwra(self, msg):
+        code = KSR.pv.get("$rs")
+        if code >= 200:
+            functions.ka_report(KSR.pv.get("$avp(gw)"), code, "", KSR.pv.get("$hdr(Retry-After)"))
+        return 1
+
+    def ksr_failure_gw(self, msg):
+        code = KSR.tm.t_get_status_code()
+        rc = functions.ka_report(KSR.pv.get("$avp(gw)"), code)
+        KSR.info(f"failure_route: reported {code} for {KSR.pv.get('$avp(gw)')}: rc={rc}\n")
         return 1
 
     def ksr_onreply_call(self, msg):
