@@ -256,6 +256,8 @@ class ClusterMachine:
         if current == state:
             return []
         rec = table.read(slot)
+        if rec.ejected:  # this node's own calls failed there: its ejection holds until it ends
+            return []
         accepted = self.trust.accepts(
             sender=sender, sender_live=sender in self.live, ts=ts,
             local_state_known=rec.state != State.UNKNOWN, local_checked=rec.last_checked,

@@ -194,6 +194,30 @@ def test_a_state_a_node_measured_while_counted_out_is_dropped_even_when_it_arriv
     assert registry.state_of(a.table, uri) is State.DOWN
 
 
+def test_a_peers_up_does_not_lift_this_nodes_ejection() -> None:
+    """Passive health is local: this node's calls failed there, a peer's probe saying UP
+    leaves the ejection (and ka_is_alive's 4) until it ends by its own rules."""
+    link = formed(A, B, C)
+    a = link.nodes[0]
+    uri = next(u for u in URIS if owner(key(u), [A, B, C]) == B)  # A never probes it
+    slot = a.table.find(key(uri), "t")
+    gen = a.table.hot(slot)[0]
+    held = (True, 1, int(link.wall()) + 60, False)
+    change = a.table.write_state(slot, gen, State.DOWN, link.wall(), code=503, ejected=held)
+    assert isinstance(change, StateChanged) and change.new is State.DOWN
+
+    def from_b(state: State) -> list[bytes]:
+        return encode_states(B, [StateItem(key(uri), uri, "t", int(state), link.wall())])
+
+    assert a.machine.before([], from_b(State.UP), link.now, link.wall())[0] == []
+    rec = a.table.read(slot)
+    assert rec.state is State.DOWN and rec.ejected
+    other = next(u for u in URIS if u != uri and owner(key(u), [A, B, C]) == B)
+    items = [StateItem(key(other), other, "t", int(State.DOWN), link.wall())]
+    (change,) = a.machine.before([], encode_states(B, items), link.now, link.wall())[0]
+    assert change.uri == other and change.new is State.DOWN, "others' reports still apply"
+
+
 def test_a_change_held_while_cut_off_goes_out_with_the_first_trusted_measurement() -> None:
     link = formed(A, B, uris=["sip:10.9.3.1"])
     a, b = link.nodes
