@@ -207,13 +207,14 @@ def test_a_peers_up_does_not_lift_this_nodes_ejection() -> None:
     assert isinstance(change, StateChanged) and change.new is State.DOWN
 
     def from_b(state: State) -> list[bytes]:
-        return encode_states(B, [StateItem(key(uri), uri, "t", int(state), link.wall())])
+        later = link.wall() + 1.0  # measured after the ejection
+        return encode_states(B, [StateItem(key(uri), uri, "t", int(state), later)])
 
     assert a.machine.before([], from_b(State.UP), link.now, link.wall())[0] == []
     rec = a.table.read(slot)
     assert rec.state is State.DOWN and rec.ejected
     other = next(u for u in URIS if u != uri and owner(key(u), [A, B, C]) == B)
-    items = [StateItem(key(other), other, "t", int(State.DOWN), link.wall())]
+    items = [StateItem(key(other), other, "t", int(State.DOWN), link.wall() + 1.0)]
     (change,) = a.machine.before([], encode_states(B, items), link.now, link.wall())[0]
     assert change.uri == other and change.new is State.DOWN, "others' reports still apply"
 
