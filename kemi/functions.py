@@ -1,6 +1,7 @@
 """Script functions for KEMI Python routes: ``ka_is_alive``, ``ka_add_destination``,
-``ka_del_destination``, ``ka_report`` (passive health) and ``ka_cluster_request`` (cluster
-mode's KDMQ requests).
+``ka_del_destination``, ``ka_report`` (passive health), ``ka_select`` / ``ka_next``
+(selection in a group, ``ka_core.route``) and ``ka_cluster_request`` (cluster mode's KDMQ
+requests).
 
 Return codes follow the C module: 1 success/up, 2 down, -1 error or unknown destination;
 never 0, which would stop the route.  Nothing raises into Kamailio: every error is logged once
@@ -18,6 +19,8 @@ from typing import ParamSpec
 from ka_core.errors import InvalidArgument, KaError, TableFull
 from ka_core.probe.liveness import NO_PINGER, not_running_reason
 from ka_core.probe.outlier import EJECTED_VALUE, parse_retry_after
+from ka_core.route import failover
+from ka_core.route.selection import Selector, check_algorithm
 from ka_core.state import SCRIPT_VALUES
 from ka_core.store import registry, ring
 from ka_core.store.layout import FLAG_EJECTED, USED
@@ -32,6 +35,8 @@ CACHE_MAX = 4096
 # so the cache is never stale.  The reader is one C call: the routing path runs no Python
 # of ours beyond this function.
 _slot_cache: dict[object, tuple[Callable[[], tuple[int, int, int, int]], int]] = {}
+_selector = Selector()
+"""Per process: each group's members and its round-robin turn (``ka_core.route.selection``)."""
 
 
 def _log_port() -> KsrPort:
@@ -169,6 +174,48 @@ def ka_report(uri: str, code: object, owner: str = "", retry_after: object = Non
     if not rt.table.push(entry, rt.table.ring_capacity // 2):  # the rest: adds and replies
         raise TableFull("pinger queue more than half full: report dropped")
     rt.wake()
+    return 1
+
+
+@script_function("ka_select")
+def ka_select(
+    group: str, alg: str = "first", dst_var: str = failover.DEFAULT_VAR, skip_degraded: object = 0
+) -> int:
+    """One live destination of ``group`` (its owner) by ``alg`` (first, rr, weight, rtt)
+    into ``dst_var`` (default ``$du``); the other candidates wait for ``ka_next``.  1 found,
+    -1 none live (not logged), or (logged) an unknown group or algorithm or a bad variable.
+    ``skip_degraded``: 1 leaves DEGRADED destinations out as DOWN ones."""
+    if not isinstance(group, str) or not group:
+        raise InvalidArgument(f"group is an owner name, not {group!r}")
+    check_algorithm(alg)
+    var = failover.check_var(dst_var)
+    if skip_degraded not in (0, 1, "0", "1"):
+        raise InvalidArgument(f"skip_degraded is 0 or 1, not {skip_degraded!r}")
+    rt = runtime.get()
+    uris = _selector.select(
+        rt.table, group, alg, skip_degraded=skip_degraded in (1, "1"),
+        panic_percent=rt.config.select_panic_percent,
+    )  # fmt: skip
+    rt.ksr.push_candidates(failover.pending(var, uris[1:]))
+    return _write(rt.ksr, var, uris[0]) if uris else -1
+
+
+@script_function("ka_next")
+def ka_next() -> int:
+    """In failure_route: the next candidate of the last ``ka_select`` into its variable.
+    1 set, -1 none left (or no ``ka_select`` ran for this request)."""
+    ksr = runtime.get().ksr
+    taken = failover.take_next(ksr.candidates())
+    if taken is None:
+        return -1
+    var, uri, rest = taken
+    ksr.replace_candidates(rest)
+    return _write(ksr, var, uri)
+
+
+def _write(ksr: KsrPort, var: str, uri: str) -> int:
+    if not ksr.set_pv(var, uri):
+        raise InvalidArgument(f"cannot set {var} (not a writable variable?)")
     return 1
 
 
