@@ -106,5 +106,5 @@ def test_native_select_next_and_usage(glue: Glue) -> None:
     assert handler.ka_next(MSG, "extra") == -1
     errors = glue.ksr.texts("err")
     assert "ka_select: unknown algorithm 'bogus' (first, rr, weight, rtt)" in errors
-    assert any("ka_select: use python_exec(\"ka_select\", \"<group> [<alg>" in e for e in errors)
+    assert any('ka_select: use python_exec("ka_select", "<group> [<alg>' in e for e in errors)
     assert any(e.startswith('ka_next: use python_exec("ka_next", "")') for e in errors), errors
