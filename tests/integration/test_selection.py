@@ -15,6 +15,7 @@ from tests.harness.sipclient import request
 from tests.integration.test_keepalive import wait_state
 from tests.integration.test_native import native_cfg, py_exec
 from tests.integration.test_native import wait_state as native_wait_state
+from tests.integration.test_passive import short_tm_timers
 from tests.peers.uas import Request, ScriptedUAS
 
 pytestmark = pytest.mark.integration
@@ -123,3 +124,23 @@ def test_native_cfg_select_and_failover(
     kam.wait_log(rf"native failure_route: next {uris[2]}")
     assert invite(kam, "bogus") == 503
     kam.wait_log(r"ka_select: unknown algorithm 'bogus'")
+
+
+def test_a_swallowed_invite_fails_over_from_tms_timer_process(
+    kamailio_factory: KamailioFactory, uas_factory
+) -> None:
+    """tm's timer ends the first branch with a local 408 and runs failure_route in its own
+    process: the candidates travel with the transaction (the xavp), not in a worker."""
+    kam = kamailio_factory(defines={"KA_PING_INTERVAL": 60}, cfg_edit=short_tm_timers)
+    peers = [uas_factory() for _ in range(2)]
+    peers[0].set_behaviour(lambda req: None if req.method == "INVITE" else 200)
+    uris = [f"sip:{p.host}:{p.port}" for p in peers]
+    for uri in uris:
+        assert result_of(kam, "ka_add_destination", uri, "gw") == "1"
+        wait_state(kam, uri, 1, owner="gw")
+    assert invite(kam) == 200
+    assert peers[0].count("INVITE") >= 1, "with tm's retransmissions"
+    assert peers[1].count("INVITE") == 1
+    selected = kam.wait_log(rf"select: {uris[0]} pid \d+").rsplit(" ", 1)[1]
+    failed_over = kam.wait_log(rf"failure_route: next {uris[1]} pid \d+").rsplit(" ", 1)[1]
+    assert selected != failed_over, "failure_route ran in tm's timer process"

@@ -140,6 +140,7 @@ class Handler(KeepaliveHandler):
             if functions.ka_select(KSR.pv.get("$hdr(X-Group)"), KSR.pv.get("$hdr(X-Alg)")) < 0:
                 KSR.sl.sl_send_reply(503, "No gateway")
                 return 1
+            KSR.info(f"select: {KSR.pv.get('$du')} pid {os.getpid()}\n")
             KSR.tm.t_on_failure("ksr_failure_select")
             if KSR.tm.t_relay() < 0:
                 KSR.sl.sl_send_reply(500, "Relay failed")
