@@ -64,22 +64,30 @@ def script_function(name: str) -> Callable[[Callable[P, int]], Callable[P, int]]
 
         @functools.wraps(fn)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> int:
-            try:
-                signature.bind(*args, **kwargs)
-            except TypeError as exc:
-                _log_error(f"{name}: {exc}", f"{name}: wrong arguments: {exc}")
-                return -1
+            # Arguments are checked only when the call fails (binding them first costs more
+            # than a whole routing-path call): wrong ones fail before the body runs.
             try:
                 return fn(*args, **kwargs)
             except KaError as exc:
                 _log_error(f"{name}: {exc}", f"{name}: {exc}")
-            except Exception:
+            except Exception as exc:
+                if isinstance(exc, TypeError) and not _binds(signature, args, kwargs):
+                    _log_error(f"{name}: {exc}", f"{name}: wrong arguments: {exc}")
+                    return -1
                 _log_error(f"{name} internal", f"{name}: internal error: {traceback.format_exc()}")
             return -1
 
         return wrapper
 
     return decorate
+
+
+def _binds(signature: inspect.Signature, args: tuple[object, ...], kwargs: object) -> bool:
+    try:
+        signature.bind(*args, **kwargs)  # type: ignore[arg-type]
+    except TypeError:
+        return False
+    return True
 
 
 def ka_is_alive(uri: object = None, *extra: object) -> int:
