@@ -20,7 +20,7 @@ from ka_core.errors import InvalidArgument, KaError, TableFull
 from ka_core.probe.liveness import NO_PINGER, not_running_reason
 from ka_core.probe.outlier import EJECTED_VALUE, parse_retry_after
 from ka_core.route import failover
-from ka_core.route.selection import Selector, check_algorithm
+from ka_core.route.selection import Selector
 from ka_core.state import SCRIPT_VALUES
 from ka_core.store import registry, ring
 from ka_core.store.layout import FLAG_EJECTED, USED
@@ -195,7 +195,6 @@ def ka_select(
     ``skip_degraded``: 1 leaves DEGRADED destinations out as DOWN ones."""
     if not isinstance(group, str) or not group:
         raise InvalidArgument(f"group is an owner name, not {group!r}")
-    check_algorithm(alg)
     var = failover.check_var(dst_var)
     if skip_degraded not in (0, 1, "0", "1"):
         raise InvalidArgument(f"skip_degraded is 0 or 1, not {skip_degraded!r}")

@@ -4,6 +4,7 @@ keeps with the transaction, so failure_route finds it even in tm's timer process
 
 from __future__ import annotations
 
+import functools
 import re
 
 from ka_core.errors import InvalidArgument
@@ -19,9 +20,14 @@ def check_var(name: object) -> str:
     Raises:
         InvalidArgument: anything else (Kamailio would refuse it on every call).
     """
-    if not isinstance(name, str) or not _PV.fullmatch(name):
+    if not isinstance(name, str) or not _is_pv(name):
         raise InvalidArgument(f"not a pseudo-variable name (e.g. $du, $var(gw)): {name!r}")
     return name
+
+
+@functools.lru_cache(maxsize=64)  # a script names a few variables, on every call
+def _is_pv(name: str) -> bool:
+    return _PV.fullmatch(name) is not None
 
 
 def pending(var: str, uris: list[str]) -> str:
