@@ -113,6 +113,8 @@ class Selector:
         """
         check_algorithm(alg)
         group = self._group(table, owner)
+        if not group.members:
+            raise UnknownDestination(f"no destinations in group {owner!r}")
         live, every = [], []
         for at, look in enumerate(group.looks):
             gen, used, state, flags = look()
@@ -130,10 +132,7 @@ class Selector:
         group = self._groups.get(owner)
         if group is not None and group.membership == membership:
             return group
-        members = members_of(table, owner)
-        if not members:
-            self._groups.pop(owner, None)
-            raise UnknownDestination(f"no destinations in group {owner!r}")
+        members = members_of(table, owner)  # none: kept too, a typo costs no scan per call
         if len(self._groups) >= MAX_GROUPS:
             self._groups.clear()
         looks = tuple(table.hot_reader(m.slot) for m in members)
