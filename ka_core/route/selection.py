@@ -1,4 +1,5 @@
-"""Selection: one live destination of a group (the destinations of one owner), for routing.
+"""Selection: one live destination of a group, for routing.  A destination's group is its
+``group`` setting, or else its owner.
 
 Theory of operation.  A SIP worker calls ``Selector.select(table, group, alg)``; the answer
 is the group's candidates in the order to try them (the first goes into ``$du``, the rest
@@ -65,14 +66,14 @@ class Group:
     """``weight``: each member's current credit (smooth weighted round robin)."""
 
 
-def members_of(table: SharedTable, owner: str) -> tuple[Member, ...]:
-    """The owner's destinations in ``first`` order (priority, then add order)."""
+def members_of(table: SharedTable, group: str) -> tuple[Member, ...]:
+    """The group's destinations in ``first`` order (priority, then add order)."""
     rows = table.rows(("slot", "gen", "uri", "owner", "settings", "added"))
     found = []
-    for slot, gen, uri, row_owner, text, added in rows:
-        if row_owner != owner:
-            continue
+    for slot, gen, uri, owner, text, added in rows:
         settings = parse_settings(text, internal=True)
+        if (settings.group or owner) != group:
+            continue
         member = Member(slot, gen, uri, settings.priority, settings.weight)
         found.append((settings.priority, added, slot, member))
     return tuple(member for *_, member in sorted(found, key=lambda row: row[:3]))
@@ -99,7 +100,7 @@ class Selector:
     def select(
         self,
         table: SharedTable,
-        owner: str,
+        name: str,
         alg: str,
         *,
         skip_degraded: bool = False,
@@ -109,12 +110,12 @@ class Selector:
 
         Raises:
             InvalidArgument: an unknown algorithm.
-            UnknownDestination: no destination has this owner.
+            UnknownDestination: no destination is in this group.
         """
         check_algorithm(alg)
-        group = self._group(table, owner)
+        group = self._group(table, name)
         if not group.members:
-            raise UnknownDestination(f"no destinations in group {owner!r}")
+            raise UnknownDestination(f"no destinations in group {name!r}")
         live, every = [], []
         for at, look in enumerate(group.looks):
             gen, used, state, flags = look()
@@ -127,18 +128,18 @@ class Selector:
             live = every
         return [group.members[at].uri for at in self._order(group, live, alg)]
 
-    def _group(self, table: SharedTable, owner: str) -> Group:
+    def _group(self, table: SharedTable, name: str) -> Group:
         membership = table.header.membership
-        group = self._groups.get(owner)
+        group = self._groups.get(name)
         if group is not None and group.membership == membership:
             return group
-        members = members_of(table, owner)  # none: kept too, a typo costs no scan per call
+        members = members_of(table, name)  # none: kept too, a typo costs no scan per call
         if len(self._groups) >= MAX_GROUPS:
             self._groups.clear()
         looks = tuple(table.hot_reader(m.slot) for m in members)
         rtts = tuple(table.field_reader(m.slot, "rtt_ewma") for m in members)
         group = Group(membership, members, looks, rtts, credit=[0] * len(members))
-        self._groups[owner] = group
+        self._groups[name] = group
         return group
 
     def _order(self, group: Group, live: list[int], alg: str) -> list[int]:

@@ -67,16 +67,17 @@ def test_select_skips_the_silent_gateway_fails_over_and_rr_alternates(
     kam.wait_log(r"ka_select: not a pseudo-variable name \(e.g. \$du, \$var\(gw\)\): 'du'")
 
 
-def test_every_gateway_down_answers_503_and_panic_selects_among_all(
+def test_panic_selects_among_all_of_a_group_set_by_its_setting(
     kamailio_factory: KamailioFactory, uas_factory
 ) -> None:
     kam = kamailio_factory(defines={"KA_PING_INTERVAL": 1, "KA_SELECT_PANIC_PERCENT": 50})
     peer = uas_factory()
     peer.blackhole()
     uri = f"sip:{peer.host}:{peer.port}"
-    assert result_of(kam, "ka_add_destination", uri, "gw") == "1"
-    wait_state(kam, uri, 2, owner="gw")
+    assert result_of(kam, "ka_add_destination", uri, "trunks", "group=gw;weight=2") == "1"
+    wait_state(kam, uri, 2, owner="trunks")
     assert result_of(kam, "ka_select", "gw") == f"1 {uri}", "panic: all of the group"
+    assert result_of(kam, "ka_select", "trunks") == "-1", "its group is its setting's"
 
 
 NATIVE_ROUTE = r"""

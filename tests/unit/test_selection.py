@@ -144,3 +144,19 @@ def test_priority_and_weight_settings() -> None:
     for bad, error in bad_ones:
         with pytest.raises(InvalidArgument, match=error):
             parse_settings(bad)
+
+
+def test_a_group_setting_puts_a_destination_in_that_group_instead_of_its_owner() -> None:
+    t = make_table()
+    add(t, A, owner="gw")
+    add(t, B, owner="gw", settings="group=backup")
+    add(t, C, owner="other", settings="group=gw;priority=1", at=0.5)
+    s = Selector()
+    assert s.select(t, "gw", "first") == [A, C]
+    assert s.select(t, "backup", "first") == [B]
+    with pytest.raises(UnknownDestination):
+        s.select(t, "other", "first")
+    assert parse_settings("group=gw-1.a").text == "group=gw-1.a"
+    for bad in ("group=a b", "group=a/b", "group=" + "x" * 64):
+        with pytest.raises(InvalidArgument, match="setting group"):
+            parse_settings(bad)
