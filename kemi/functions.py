@@ -71,8 +71,9 @@ def script_function(name: str) -> Callable[[Callable[P, int]], Callable[P, int]]
             except KaError as exc:
                 _log_error(f"{name}: {exc}", f"{name}: {exc}")
             except Exception as exc:
-                if isinstance(exc, TypeError) and not _binds(signature, args, kwargs):
-                    _log_error(f"{name}: {exc}", f"{name}: wrong arguments: {exc}")
+                wrong = _bind_error(signature, args, kwargs) if isinstance(exc, TypeError) else ""
+                if wrong:
+                    _log_error(f"{name}: {wrong}", f"{name}: wrong arguments: {wrong}")
                     return -1
                 _log_error(f"{name} internal", f"{name}: internal error: {traceback.format_exc()}")
             return -1
@@ -82,12 +83,13 @@ def script_function(name: str) -> Callable[[Callable[P, int]], Callable[P, int]]
     return decorate
 
 
-def _binds(signature: inspect.Signature, args: tuple[object, ...], kwargs: object) -> bool:
+def _bind_error(signature: inspect.Signature, args: tuple[object, ...], kwargs: object) -> str:
+    """Why these arguments do not fit (``inspect``'s words, as the log always said), or ""."""
     try:
         signature.bind(*args, **kwargs)  # type: ignore[arg-type]
-    except TypeError:
-        return False
-    return True
+    except TypeError as exc:
+        return str(exc) or "no match"
+    return ""
 
 
 def ka_is_alive(uri: object = None, *extra: object) -> int:
