@@ -72,8 +72,8 @@ def members_of(table: SharedTable, group: str) -> tuple[Member, ...]:
     found = []
     for slot, gen, uri, owner, text, added in rows:
         settings = parse_settings(text, internal=True)
-        if (settings.group or owner) != group:
-            continue
+        if (settings.group or owner) != group or settings.target_of:
+            continue  # a ``KA_DNS`` target: its host name is the member (tm resolves it)
         member = Member(slot, gen, uri, settings.priority, settings.weight)
         found.append((settings.priority, added, slot, member))
     return tuple(member for *_, member in sorted(found, key=lambda row: row[:3]))
@@ -138,7 +138,8 @@ class Selector:
             self._groups.clear()
         looks = tuple(table.hot_reader(m.slot) for m in members)
         rtts = tuple(table.field_reader(m.slot, "rtt_ewma") for m in members)
-        group = Group(membership, members, looks, rtts, credit=[0] * len(members))
+        turn = 0 if group is None else group.turn  # an add elsewhere does not restart ``rr``
+        group = Group(membership, members, looks, rtts, turn, [0] * len(members))
         self._groups[name] = group
         return group
 

@@ -160,3 +160,12 @@ def test_a_group_setting_puts_a_destination_in_that_group_instead_of_its_owner()
     for bad in ("group=a b", "group=a/b", "group=" + "x" * 64):
         with pytest.raises(InvalidArgument, match="setting group"):
             parse_settings(bad)
+
+
+def test_dns_targets_are_not_members_and_an_add_elsewhere_keeps_the_rr_turn() -> None:
+    t = group("", "")
+    add(t, C, settings="target_of=sip:gw.example.com")
+    s = Selector()
+    assert s.select(t, "gw", "rr") == [A, B], "the resolved target is left out"
+    add(t, "sip:10.0.0.9", owner="other")
+    assert s.select(t, "gw", "rr") == [B, A], "the rotation goes on after a rescan"
