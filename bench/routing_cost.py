@@ -9,6 +9,8 @@ destination pinged every 5 s by its own module and answered by the responder):
   ka1000    + ka-kemi ``ka_is_alive``, 1,000 destinations, the checked one added last
   c1000     + C ``is_alive``, 1,000 destinations, the checked one at the end of C's scan
             (extra: shows C's linear scan; not a target)
+  ds        + dispatcher ``ds_select_dst(1, 4)`` (round robin) over 3 gateways, into $du
+  sel       + ka-kemi ``ka_select("_params", "rr")`` over the same 3 gateways, into $du
 
 Each instance has two UDP listeners: pings leave from (and replies return to) the first, the
 measured OPTIONS go to the second, whose worker does nothing else.  Cost = CPU time of that

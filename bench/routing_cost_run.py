@@ -1,6 +1,6 @@
 """The routing-cost benchmark's instances and measurements: the five variants, and the CPU
 time their route worker spends per request in the drain and sipp regimes (see
-``bench.routing_cost``)."""
+``bench.routing_cost``), and selection among three gateways (``ds``, ``sel``)."""
 
 from __future__ import annotations
 
@@ -26,6 +26,10 @@ BATCH = 200
 
 def build_instances(wd: Path) -> dict[str, BenchKamailio]:
     others = [sip_uri(a) for a in dest_addrs(1000)[1:]]  # 999 besides the target
+    gateways = [sip_uri(a) for a in dest_addrs(6)[::2]]  # three that answer (odd last octet)
+    ds_list = wd / "dispatcher.list"
+    ds_list.write_text("".join(f"1 {gw}\n" for gw in gateways))
+    ds_cfg = f'loadmodule "dispatcher.so"\nmodparam("dispatcher", "list_file", "{ds_list}")'
     target_uri = sip_uri(TARGET)
     c_target = f"{TARGET}:15300"  # C compares without "sip:"
     inst: dict[str, BenchKamailio] = {}
@@ -44,6 +48,9 @@ def build_instances(wd: Path) -> dict[str, BenchKamailio]:
             [target_uri, *others],
             {"BENCH_CHECK": "c", "BENCH_TARGET": f'"{c_target}"'},
         ),
+        # selection among the same three gateways: dispatcher round robin (alg 4), ka_select rr
+        "ds": ("c", [], {"BENCH_CHECK": "ds"}),
+        "sel": ("ka", gateways, {"BENCH_CHECK": "sel"}),
     }
     for i, (name, (side, dests, defs)) in enumerate(specs.items()):
         ping_ip, route_ip = f"127.99.{BENCH_ID}.{10 + 2 * i}", f"127.99.{BENCH_ID}.{11 + 2 * i}"
@@ -62,6 +69,8 @@ def build_instances(wd: Path) -> dict[str, BenchKamailio]:
         kam: BenchKamailio
         if side == "c":
             kam = CKeepalive(destinations=dests, defines=extra, **common)
+            if name == "ds":
+                kam.cfg_extra = ds_cfg
         else:
             kam = KaKemi(defines=ka_defines(dests, max_destinations=1000, **extra), **common)
         kam.route_ip = route_ip

@@ -14,6 +14,8 @@ LABELS = {
     "ka": "ka-kemi ka_is_alive, 1 dest",
     "ka1000": "ka-kemi ka_is_alive, 1,000 dests (checked added last)",
     "c1000": "C is_alive, 1,000 dests (checked scanned last)",
+    "ds": "dispatcher ds_select_dst rr, 3 gateways",
+    "sel": "ka-kemi ka_select rr, 3 gateways",
 }
 
 
@@ -39,6 +41,7 @@ def summarise(
         "c/none": ("c", "none"),
         "ka/none": ("ka", "none"),
         "c1000/c": ("c1000", "c"),
+        "sel/ds": ("sel", "ds"),
     }
     ratios: dict[str, Spread] = {}
     for key, (a, b) in pairs.items():
@@ -69,6 +72,7 @@ def make_tables(
         ("ka1000/c1000", "ka_is_alive 1,000 / C is_alive 1,000 (info)"),
         ("c/none", "C is_alive / no check (info)"),
         ("ka/none", "ka_is_alive / no check (info)"),
+        ("sel/ds", "ka_select rr / dispatcher ds_select_dst rr, 3 gateways (info)"),
     ):
         target = TARGETS.get(key)
         ratio_rows.append(

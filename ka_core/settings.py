@@ -8,7 +8,8 @@ Keys: ``interval`` (s), ``from`` (From URI), ``down_after``, ``up_after``, ``ali
 received on it count), ``proxy`` (an outbound proxy URI, or ``none``: where pings go,
 ``ka_core.probe.options``), ``method`` (the probe's request method), ``auth_user`` and
 ``auth_password`` (digest credentials for a 401/407 challenge, ``ka_core.probe.digest``; the
-password is left out of ``public_settings``, the text RPC and the state file show).  A key
+password is left out of ``public_settings``, the text RPC and the state file show), ``group``,
+``priority`` and ``weight`` (selection, ``ka_core.route.selection``).  A key
 not given follows the module parameter, also when that changes at runtime
 (``keepalive.interval``).  The canonical text is stored in the shared table, so every
 process sees the same settings.
@@ -40,6 +41,9 @@ MAX_METHOD_CHARS = 32
 _TOKEN = re.compile(r"[A-Za-z0-9.!%*_+`'~-]+")
 """RFC 3261 ``token``: what a SIP method is made of."""
 MAX_CREDENTIAL_CHARS = 128
+MAX_WEIGHT = 1000
+MAX_GROUP_CHARS = 63
+_GROUP = re.compile(r"[A-Za-z0-9_.-]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +77,12 @@ class Settings:
     auth_user: str = ""
     auth_password: str = field(default="", repr=False)
     """Never shown: ``public_settings`` leaves it out."""
+    group: str = ""
+    """Selection: the group ``ka_select`` finds it in; empty: its owner."""
+    priority: int = 0
+    """Selection (``first``): lower goes first; equal priorities keep the add order."""
+    weight: int = 1
+    """Selection (``weight``): the share of picks, relative to the group's other weights."""
     target_of: str = ""
     """Internal (``KA_DNS``): the host-name destination this target was resolved from;
     written by ka-kemi only, refused from users (``parse_settings(internal=False)``)."""
@@ -107,6 +117,12 @@ class Settings:
             parts.append(f"method={self.method}")
         if self.auth_user:
             parts.append(f"auth_user={self.auth_user};auth_password={self.auth_password}")
+        if self.group:
+            parts.append(f"group={self.group}")
+        if self.priority:
+            parts.append(f"priority={self.priority}")
+        if self.weight != 1:
+            parts.append(f"weight={self.weight}")
         if self.proxy:  # its ;transport= is read back as part of it
             parts.append(f"proxy={self.proxy}")
         if self.target_of:  # last: its URI may hold a ';'
@@ -231,6 +247,13 @@ def _join_proxy(items: list[str]) -> list[str]:
     return out
 
 
+def parse_group(value: str) -> str:
+    """A group name: letters, digits, ``_ . -``, as an owner is usually written."""
+    if not _GROUP.fullmatch(value) or len(value) > MAX_GROUP_CHARS:
+        raise InvalidArgument(f"setting group: letters, digits, _ . - (up to 63): {value!r}")
+    return value
+
+
 def parse_method(value: str, what: str = "setting method") -> str:
     """A probe method (``OPTIONS``, ``INFO``, ``NOTIFY`` ...), as given (methods are
     case-sensitive); raises ``InvalidArgument`` for a non-token or a dialog method."""
@@ -313,6 +336,12 @@ def parse_settings(text: str, internal: bool = False) -> Settings:
                 values[key] = check_credential(key, value)
             except ValueError as exc:
                 raise InvalidArgument(str(exc)) from None
+        elif key == "group":
+            values[key] = parse_group(value)
+        elif key == "priority":
+            values[key] = 0 if value.isdecimal() and int(value) == 0 else _count(key, value, 1000)
+        elif key == "weight":
+            values[key] = _count(key, value, MAX_WEIGHT)
         elif key == "target_of" and internal:
             values[key] = ";".join([value, *items[at + 1 :]])
             break
@@ -320,7 +349,7 @@ def parse_settings(text: str, internal: bool = False) -> Settings:
             raise InvalidArgument(
                 f"unknown setting {key!r} (interval, from, down_after, up_after, alive, "
                 "degraded_ms, socket, eject_after, eject_codes, eject_time, eject_max, proxy, "
-                "method, auth_user, auth_password)"
+                "method, auth_user, auth_password, group, priority, weight)"
             )
     if ("auth_user" in values) != ("auth_password" in values):
         raise InvalidArgument(

@@ -1,6 +1,7 @@
 """Script functions for KEMI Python routes: ``ka_is_alive``, ``ka_add_destination``,
-``ka_del_destination``, ``ka_report`` (passive health) and ``ka_cluster_request`` (cluster
-mode's KDMQ requests).
+``ka_del_destination``, ``ka_report`` (passive health), ``ka_select`` / ``ka_next``
+(selection in a group, ``ka_core.route``) and ``ka_cluster_request`` (cluster mode's KDMQ
+requests).
 
 Return codes follow the C module: 1 success/up, 2 down, -1 error or unknown destination;
 never 0, which would stop the route.  Nothing raises into Kamailio: every error is logged once
@@ -18,6 +19,8 @@ from typing import ParamSpec
 from ka_core.errors import InvalidArgument, KaError, TableFull
 from ka_core.probe.liveness import NO_PINGER, not_running_reason
 from ka_core.probe.outlier import EJECTED_VALUE, parse_retry_after
+from ka_core.route import failover
+from ka_core.route.selection import Selector
 from ka_core.state import SCRIPT_VALUES
 from ka_core.store import registry, ring
 from ka_core.store.layout import FLAG_EJECTED, USED
@@ -32,6 +35,8 @@ CACHE_MAX = 4096
 # so the cache is never stale.  The reader is one C call: the routing path runs no Python
 # of ours beyond this function.
 _slot_cache: dict[object, tuple[Callable[[], tuple[int, int, int, int]], int]] = {}
+_selector = Selector()
+"""Per process: each group's members and its round-robin turn (``ka_core.route.selection``)."""
 
 
 def _log_port() -> KsrPort:
@@ -59,22 +64,32 @@ def script_function(name: str) -> Callable[[Callable[P, int]], Callable[P, int]]
 
         @functools.wraps(fn)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> int:
-            try:
-                signature.bind(*args, **kwargs)
-            except TypeError as exc:
-                _log_error(f"{name}: {exc}", f"{name}: wrong arguments: {exc}")
-                return -1
+            # Arguments are checked only when the call fails (binding them first costs more
+            # than a whole routing-path call): wrong ones fail before the body runs.
             try:
                 return fn(*args, **kwargs)
             except KaError as exc:
                 _log_error(f"{name}: {exc}", f"{name}: {exc}")
-            except Exception:
+            except Exception as exc:
+                wrong = _bind_error(signature, args, kwargs) if isinstance(exc, TypeError) else ""
+                if wrong:
+                    _log_error(f"{name}: {wrong}", f"{name}: wrong arguments: {wrong}")
+                    return -1
                 _log_error(f"{name} internal", f"{name}: internal error: {traceback.format_exc()}")
             return -1
 
         return wrapper
 
     return decorate
+
+
+def _bind_error(signature: inspect.Signature, args: tuple[object, ...], kwargs: object) -> str:
+    """Why these arguments do not fit (``inspect``'s words, as the log always said), or ""."""
+    try:
+        signature.bind(*args, **kwargs)  # type: ignore[arg-type]
+    except TypeError as exc:
+        return str(exc) or "no match"
+    return ""
 
 
 def ka_is_alive(uri: object = None, *extra: object) -> int:
@@ -169,6 +184,47 @@ def ka_report(uri: str, code: object, owner: str = "", retry_after: object = Non
     if not rt.table.push(entry, rt.table.ring_capacity // 2):  # the rest: adds and replies
         raise TableFull("pinger queue more than half full: report dropped")
     rt.wake()
+    return 1
+
+
+@script_function("ka_select")
+def ka_select(
+    group: str, alg: str = "first", dst_var: str = failover.DEFAULT_VAR, skip_degraded: object = 0
+) -> int:
+    """One live destination of ``group`` (its owner) by ``alg`` (first, rr, weight, rtt)
+    into ``dst_var`` (default ``$du``); the other candidates wait for ``ka_next``.  1 found,
+    -1 none live (not logged), or (logged) an unknown group or algorithm or a bad variable.
+    ``skip_degraded``: 1 leaves DEGRADED destinations out as DOWN ones."""
+    if not isinstance(group, str) or not group:
+        raise InvalidArgument(f"group is an owner name, not {group!r}")
+    var = failover.check_var(dst_var)
+    if skip_degraded not in (0, 1, "0", "1"):
+        raise InvalidArgument(f"skip_degraded is 0 or 1, not {skip_degraded!r}")
+    rt = runtime.get()
+    uris = _selector.select(
+        rt.table, group, alg, skip_degraded=skip_degraded in (1, "1"),
+        panic_percent=rt.config.select_panic_percent,
+    )  # fmt: skip
+    rt.ksr.push_candidates(failover.pending(var, uris[1:]))
+    return _write(rt.ksr, var, uris[0]) if uris else -1
+
+
+@script_function("ka_next")
+def ka_next() -> int:
+    """In failure_route: the next candidate of the last ``ka_select`` into its variable.
+    1 set, -1 none left (or no ``ka_select`` ran for this request)."""
+    ksr = runtime.get().ksr
+    taken = failover.take_next(ksr.candidates())
+    if taken is None:
+        return -1
+    var, uri, rest = taken
+    ksr.replace_candidates(rest)
+    return _write(ksr, var, uri)
+
+
+def _write(ksr: KsrPort, var: str, uri: str) -> int:
+    if not ksr.set_pv(var, uri):
+        raise InvalidArgument(f"cannot set {var} (not a writable variable?)")
     return 1
 
 

@@ -71,6 +71,18 @@ class KamailioKsr:
         else:
             KSR.pv.sets(f"$var({name})", value)
 
+    def set_pv(self, name: str, value: str) -> bool:
+        return bool(KSR.pv.sets(name, value))
+
+    def push_candidates(self, text: str) -> None:
+        KSR.pv.sets("$xavp(ka_select=>next)", text)
+
+    def candidates(self) -> object:
+        return KSR.pv.get("$xavp(ka_select=>next)")
+
+    def replace_candidates(self, text: str) -> None:
+        KSR.pv.sets("$xavp(ka_select[0]=>next)", text)
+
     def message_connection(self) -> MessageConnection:
         pv = KSR.pv.get
         return pv("$pr"), pv("$conid"), pv("$si"), pv("$sp"), pv("$Ri"), pv("$Rp")

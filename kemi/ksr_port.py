@@ -66,6 +66,23 @@ class KsrPort(Protocol):
         """``$var(name) = value`` in this process (native cfg event routes read it)."""
         ...
 
+    def set_pv(self, name: str, value: str) -> bool:
+        """``name = value`` for the current message (``$du``, ``$var(x)``); False when
+        Kamailio refuses the name."""
+        ...
+
+    def push_candidates(self, text: str) -> None:
+        """A new ``$xavp(ka_select=>next)`` on top (tm keeps xavps with the transaction)."""
+        ...
+
+    def candidates(self) -> object:
+        """The top ``$xavp(ka_select=>next)``, or None."""
+        ...
+
+    def replace_candidates(self, text: str) -> None:
+        """``$xavp(ka_select[0]=>next) = text``."""
+        ...
+
     def message_connection(self) -> MessageConnection: ...
 
     def module_loaded(self, name: str) -> bool:

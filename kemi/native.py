@@ -86,6 +86,18 @@ class NativeHandler(KeepaliveHandler):
         words = _words("ka_report", arg)
         return -1 if words is None else functions.ka_report(*native_cfg.report_args(words))
 
+    def ka_select(self, msg: object, arg: object = None) -> int:
+        """``"<group> [<alg> [<pv without $> [<skip_degraded>]]]"`` (e.g. ``"gw rr"``, ``"gw
+        first var(gw)"``): 1 a live destination is in ``$du`` (or that pv), -1 none or bad
+        input."""
+        words = _words("ka_select", arg)
+        return -1 if words is None else functions.ka_select(*native_cfg.select_args(words))
+
+    def ka_next(self, msg: object, arg: object = None) -> int:
+        """In failure_route, ``""``: 1 the next candidate is set, -1 none left."""
+        words = _words("ka_next", arg)
+        return -1 if words is None else functions.ka_next()
+
     def ka_cluster_request(self, msg: object, arg: object = None) -> int:
         """Cluster mode: 1 a KDMQ, answered (``exit``), -1 anything else."""
         return functions.ka_cluster_request()

@@ -6,6 +6,8 @@ each variant is only what it measures:
 * ``BENCH_MODE cost`` + ``BENCH_CHECK none``: answer every request with a stateless 200;
 * ``BENCH_MODE cost`` + ``BENCH_CHECK c``: the same after ``KSR.keepalive.is_alive(target)``
   (``BENCH_TARGET``: the URI as the C module compares it, without ``sip:``);
+* ``BENCH_MODE cost`` + ``BENCH_CHECK ds``: the same after dispatcher's round robin
+  ``KSR.dispatcher.ds_select_dst(1, 4)`` (set 1 of the instance's list file) into ``$du``;
 * ``BENCH_MODE state``: a request to ``sip:state@...`` with ``X-Uris: u1 u2 ...`` is answered
   with ``X-States: s1 s2 ...`` (the routing-path state of each, as the detection benchmark
   polls it); anything else gets a plain 200.
@@ -25,6 +27,8 @@ def mod_init() -> "Base":
         return StateHandler()
     if _define("BENCH_CHECK", "none") == "c":
         return CheckHandler(_define("BENCH_TARGET", ""))
+    if _define("BENCH_CHECK", "none") == "ds":
+        return DispatcherHandler()
     return PlainHandler()
 
 
@@ -53,6 +57,15 @@ class CheckHandler(Base):
     def ksr_request_route(self, msg: object) -> int:
         if KSR.keepalive.is_alive(self.target) == 2:
             KSR.sl.sl_send_reply(503, "Destination down")
+            return 1
+        KSR.sl.sl_send_reply(200, "OK")
+        return 1
+
+
+class DispatcherHandler(Base):
+    def ksr_request_route(self, msg: object) -> int:
+        if KSR.dispatcher.ds_select_dst(1, 4) < 0:
+            KSR.sl.sl_send_reply(503, "No gateway")
             return 1
         KSR.sl.sl_send_reply(200, "OK")
         return 1

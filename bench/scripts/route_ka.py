@@ -1,5 +1,7 @@
 """Benchmark route, ka-kemi side: the same variants as ``route_c.py`` with ka-kemi's
-``kemi.functions.ka_is_alive`` (``BENCH_CHECK ka``).  The handler subclasses
+``kemi.functions.ka_is_alive`` (``BENCH_CHECK ka``), and ``ka_select`` round robin over the
+instance's destinations (``BENCH_CHECK sel``, owner ``_params``), against ``route_c.py``'s
+dispatcher variant.  The handler subclasses
 ``KeepaliveHandler`` (reply route, pinger process, JSON-RPC) and ``setup()`` runs in
 ``mod_init``, as every ka-kemi script must.
 """
@@ -11,7 +13,7 @@ sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..",
 
 import KSR  # type: ignore[import-not-found]  # noqa: TID251 - a KEMI script talks to Kamailio
 
-from kemi.functions import ka_is_alive
+from kemi.functions import ka_is_alive, ka_select
 from kemi.handler import KeepaliveHandler, setup
 
 
@@ -27,6 +29,8 @@ def mod_init() -> KeepaliveHandler:
         return StateHandler()
     if _define("BENCH_CHECK", "none") == "ka":
         return CheckHandler(_define("BENCH_TARGET", ""))
+    if _define("BENCH_CHECK", "none") == "sel":
+        return SelectHandler()
     return PlainHandler()
 
 
@@ -43,6 +47,15 @@ class CheckHandler(KeepaliveHandler):
     def ksr_request_route(self, msg: object) -> int:
         if ka_is_alive(self.target) == 2:
             KSR.sl.sl_send_reply(503, "Destination down")
+            return 1
+        KSR.sl.sl_send_reply(200, "OK")
+        return 1
+
+
+class SelectHandler(KeepaliveHandler):
+    def ksr_request_route(self, msg: object) -> int:
+        if ka_select("_params", "rr") < 0:
+            KSR.sl.sl_send_reply(503, "No gateway")
             return 1
         KSR.sl.sl_send_reply(200, "OK")
         return 1

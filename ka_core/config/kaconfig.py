@@ -121,8 +121,7 @@ class KaConfig:
     tcp_keepalive_method: str = "auto"
     """How tcp_keepalive_* reach a socket another process holds: auto, pidfd or tcpops."""
     state_file: str = ""
-    """Absolute path where runtime destinations and every last state are kept across
-    restarts (``kemi.persistence``); empty = off."""
+    """Absolute path keeping runtime destinations and last states (``kemi.persistence``)."""
     cluster: int = 0
     """1: cluster mode over dmq (``kemi.cluster``, docs/cluster.md)."""
     dmq_server: str = ""
@@ -134,8 +133,7 @@ class KaConfig:
     cluster_heartbeat_ms: int = 1000
     """Heartbeat period; a node silent for three of them is out."""
     dispatcher_bridge: int = 0
-    """1: dispatcher's destinations are probed by ka-kemi (owner ``dispatcher``) and their
-    dispatcher states follow ka-kemi's (docs/dispatcher.md)."""
+    """1: dispatcher's destinations, probed by ka-kemi, follow its states (docs/dispatcher.md)."""
     dispatcher_sync_s: int = 30
     """Seconds between two reads of ``dispatcher.list`` (new, gone and reset entries)."""
     passive: int = 0
@@ -152,9 +150,10 @@ class KaConfig:
     eject_as: str = "ejected"
     """``down``: ``ka_is_alive`` answers 2 for an ejected destination instead of 4."""
     retry_after_max: int = 0
-    """Seconds: a reply in ``retry_after_codes`` with Retry-After holds the destination out
-    that long, at most this; 0 = Retry-After is ignored."""
+    """Seconds a reply in ``retry_after_codes`` with Retry-After holds out, at most; 0 = off."""
     retry_after_codes: CodeSet = DEFAULT_RETRY_CODES
+    select_panic_percent: int = 0
+    """``ka_select`` picks among all of a group when less than this share is live; 0 = never."""
 
     @property
     def ejection(self) -> Ejection:
@@ -328,6 +327,7 @@ _SCALARS: Mapping[str, Callable[[str], object]] = {
     "eject_max": _int("eject_max", 1, MAX_INTERVAL_S),
     "eject_max_percent": _int("eject_max_percent", 1, 100),
     "eject_as": _choice("eject_as", ("ejected", "down")),
+    "select_panic_percent": _int("select_panic_percent", 0, 100),
     "retry_after_max": _int("retry_after_max", 0, MAX_RETRY_AFTER_S),
     "retry_after_codes": lambda text: parse_failure_codes(
         text.strip().strip('"'), "parameter retry_after_codes"

@@ -23,6 +23,8 @@ USAGES = {
     "ka_add_destination": ("<uri> <owner> [<settings>]", 2, 3),
     "ka_del_destination": ("<uri> <owner>", 2, 2),
     "ka_report": ("<uri> <code> [<owner>|* [<retry-after>]]", 2, 4),
+    "ka_select": ("<group> [<alg> [<pv without $> [<skip_degraded>]]]", 1, 4),
+    "ka_next": ("", 0, 0),
     "tcp_keepalive_enable": ("[<conid>] <idle> <count> <interval>", 3, 4),
     "tcp_keepalive_disable": ("[<conid>]", 0, 1),
 }
@@ -46,6 +48,14 @@ def report_args(words: list[str]) -> list[str]:
     """``ka_report``'s words as the KEMI function's arguments: ``*`` (any owner, written so a
     Retry-After can follow) is the empty owner."""
     return [("" if at == 2 and word == "*" else word) for at, word in enumerate(words)]
+
+
+def select_args(words: list[str]) -> list[str]:
+    """``ka_select``'s words as the KEMI function's arguments: the variable is written
+    without its ``$`` (``du``, ``var(gw)``), since python_exec expands ``$`` names in its
+    argument string; one written with it is taken as it is."""
+    return [("$" + word if at == 2 and not word.startswith("$") else word)
+            for at, word in enumerate(words)]  # fmt: skip
 
 
 def callback_refusal(event_callback: str) -> str | None:

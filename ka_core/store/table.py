@@ -12,9 +12,7 @@ Tests pass a ``bytearray`` and a ``threading.Lock``: this module never knows abo
 * Writers (add/del/flush from any process, results from the pinger) take the lock.  Readers of
   a single field (``state_of``) do not: a one-byte read cannot tear.
 * A bounded ring (``ka_core.store.ring``) carries ``ADDED`` slots and SIP workers' ``REPLY``
-  outcomes to the pinger; a full ring makes ``add`` fail cleanly.
-
-Field names, offsets and sizes are in ``ka_core.store.layout``.
+  outcomes to the pinger; a full ring makes ``add`` fail cleanly.  Fields: ``store.layout``.
 """
 
 from __future__ import annotations
@@ -61,10 +59,8 @@ from ka_core.store.ring import (
 )
 from ka_core.uri import SipUri
 
-HotRead = tuple[int, int, int]
-"""(gen, used, state) of a slot."""
-Row = tuple[Any, ...]
-"""The fields a view asked ``rows`` for, in its order."""
+HotRead = tuple[int, int, int]  # (gen, used, state) of a slot
+Row = tuple[Any, ...]  # the fields a view asked ``rows`` for, in its order
 (_U32, _PINGS_AT), (_F64, _NEXT_PING_AT) = codec.FIELDS["pings"], codec.FIELDS["next_ping"]
 MAX_OWNER_BYTES = STRINGS["owner"][1] - 1
 MAX_USER_BYTES = STRINGS["user"][1]
@@ -95,8 +91,7 @@ class SharedTable:
         self._off = self.chains.off
         self.header = Header(self._buf)
 
-    format_buffer = staticmethod(format_buffer)
-    """Write an empty table header; done once, before fork (``header.format_buffer``)."""
+    format_buffer = staticmethod(format_buffer)  # an empty header, once, before fork
 
     # -- reads -------------------------------------------------------------------------
 
@@ -124,6 +119,11 @@ class SharedTable:
     def hot_reader(self, slot: int) -> Callable[[], tuple[int, int, int, int]]:
         """(gen, used, state, flags) for a per-process cache: one C call per lookup."""
         return functools.partial(ROUTE.unpack_from, self._buf, self._off(slot))
+
+    def field_reader(self, slot: int, name: str) -> Callable[[], tuple[Any, ...]]:
+        """One fixed field (``codec.FIELDS``) unlocked: a routing hint such as ``rtt_ewma``."""
+        fmt, at = codec.FIELDS[name]
+        return functools.partial(fmt.unpack_from, self._buf, self._off(slot) + at)
 
     def find(self, key: str, owner: str | None = None) -> int:
         """Slot of the first record with this key (and owner), or -1."""

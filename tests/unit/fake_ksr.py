@@ -68,6 +68,11 @@ class FakeKsr:
     """``$var`` values the glue set."""
     reply_headers: dict[str, str] = field(default_factory=dict)
     """Headers of the reply ``reply_header`` reads."""
+    pvs: dict[str, str] = field(default_factory=dict)
+    """Pseudo-variables ``set_pv`` set; a name in ``refused_pvs`` fails as Kamailio's would."""
+    refused_pvs: set[str] = field(default_factory=lambda: {"$si", "$rs"})
+    xavp_next: list[str] = field(default_factory=list)
+    """``$xavp(ka_select=>next)`` values, the top one first."""
 
     def info(self, text: str) -> None:
         self.logs.append(("info", text))
@@ -130,6 +135,21 @@ class FakeKsr:
 
     def set_var(self, name: str, value: int | str) -> None:
         self.vars[name] = value
+
+    def set_pv(self, name: str, value: str) -> bool:
+        if name in self.refused_pvs:
+            return False
+        self.pvs[name] = value
+        return True
+
+    def push_candidates(self, text: str) -> None:
+        self.xavp_next.insert(0, text)
+
+    def candidates(self) -> object:
+        return self.xavp_next[0] if self.xavp_next else None
+
+    def replace_candidates(self, text: str) -> None:
+        self.xavp_next[0] = text
 
     def message_connection(self) -> MessageConnection:
         return self.connection

@@ -10,7 +10,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 PRODUCT = ("ka_core", "kemi")
 MAX_LINES = 400
-ROOMS = ("probe", "store", "cluster", "names", "ops", "config", "script")
+ROOMS = ("probe", "store", "cluster", "names", "ops", "config", "script", "route")
 
 
 def modules() -> dict[str, Path]:
@@ -119,6 +119,7 @@ FLOORS = {
     "names": 2,
     "ops": 2,
     "script": 2,
+    "route": 2,
     "cluster": 3,
     "node": 4,
     "config": 4,

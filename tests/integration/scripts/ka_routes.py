@@ -38,6 +38,12 @@ def api_add_settings(uri, owner, settings, out):
     )  # fmt: skip
 
 
+def select_into(group, alg="first", var="$du"):
+    """``ka_select``'s code and what it wrote (test_selection.py)."""
+    rc = functions.ka_select(group, alg, var)
+    return f"{rc} {KSR.pv.get(var)}" if rc > 0 else rc
+
+
 CALLS = {
     "api_add_destination": api_add,
     "api_add_settings": api_add_settings,
@@ -47,6 +53,7 @@ CALLS = {
     "ka_del_destination": functions.ka_del_destination,
     "ka_cluster_request": functions.ka_cluster_request,
     "ka_report": functions.ka_report,
+    "ka_select": select_into,
     "tcp_keepalive_enable": tcp_keepalive.tcp_keepalive_enable,
     "tcp_keepalive_disable": tcp_keepalive.tcp_keepalive_disable,
     "tcp_keepalive_enable_uri": tcp_keepalive.tcp_keepalive_enable_uri,
@@ -127,6 +134,17 @@ class Handler(KeepaliveHandler):
             if KSR.tm.t_relay() < 0:
                 KSR.sl.sl_send_reply(500, "Relay failed")
             return 1
+        if KSR.pv.get("$rU") == "sel":
+            # Selection (test_selection.py): ka_select(X-Group, X-Alg) into $du, relayed;
+            # failure_route fails over with ka_next
+            if functions.ka_select(KSR.pv.get("$hdr(X-Group)"), KSR.pv.get("$hdr(X-Alg)")) < 0:
+                KSR.sl.sl_send_reply(503, "No gateway")
+                return 1
+            KSR.info(f"select: {KSR.pv.get('$du')} pid {os.getpid()}\n")
+            KSR.tm.t_on_failure("ksr_failure_select")
+            if KSR.tm.t_relay() < 0:
+                KSR.sl.sl_send_reply(500, "Relay failed")
+            return 1
         if KSR.is_OPTIONS() and KSR.pv.get("$rU") is None:
             KSR.sl.sl_send_reply(200, "OK")
             return 1
@@ -137,6 +155,15 @@ class Handler(KeepaliveHandler):
         code = KSR.pv.get("$rs")
         if code >= 200:
             functions.ka_report(KSR.pv.get("$avp(gw)"), code, "", KSR.pv.get("$hdr(Retry-After)"))
+        return 1
+
+    def ksr_failure_select(self, msg):
+        if functions.ka_next() < 0:
+            KSR.info("failure_route: no candidate left\n")
+            return 1
+        KSR.info(f"failure_route: next {KSR.pv.get('$du')} pid {os.getpid()}\n")
+        KSR.tm.t_on_failure("ksr_failure_select")
+        KSR.tm.t_relay()
         return 1
 
     def ksr_failure_gw(self, msg):

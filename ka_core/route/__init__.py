@@ -1,0 +1,1 @@
+"""Routing with ka-kemi's health: selection among a group's live destinations."""
