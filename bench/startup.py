@@ -8,6 +8,10 @@ UDP sockets bound on the first ``WATCHED`` of them take the kernel receive time 
 datagram.  ``ready_s`` is Kamailio start to that datagram.  A run with one destination gives
 Kamailio's own fixed start-up (its cfg, app_python3, the forks), reported apart.
 
+``--source state``: the destinations are runtime ones (owner ``rpc``) in a ``KA_STATE_FILE``
+written beforehand by this checkout's own code, none in the cfg.  ``--pkg-mb``: Kamailio's
+private memory (``-M``); its cfg lexer needs about 8 MB per 300,000 destinations in a define.
+
 ``python -m bench.startup [N ...] [--reps 3]`` (default 1 and 100,000).
 """
 
@@ -21,8 +25,13 @@ from pathlib import Path
 
 from bench.kamailio import KaKemi, ka_defines
 from bench.procs import stop_all, workdir
+from ka_core.config.kaconfig import load_config
+from ka_core.ops import state_file
+from ka_core.store import registry
+from kemi import persistence, runtime
+from tests.unit.fake_ksr import FakeKsr
 
-PORT0 = 15300
+PORT0 = 24700
 PER_PORT = 250 * 256
 """127.47.X.Y with Y 1..250 on each port: 64,000 destinations per port."""
 WATCHED = 16
@@ -36,26 +45,45 @@ def dest_uri(i: int) -> str:
     return f"sip:127.47.{x}.{y}:{PORT0 + i // PER_PORT}"
 
 
-def watch_first(n: int) -> list[socket.socket]:
+def watch_first(uris: list[str]) -> list[socket.socket]:
+    """Sockets on the first ``WATCHED`` of ``uris`` (``sip:ip:port``), in pinging order."""
     socks = []
-    for i in range(min(n, WATCHED)):
+    for uri in uris[:WATCHED]:
+        ip, port = uri.removeprefix("sip:").split(":")
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        s.bind(("127.47.0." + str(i % 250 + 1), PORT0))
+        s.bind((ip, int(port)))
         s.setblocking(False)
         socks.append(s)
     return socks
 
 
-def one_run(n: int, wd: Path) -> dict[str, float | int | str]:
-    """Start a Kamailio with ``n`` destinations; seconds to its first ping, and to the log's
-    "pinger started" line."""
+def write_state_file(uris: list[str], path: Path) -> list[str]:
+    """A state file holding ``uris`` as runtime destinations, as a pinger writes it; its
+    destinations in file (slot) order, the order they are pinged in after a restore."""
+    config = load_config({"MAX_DESTINATIONS": str(len(uris) + 16)})
+    rt = runtime.build(config, FakeKsr())
+    try:
+        for uri in uris:
+            registry.add(rt.table, uri, "rpc", interval_s=30, wall=time.time())
+        persistence.StateWriter(rt.table, str(path), time.time).write_if_changed(0.0)
+    finally:
+        runtime.close(rt)
+    return [d.uri for d in state_file.decode(path.read_bytes()).destinations]
+
+
+def one_run(n: int, wd: Path, source: str, pkg_mb: int) -> dict[str, float | int | str]:
+    """Start a Kamailio with ``n`` destinations; seconds to its first ping."""
     uris = [dest_uri(i) for i in range(n)]
-    socks = watch_first(n)
-    kam = KaKemi(
-        workdir=wd, ip=LISTEN_IP, port=5060, children=2, shm_mb=SHM_MB,
-        defines=ka_defines(uris, max_destinations=n + 16, KA_PING_INTERVAL=30,
-                           BENCH_CHECK="none", KA_RPC_ADD_RATE=0),
-    )  # fmt: skip
+    wd.mkdir(parents=True, exist_ok=True)
+    defines = ka_defines(uris if source == "cfg" else [], max_destinations=n + 16,
+                         KA_PING_INTERVAL=30, BENCH_CHECK="none", KA_RPC_ADD_RATE=0)  # fmt: skip
+    if source == "state":
+        state = wd / "ka.state"
+        uris = write_state_file(uris, state)
+        defines["KA_STATE_FILE"] = f'"{state}"'
+    socks = watch_first(uris)
+    kam = KaKemi(workdir=wd, ip=LISTEN_IP, port=5060, children=2, shm_mb=SHM_MB,
+                 defines=defines, extra_args=["-M", str(pkg_mb)])  # fmt: skip
     try:
         kam.start(wait=False)
         started = kam.started_at
@@ -82,13 +110,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("n", nargs="*", type=int, default=[1, 100_000])
     ap.add_argument("--reps", type=int, default=1)
+    ap.add_argument("--source", choices=("cfg", "state"), default="cfg")
+    ap.add_argument("--pkg-mb", type=int, default=16)
     args = ap.parse_args()
     wd = workdir("startup")
     try:
         for rep in range(args.reps):
             for n in args.n:
-                r = one_run(n, wd / f"n{n}-r{rep}")
-                print(f"rep {rep} N={n:,}: {r.get('ready_s', r.get('failed'))}", flush=True)
+                r = one_run(n, wd / f"n{n}-r{rep}", args.source, args.pkg_mb)
+                shown = r.get("ready_s", r.get("failed"))
+                print(f"rep {rep} N={n:,} from {args.source}: {shown}", flush=True)
     finally:
         stop_all()
 

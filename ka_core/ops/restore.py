@@ -54,13 +54,12 @@ def restore_snapshot(table: SharedTable, snapshot: Snapshot, wall: float, dns: i
                     continue
                 gen = table.hot(slot)[0]
             else:
-                rec = registry.add(
+                slot, gen = registry.add_slot(
                     table, dest.uri, dest.owner,
                     interval_s=dest.interval_ms / 1000 if dest.own_interval else None,
                     wall=wall, state_cb=dest.state_cb, response_cb=dest.response_cb,
                     user=dest.user, settings=dest.settings, resolve_names=bool(dns),
                 )  # fmt: skip
-                slot, gen = rec.slot, rec.gen
                 if dest.paused:
                     table.pause_slot(slot, gen, True)
                 done.added += 1

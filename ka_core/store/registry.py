@@ -16,6 +16,7 @@ from ka_core.store.table import (
     MAX_USER_BYTES,
     Seed,
     SharedTable,
+    SlotGen,
 )
 from ka_core.uri import SipUri, address_tag, parse_uri
 
@@ -86,7 +87,29 @@ def add(
     settings: object = "",
     resolve_names: bool = False,
 ) -> Record:
-    """Validate and add one destination; raises a ``KaError`` and changes nothing on error.
+    """``add_slot``, and the record it added."""
+    slot, _ = add_slot(
+        table, uri, owner, interval_s=interval_s, wall=wall, state_cb=state_cb,
+        response_cb=response_cb, user=user, settings=settings, resolve_names=resolve_names,
+    )  # fmt: skip
+    return table.read(slot)
+
+
+def add_slot(
+    table: SharedTable,
+    uri: object,
+    owner: object,
+    *,
+    interval_s: float | None,
+    wall: float,
+    state_cb: object = "",
+    response_cb: object = "",
+    user: str = "",
+    settings: object = "",
+    resolve_names: bool = False,
+) -> SlotGen:
+    """Validate and add one destination, (slot, gen) where it went (the state file's
+    restore reads nothing back); raises a ``KaError`` and changes nothing on error.
 
     ``interval_s`` None: the ``interval`` setting if given, else the current
     ``ping_interval``, which the destination then follows when it changes at runtime.
@@ -104,7 +127,7 @@ def add(
         raise InvalidArgument(f"ping interval {interval_s} s out of range [0.1, {MAX_INTERVAL_S}]")
     if len(user.encode()) > MAX_USER_BYTES:
         raise InvalidArgument(f"user data longer than {MAX_USER_BYTES} bytes once encoded")
-    slot, _ = table.insert(
+    return table.insert(
         parsed,
         owner,
         interval_ms=round(interval_s * 1000),
@@ -115,7 +138,6 @@ def add(
         settings=chosen.text,
         flags=_flags(chosen, own) | _name_flag(parsed, resolve_names, chosen),
     )
-    return table.read(slot)
 
 
 def add_static(
