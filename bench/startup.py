@@ -38,6 +38,8 @@ WATCHED = 16
 TIMEOUT_S = 120.0
 SHM_MB = 64
 LISTEN_IP = "127.47.255.254"
+MAX_N = 1_000_000
+"""``KA_MAX_DESTINATIONS`` at most."""
 
 
 def dest_uri(i: int) -> str:
@@ -58,9 +60,16 @@ def watch_first(uris: list[str]) -> list[socket.socket]:
 
 
 def write_state_file(uris: list[str], path: Path) -> list[str]:
-    """A state file holding ``uris`` as runtime destinations, as a pinger writes it; its
-    destinations in file (slot) order, the order they are pinged in after a restore."""
-    config = load_config({"MAX_DESTINATIONS": str(len(uris) + 16)})
+    """A state file holding ``uris`` as runtime destinations, as a pinger writes it (kept
+    if ``path`` exists: 1,000,000 take a minute); its destinations in file (slot) order,
+    the order they are pinged in after a restore."""
+    if not path.exists():
+        _write_state_file(uris, path)
+    return [d.uri for d in state_file.decode(path.read_bytes()).destinations]
+
+
+def _write_state_file(uris: list[str], path: Path) -> None:
+    config = load_config({"MAX_DESTINATIONS": str(min(len(uris) + 16, MAX_N))})
     rt = runtime.build(config, FakeKsr())
     try:
         for uri in uris:
@@ -68,17 +77,18 @@ def write_state_file(uris: list[str], path: Path) -> list[str]:
         persistence.StateWriter(rt.table, str(path), time.time).write_if_changed(0.0)
     finally:
         runtime.close(rt)
-    return [d.uri for d in state_file.decode(path.read_bytes()).destinations]
 
 
-def one_run(n: int, wd: Path, source: str, pkg_mb: int) -> dict[str, float | int | str]:
+def one_run(
+    n: int, wd: Path, source: str, pkg_mb: int, state: Path | None = None
+) -> dict[str, float | int | str]:
     """Start a Kamailio with ``n`` destinations; seconds to its first ping."""
     uris = [dest_uri(i) for i in range(n)]
     wd.mkdir(parents=True, exist_ok=True)
-    defines = ka_defines(uris if source == "cfg" else [], max_destinations=n + 16,
+    defines = ka_defines(uris if source == "cfg" else [], max_destinations=min(n + 16, MAX_N),
                          KA_PING_INTERVAL=30, BENCH_CHECK="none", KA_RPC_ADD_RATE=0)  # fmt: skip
     if source == "state":
-        state = wd / "ka.state"
+        state = state or wd / "ka.state"
         uris = write_state_file(uris, state)
         defines["KA_STATE_FILE"] = f'"{state}"'
     socks = watch_first(uris)
@@ -112,12 +122,13 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=1)
     ap.add_argument("--source", choices=("cfg", "state"), default="cfg")
     ap.add_argument("--pkg-mb", type=int, default=16)
+    ap.add_argument("--state-file", type=Path, help="--source state: write it once, reuse it")
     args = ap.parse_args()
     wd = workdir("startup")
     try:
         for rep in range(args.reps):
             for n in args.n:
-                r = one_run(n, wd / f"n{n}-r{rep}", args.source, args.pkg_mb)
+                r = one_run(n, wd / f"n{n}-r{rep}", args.source, args.pkg_mb, args.state_file)
                 shown = r.get("ready_s", r.get("failed"))
                 print(f"rep {rep} N={n:,} from {args.source}: {shown}", flush=True)
     finally:
