@@ -17,7 +17,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from ka_core.cluster.codec import BadMessage, node_id
-from ka_core.errors import InvalidArgument, InvalidUri
+from ka_core.config.destinations import parse_destinations
+from ka_core.errors import InvalidArgument
 from ka_core.names.servers import parse_dns_servers, servers_text
 from ka_core.ops.access import LOOPBACK, HttpGuard, Network, parse_allow, parse_path, parse_token
 from ka_core.policy import (
@@ -39,9 +40,8 @@ from ka_core.settings import (
     parse_from,
     parse_method,
     parse_proxy,
-    parse_settings,
 )
-from ka_core.uri import SipUri, parse_uri
+from ka_core.uri import SipUri
 
 DEFINE_PREFIX = "KA_"
 MAX_NUMBERED_DESTINATIONS = 99
@@ -337,22 +337,6 @@ _SCALARS: Mapping[str, Callable[[str], object]] = {
 
 def destination_defines() -> list[str]:
     return ["DESTINATION"] + [f"DESTINATION_{i}" for i in range(1, MAX_NUMBERED_DESTINATIONS + 1)]
-
-
-def parse_destinations(text: str) -> list[tuple[SipUri, Settings]]:
-    """URIs of one ``destination`` value, separated by spaces or commas, each with its
-    settings after a ``|`` (commas inside an item with settings belong to them)."""
-    items = []
-    for word in text.strip().strip('"').split():
-        items += [word] if "|" in word else [w for w in word.split(",") if w]
-    out = []
-    for item in items:
-        uri_text, _, settings_text = item.partition("|")
-        try:
-            out.append((parse_uri(uri_text), parse_settings(settings_text)))
-        except (InvalidUri, InvalidArgument) as exc:
-            raise InvalidArgument(f"parameter destination: {exc}") from None
-    return out
 
 
 def load_config(defines: Mapping[str, str]) -> KaConfig:

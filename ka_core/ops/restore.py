@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from ka_core.errors import KaError
 from ka_core.ops.state_file import Snapshot
+from ka_core.settings import Settings
 from ka_core.store import registry
 from ka_core.store.registry import PARAMS_OWNER
 from ka_core.store.table import SharedTable
@@ -45,6 +46,7 @@ def restore_snapshot(table: SharedTable, snapshot: Snapshot, wall: float, dns: i
     """``dns``: ``KA_DNS``; a host name is then a name again (its targets are resolved
     anew, the file does not keep them)."""
     done = Restored()
+    parsed: dict[str, Settings] = {}  # one parse per settings text (the same for most)
     for dest in snapshot.destinations:
         try:
             if dest.owner == PARAMS_OWNER:
@@ -54,13 +56,15 @@ def restore_snapshot(table: SharedTable, snapshot: Snapshot, wall: float, dns: i
                     continue
                 gen = table.hot(slot)[0]
             else:
-                rec = registry.add(
+                settings = parsed.get(dest.settings)
+                if settings is None:
+                    settings = parsed[dest.settings] = registry.settings_of(dest.settings)
+                slot, gen = registry.add_slot(
                     table, dest.uri, dest.owner,
                     interval_s=dest.interval_ms / 1000 if dest.own_interval else None,
                     wall=wall, state_cb=dest.state_cb, response_cb=dest.response_cb,
-                    user=dest.user, settings=dest.settings, resolve_names=bool(dns),
+                    user=dest.user, settings=settings, resolve_names=bool(dns),
                 )  # fmt: skip
-                slot, gen = rec.slot, rec.gen
                 if dest.paused:
                     table.pause_slot(slot, gen, True)
                 done.added += 1

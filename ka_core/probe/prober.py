@@ -47,7 +47,7 @@ from ka_core.probe.scheduler import (
 from ka_core.probe.wire import Resends
 from ka_core.settings import DEFAULT_METHOD, Credentials, parse_settings, parse_socket, socket_tag
 from ka_core.state import Outcome, State, stops
-from ka_core.store.layout import FLAG_NAME, FLAG_PAUSED
+from ka_core.store.layout import FLAG_NAME, FLAG_PAUSED, USED
 from ka_core.store.ring import KIND_ADDED, KIND_REPLY, RingEntry
 from ka_core.store.table import SharedTable
 from ka_core.uri import parse_uri
@@ -177,18 +177,19 @@ class Prober(ClusterHooks, AuthHooks, PassiveHooks):
         """Apply ring entries: new destinations get scheduled, replies get applied."""
         events: list[Event] = []
         table = self._table
-        added = [
-            e for e in entries
-            if e.kind == KIND_ADDED and table.is_used(e.slot, e.gen)
-            and not table.flags(e.slot) & FLAG_NAME  # a name (KA_DNS) is never pinged
-        ]  # fmt: skip
+        added: list[tuple[int, int, float]] = []  # (slot, gen, interval s), one read each
+        for e in entries:
+            if e.kind == KIND_ADDED:
+                gen, used, flags, interval_ms = table.adoption(e.slot)
+                if gen == e.gen and used == USED and not flags & FLAG_NAME:  # names: not pinged
+                    added.append((e.slot, gen, interval_ms / 1000.0))
         delay = FIRST_DELAY_S if self._started else 0.0  # the start-up list: at once
         self._started = True
-        for entry in added:
-            self._rates.count(entry.slot, entry.gen, table.interval_ms(entry.slot) / 1000.0)
+        for slot, gen, interval_s in added:
+            self._rates.count(slot, gen, interval_s)
         self._grid = grid_for(self._rates.rate)
-        for index, entry in enumerate(added):
-            self._adopt(entry.slot, entry.gen, now, index, len(added), delay)
+        for index, (slot, gen, interval_s) in enumerate(added):
+            self._adopt(slot, gen, now, index, len(added), delay, interval_s)
         for entry in entries:
             reply = entry.kind == KIND_REPLY and self._from_destination(entry)
             if reply and not self._answer_challenge(entry, now):
@@ -282,11 +283,11 @@ class Prober(ClusterHooks, AuthHooks, PassiveHooks):
         return min(present) if present else None
 
     def _adopt(
-        self, slot: int, gen: int, now: float, index: int, batch: int, delay_s: float
-    ) -> None:
+        self, slot: int, gen: int, now: float, index: int, batch: int, delay_s: float,
+        interval_s: float,
+    ) -> None:  # fmt: skip
         self._dests.pop(slot, None)
         self._unread[slot] = gen
-        interval_s = self._table.interval_ms(slot) / 1000.0
         due = first_due(now, index, batch, interval_s, delay_s, self._grid)
         self._schedule.schedule(due, slot, gen)
 

@@ -43,6 +43,26 @@ class Chains:
                 return slot
         return -1
 
+    def place(self, key_b: bytes, owner_b: bytes, crc: int) -> tuple[int, bool]:
+        """Where a new record (key, owner) goes (lock held): (the first free slot on its
+        chain or -1, whether the chain already holds it).  ``crc``: ``crc32(key_b)``, computed
+        once for the chain and the record."""
+        buf, cap, free = self._buf, self.capacity, -1
+        start = crc % cap
+        for i in range(cap):
+            slot = (start + i) % cap
+            off = self._slots_at + slot * SLOT_SIZE
+            used = buf[off + USED_AT]
+            if used == USED:
+                if text(buf, off, "key") == key_b and text(buf, off, "owner") == owner_b:
+                    return free, True
+                continue
+            if free < 0:
+                free = slot
+            if used == EMPTY:
+                break
+        return free, False
+
     def walk(self, key_b: bytes) -> Iterator[int]:
         """The slots a lookup of ``key_b`` visits, in order (callers stop at EMPTY)."""
         start = zlib.crc32(key_b) % self.capacity

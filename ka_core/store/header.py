@@ -57,10 +57,11 @@ class Header:
     def count(self) -> int:
         return int(_U32.unpack_from(self._buf, COUNT_AT)[0])
 
-    def write_count(self, count: int) -> None:
-        """Every add and delete passes here (lock held): it also bumps ``membership``."""
+    def write_count(self, count: int, changes: int = 1) -> None:
+        """Every add and delete passes here (lock held): it also bumps ``membership``, once
+        per destination (``changes``: a bulk insert's)."""
         _U32.pack_into(self._buf, COUNT_AT, count)
-        _U32.pack_into(self._buf, MEMBERSHIP_AT, (self.membership + 1) & 0xFFFFFFFF)
+        _U32.pack_into(self._buf, MEMBERSHIP_AT, (self.membership + changes) & 0xFFFFFFFF)
 
     @property
     def membership(self) -> int:

@@ -130,6 +130,10 @@ def offset(name: str) -> int:
     return _OFFSETS[name]
 
 
+ADOPT = struct.Struct(f"<IB{offset('flags') - 5}xB{offset('interval_ms') - offset('flags') - 1}xI")
+"""(gen, used, flags, interval_ms): what the pinger adopts an added slot by, in one read."""
+
+
 def length_field(name: str) -> int:
     """Index of the length of string ``name``."""
     return index(f"{name}_len")

@@ -3,14 +3,21 @@ functions, the RPC commands and the Python developer API."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from ka_core.errors import InvalidArgument, UnknownDestination
 from ka_core.settings import MAX_INTERVAL_S, Settings, parse_settings
 from ka_core.state import State
 from ka_core.store.layout import FLAG_CUSTOM_POLICY, FLAG_NAME, FLAG_OWN_INTERVAL, FLAG_SOCKET
 from ka_core.store.records import Record
-from ka_core.store.table import MAX_CALLBACK_BYTES, MAX_OWNER_BYTES, MAX_USER_BYTES, SharedTable
+from ka_core.store.table import (
+    MAX_CALLBACK_BYTES,
+    MAX_OWNER_BYTES,
+    MAX_USER_BYTES,
+    Seed,
+    SharedTable,
+    SlotGen,
+)
 from ka_core.uri import SipUri, address_tag, parse_uri
 
 PARAMS_OWNER = "_params"
@@ -80,7 +87,29 @@ def add(
     settings: object = "",
     resolve_names: bool = False,
 ) -> Record:
-    """Validate and add one destination; raises a ``KaError`` and changes nothing on error.
+    """``add_slot``, and the record it added."""
+    slot, _ = add_slot(
+        table, uri, owner, interval_s=interval_s, wall=wall, state_cb=state_cb,
+        response_cb=response_cb, user=user, settings=settings, resolve_names=resolve_names,
+    )  # fmt: skip
+    return table.read(slot)
+
+
+def add_slot(
+    table: SharedTable,
+    uri: object,
+    owner: object,
+    *,
+    interval_s: float | None,
+    wall: float,
+    state_cb: object = "",
+    response_cb: object = "",
+    user: str = "",
+    settings: object = "",
+    resolve_names: bool = False,
+) -> SlotGen:
+    """Validate and add one destination, (slot, gen) where it went (the state file's
+    restore reads nothing back); raises a ``KaError`` and changes nothing on error.
 
     ``interval_s`` None: the ``interval`` setting if given, else the current
     ``ping_interval``, which the destination then follows when it changes at runtime.
@@ -98,7 +127,7 @@ def add(
         raise InvalidArgument(f"ping interval {interval_s} s out of range [0.1, {MAX_INTERVAL_S}]")
     if len(user.encode()) > MAX_USER_BYTES:
         raise InvalidArgument(f"user data longer than {MAX_USER_BYTES} bytes once encoded")
-    slot, _ = table.insert(
+    return table.insert(
         parsed,
         owner,
         interval_ms=round(interval_s * 1000),
@@ -109,7 +138,6 @@ def add(
         settings=chosen.text,
         flags=_flags(chosen, own) | _name_flag(parsed, resolve_names, chosen),
     )
-    return table.read(slot)
 
 
 def add_static(
@@ -122,15 +150,25 @@ def add_static(
     resolve_names: bool = False,
 ) -> None:
     """The ``destination`` parameters: already parsed and checked by ``load_config``, so
-    start-up does not parse 10,000 URIs twice nor read every record back."""
+    start-up does not parse 100,000 URIs twice nor read every record back; one
+    ``insert_many``, and what a ``Settings`` implies is worked out once per object (the
+    config shares one per settings text)."""
     owner = check_owner(owner)
-    for uri, settings in dests:
-        own = bool(settings.interval)
-        interval_ms = round((settings.interval or interval_s) * 1000)
-        table.insert(
-            uri, owner, interval_ms=interval_ms, wall=wall, settings=settings.text,
-            flags=_flags(settings, own) | _name_flag(uri, resolve_names, settings),
-        )  # fmt: skip
+    implied: dict[int, tuple[str, int, int]] = {}  # id(settings) -> (text, flags, interval ms)
+
+    def seeds() -> Iterator[Seed]:
+        for uri, settings in dests:
+            known = implied.get(id(settings))
+            if known is None:
+                interval_ms = round((settings.interval or interval_s) * 1000)
+                known = (settings.text, _flags(settings, bool(settings.interval)), interval_ms)
+                implied[id(settings)] = known
+            text, flags, interval_ms = known
+            if resolve_names:
+                flags |= _name_flag(uri, resolve_names, settings)
+            yield uri, text, flags, interval_ms
+
+    table.insert_many(seeds(), owner, wall=wall)
 
 
 def remove(table: SharedTable, uri: object, owner: object) -> Record:

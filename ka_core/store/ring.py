@@ -28,11 +28,6 @@ KIND_OUTCOME = 5
 ``seq`` holds the seconds of its Retry-After (0: none)."""
 KIND_RETRY_AFTER = 6
 """The Retry-After seconds (in ``code``) of the reply to ping ``seq``, queued just before it."""
-KIND_OUTCOME = 5
-"""A real outcome (final code) a script reported for slot ``slot`` generation ``gen``;
-``seq`` holds the seconds of its Retry-After (0: none)."""
-KIND_RETRY_AFTER = 6
-"""The Retry-After seconds (in ``code``) of the reply to ping ``seq``, queued just before it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +73,15 @@ class Ring:
             entry.slot, entry.gen, entry.seq, entry.mono, entry.wall,
         )  # fmt: skip
         _POS.pack_into(self._buf, RING_POS_AT, head + 1, tail)
+
+    def push_added(self, added: list[tuple[int, int]], wall: float) -> None:
+        """One ``ADDED`` entry per (slot, gen), as ``push`` each would write them, with the
+        head written once (the start-up list); the caller checked there is room."""
+        head, tail = _POS.unpack_from(self._buf, RING_POS_AT)
+        buf, at, cap, pack = self._buf, self._at, self.capacity, ENTRY.pack_into
+        for i, (slot, gen) in enumerate(added, head):
+            pack(buf, at + (i % cap) * ENTRY.size, KIND_ADDED, 0, slot, gen, 0, 0.0, wall)
+        _POS.pack_into(self._buf, RING_POS_AT, head + len(added), tail)
 
     def offer(self, entry: RingEntry, keep_free: int) -> bool:
         """Push ``entry`` unless ``keep_free`` or fewer entries are left: passive health's

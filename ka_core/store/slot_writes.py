@@ -6,8 +6,7 @@ its lock held; they know bytes and the layout, never the table.
 
 from __future__ import annotations
 
-import zlib
-
+from ka_core.errors import InvalidArgument
 from ka_core.state import State
 from ka_core.store import codec
 from ka_core.store.layout import (
@@ -118,6 +117,31 @@ def store_state(
     return old
 
 
+NEW_STRINGS = ("uri", "key", "owner", "state_cb", "response_cb", "settings", "user")
+
+
+def encode_strings(values: tuple[str, str, str, str, str, str, str]) -> dict[str, bytes]:
+    """A new record's strings (in ``NEW_STRINGS`` order) encoded and checked against their
+    capacities: what ``fill`` takes."""
+    encoded = dict(zip(NEW_STRINGS, (v.encode("utf-8") for v in values), strict=True))
+    for name, data in encoded.items():
+        if len(data) > STRINGS[name][1]:
+            raise InvalidArgument(f"{name} longer than {STRINGS[name][1]} bytes")
+    return encoded
+
+
+def seed_strings(uri: str, key: str, owner_b: bytes, settings: str) -> dict[str, bytes]:
+    """``encode_strings`` of a start-up destination (no callbacks, no user data) whose
+    owner is already encoded and checked: what ``fill`` takes, made cheaply."""
+    encoded = {"uri": uri.encode(), "key": key.encode(), "owner": owner_b}
+    if settings:
+        encoded["settings"] = settings.encode()
+    for name, data in encoded.items():
+        if len(data) > STRINGS[name][1]:
+            raise InvalidArgument(f"{name} longer than {STRINGS[name][1]} bytes")
+    return encoded
+
+
 def fill(
     buf: memoryview,
     off: int,
@@ -126,19 +150,20 @@ def fill(
     interval_ms: int,
     wall: float,
     encoded: dict[str, bytes],
+    crc: int,
 ) -> None:
-    """Write a new destination into the free slot at ``off`` (lock held; strings checked)."""
+    """Write a new destination into the free slot at ``off`` (lock held; strings checked,
+    those left out are empty; ``crc``: ``crc32`` of its key)."""
     buf[off : off + SLOT_SIZE] = _ZERO_SLOT
     fixed = list(_NEW_FIXED)  # by index: 100,000 static destinations at start-up
     fixed[_GEN], fixed[_USED], fixed[_NEW_FLAGS] = gen, USED, flags
+    fixed[_CRC], fixed[_INTERVAL], fixed[_ADDED] = crc, interval_ms, wall
     for name, data in encoded.items():
-        fixed[_LEN[name]] = len(data)
-    fixed[_CRC], fixed[_INTERVAL] = zlib.crc32(encoded["key"]), interval_ms
-    fixed[_ADDED] = wall
+        if data:  # an empty string stays as zeroed
+            fixed[_LEN[name]] = len(data)
+            at = off + STRINGS[name][0]
+            buf[at : at + len(data)] = data
     FIXED.pack_into(buf, off, *fixed)
-    for name, data in encoded.items():
-        at = off + STRINGS[name][0]
-        buf[at : at + len(data)] = data
 
 
 def follow_interval(buf: memoryview, slots_at: int, capacity: int, seconds: int) -> int:

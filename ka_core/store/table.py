@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import functools
 import struct
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
 from ka_core import ratelimit
-from ka_core.errors import DuplicateDestination, InvalidArgument, TableFull, UnknownDestination
+from ka_core.errors import DuplicateDestination, TableFull, UnknownDestination
 from ka_core.events import StateChanged
 from ka_core.state import State
 from ka_core.store import codec, records, slot_writes
@@ -33,6 +34,7 @@ from ka_core.store.codec import USED_AT, text
 from ka_core.store.header import Header, format_buffer
 from ka_core.store.header import buffer_size as buffer_size
 from ka_core.store.layout import (
+    ADOPT,
     BUCKET_AT,
     EMPTY,
     FLAG_PAUSED,
@@ -65,6 +67,9 @@ Row = tuple[Any, ...]  # the fields a view asked ``rows`` for, in its order
 MAX_OWNER_BYTES = STRINGS["owner"][1] - 1
 MAX_USER_BYTES = STRINGS["user"][1]
 MAX_CALLBACK_BYTES = STRINGS["state_cb"][1]
+SlotGen = tuple[int, int]
+Seed = tuple[SipUri, str, int, int]
+"""A start-up destination for ``insert_many``: URI, settings text, flags, interval ms."""
 
 
 class SharedTable:
@@ -116,6 +121,9 @@ class SharedTable:
     def interval_ms(self, slot: int) -> int:
         return int(codec.get(self._buf, self._off(slot), "interval_ms"))
 
+    def adoption(self, slot: int) -> tuple[int, int, int, int]:
+        return ADOPT.unpack_from(self._buf, self._off(slot))  # layout.ADOPT
+
     def hot_reader(self, slot: int) -> Callable[[], tuple[int, int, int, int]]:
         """(gen, used, state, flags) for a per-process cache: one C call per lookup."""
         return functools.partial(ROUTE.unpack_from, self._buf, self._off(slot))
@@ -157,60 +165,57 @@ class SharedTable:
     # -- writes (any process) ------------------------------------------------------------
 
     def insert(
-        self,
-        uri: SipUri,
-        owner: str,
-        *,
-        interval_ms: int,
-        wall: float,
-        state_cb: str = "",
-        response_cb: str = "",
-        user: str = "",
-        settings: str = "",
-        flags: int = 0,
-    ) -> tuple[int, int]:
+        self, uri: SipUri, owner: str, *, interval_ms: int, wall: float, state_cb: str = "",
+        response_cb: str = "", user: str = "", settings: str = "", flags: int = 0,
+    ) -> SlotGen:  # fmt: skip
         """Add a destination and tell the pinger; returns (slot, gen).  ``settings``: the
         canonical text of ``ka_core.settings``; ``flags``: ``layout.FLAG_*`` it implies."""
-        values = {
-            "uri": uri.display,
-            "key": uri.key,
-            "owner": owner,
-            "state_cb": state_cb,
-            "response_cb": response_cb,
-            "settings": settings,
-            "user": user,
-        }
-        encoded = {name: v.encode("utf-8") for name, v in values.items()}
-        for name, data in encoded.items():
-            if len(data) > STRINGS[name][1]:
-                raise InvalidArgument(f"{name} longer than {STRINGS[name][1]} bytes")
-        key_b, owner_b = encoded["key"], encoded["owner"]
+        strings = (uri.display, uri.key, owner, state_cb, response_cb, settings, user)
+        encoded = slot_writes.encode_strings(strings)
         with self._lock:
-            free = -1
-            for slot in self.chains.walk(key_b):
-                off = self._off(slot)
-                used = self._buf[off + USED_AT]
-                if used == USED:
-                    if text(self._buf, off, "key") == key_b and (
-                        text(self._buf, off, "owner") == owner_b
-                    ):
-                        raise DuplicateDestination(f"{uri.display} already added by {owner}")
-                    continue
-                if free < 0:
-                    free = slot
-                if used == EMPTY:
-                    break
             count = self.count
-            if count >= self.max_destinations or free < 0:
-                raise TableFull(f"max_destinations ({self.max_destinations}) reached")
-            if self._ring.free() < 1:
-                raise TableFull("pinger queue full, try again")
-            off = self._off(free)
-            gen = (HOT.unpack_from(self._buf, off)[0] + 1) & 0xFFFFFFFF
-            slot_writes.fill(self._buf, off, gen, flags, interval_ms, wall, encoded)
+            slot, gen = self._fill(encoded, flags, interval_ms, wall, count, 1)
             self.header.write_count(count + 1)
-            self._ring.push(RingEntry(KIND_ADDED, 0, free, gen, 0, 0.0, wall))
-            return free, gen
+            self._ring.push(RingEntry(KIND_ADDED, 0, slot, gen, 0, 0.0, wall))
+            return slot, gen
+
+    def insert_many(self, seeds: Iterable[Seed], owner: str, *, wall: float) -> list[SlotGen]:
+        """The start-up list (``registry.add_static``) under one lock: the same slots, records
+        and ring entries as one ``insert`` each in order, and the same error at the same item
+        (the ones before it added); the count and the ring's head are written once."""
+        added: list[SlotGen] = []
+        with self._lock:
+            count = self.count
+            try:
+                owner_b = slot_writes.encode_strings(("", "", owner, "", "", "", ""))["owner"]
+                for done, (uri, settings, flags, interval_ms) in enumerate(seeds):
+                    encoded = slot_writes.seed_strings(uri.display, uri.key, owner_b, settings)
+                    slot_gen = self._fill(encoded, flags, interval_ms, wall, count + done, done + 1)
+                    added.append(slot_gen)
+            finally:
+                self.header.write_count(count + len(added), len(added))
+                self._ring.push_added(added, wall)
+        return added
+
+    def _fill(
+        self, encoded: dict[str, bytes], flags: int, interval_ms: int, wall: float, count: int,
+        queued: int,
+    ) -> SlotGen:  # fmt: skip
+        """Place and write a new record (lock held); ``queued``: ring entries taken, its own in."""
+        key_b, owner_b = encoded["key"], encoded["owner"]
+        crc = zlib.crc32(key_b)
+        free, duplicate = self.chains.place(key_b, owner_b, crc)
+        if duplicate:
+            uri = encoded["uri"].decode()
+            raise DuplicateDestination(f"{uri} already added by {owner_b.decode()}")
+        if count >= self.max_destinations or free < 0:
+            raise TableFull(f"max_destinations ({self.max_destinations}) reached")
+        if self._ring.free() < queued:
+            raise TableFull("pinger queue full, try again")
+        off = self._off(free)
+        gen = (HOT.unpack_from(self._buf, off)[0] + 1) & 0xFFFFFFFF
+        slot_writes.fill(self._buf, off, gen, flags, interval_ms, wall, encoded, crc)
+        return free, gen
 
     def remove(self, key: str, owner: str) -> Record:
         """Delete one destination; the pinger notices through the generation."""
@@ -343,14 +348,9 @@ class SharedTable:
         return written if isinstance(written, StateChanged) else None
 
     def restore_state(
-        self,
-        slot: int,
-        gen: int,
-        state: State,
-        last_checked: float,
-        last_up: float,
+        self, slot: int, gen: int, state: State, last_checked: float, last_up: float,
         last_down: float,
-    ) -> bool:
+    ) -> bool:  # fmt: skip
         """Put back a destination's last state from the state file (at start-up, before the
         pinger reads the record), so routing sees it before the first probe; False if the
         slot changed."""
