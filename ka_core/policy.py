@@ -93,6 +93,8 @@ DEFAULT_FAILURE_CODES = CodeSet.parse("5xx,408")
 """5xx replies and 408, which Kamailio's tm uses for a local timeout."""
 DEFAULT_RETRY_CODES = CodeSet.parse("503")
 MAX_RETRY_AFTER_S = 86400
+DEFAULT_EJECT_S, DEFAULT_EJECT_MAX_S, DEFAULT_EJECT_MAX_PERCENT = 30, 300, 10
+"""The first ejection's seconds, the cap, and the largest share of a group out at once."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,9 +105,9 @@ class Ejection:
     after: int = 0
     """Failures in a row that eject; 0 = passive health off."""
     codes: CodeSet = DEFAULT_FAILURE_CODES
-    base_s: int = 30
-    max_s: int = 300
-    max_percent: int = 10
+    base_s: int = DEFAULT_EJECT_S
+    max_s: int = DEFAULT_EJECT_MAX_S
+    max_percent: int = DEFAULT_EJECT_MAX_PERCENT
     as_down: bool = False
     """``ka_is_alive`` answers 2 (DOWN) for an ejected destination instead of 4."""
     retry_codes: CodeSet = DEFAULT_RETRY_CODES

@@ -24,6 +24,9 @@ from ka_core.ops.access import LOOPBACK, HttpGuard, Network, parse_allow, parse_
 from ka_core.policy import (
     DEFAULT_AFTER,
     DEFAULT_ALIVE,
+    DEFAULT_EJECT_MAX_PERCENT,
+    DEFAULT_EJECT_MAX_S,
+    DEFAULT_EJECT_S,
     DEFAULT_FAILURE_CODES,
     DEFAULT_RETRY_CODES,
     MAX_RETRY_AFTER_S,
@@ -142,10 +145,10 @@ class KaConfig:
     """Reported failures in a row that eject a destination (Envoy's default 5)."""
     eject_codes: CodeSet = DEFAULT_FAILURE_CODES
     """Reported codes that count as failures (5xx, and 408 for a local timeout)."""
-    eject_time: int = 30
+    eject_time: int = DEFAULT_EJECT_S
     """Seconds of the first ejection; the n-th lasts n times this, at most ``eject_max``."""
-    eject_max: int = 300
-    eject_max_percent: int = 10
+    eject_max: int = DEFAULT_EJECT_MAX_S
+    eject_max_percent: int = DEFAULT_EJECT_MAX_PERCENT
     """At most this share of an owner's destinations is ejected at once (at least one)."""
     eject_as: str = "ejected"
     """``down``: ``ka_is_alive`` answers 2 for an ejected destination instead of 4."""
