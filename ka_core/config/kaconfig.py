@@ -21,6 +21,7 @@ from ka_core.config.destinations import parse_destinations
 from ka_core.errors import InvalidArgument
 from ka_core.names.servers import parse_dns_servers, servers_text
 from ka_core.ops.access import LOOPBACK, HttpGuard, Network, parse_allow, parse_path, parse_token
+from ka_core.ops.dispatcher import DEFAULT_SYNC_S
 from ka_core.policy import (
     DEFAULT_AFTER,
     DEFAULT_ALIVE,
@@ -137,7 +138,7 @@ class KaConfig:
     """Heartbeat period; a node silent for three of them is out."""
     dispatcher_bridge: int = 0
     """1: dispatcher's destinations, probed by ka-kemi, follow its states (docs/dispatcher.md)."""
-    dispatcher_sync_s: int = 30
+    dispatcher_sync_s: int = DEFAULT_SYNC_S
     """Seconds between two reads of ``dispatcher.list`` (new, gone and reset entries)."""
     passive: int = 0
     """1: passive health for every destination (``ka_report`` outcomes eject it)."""

@@ -22,7 +22,8 @@ from ka_core.uri import lookup_key
 
 OWNER = "dispatcher"
 """The owner of the destinations the bridge adds; it deletes no other owner's."""
-DEFAULT_SYNC_S = 30.0
+DEFAULT_SYNC_S = 30
+"""``KA_DISPATCHER_SYNC_S``'s default."""
 
 
 @dataclass(frozen=True, slots=True)
