@@ -50,6 +50,9 @@ class Inputs:
     """The resolver thread's answers (``KA_DNS``)."""
     dmq: DmqReply | None = None
     """dmq's node list, when ``Node.wants_dmq_nodes`` asked for it."""
+    challenges: Sequence[tuple[int, str]] = ()
+    """(ping number, WWW/Proxy-Authenticate header) of 401/407 replies, read after the
+    ring (``kemi.challenges``), so no reply in ``entries`` lacks its challenge."""
 
 
 @dataclass(slots=True)
@@ -101,6 +104,8 @@ class Node:
         if self.cluster is not None:
             remote, before = self.cluster.before(entries, inputs.messages, now, wall)
             cluster_out.append(before)
+        for seq, header in inputs.challenges:
+            self.prober.take_challenge(seq, header)
         probed = self.prober.step(now, wall, entries, inputs.unsent, send)
         table.header.write_pinger_stats(lag, self._lag_max, self.prober.outstanding)
         step = Step(probed.pings, probed.resent, list(probed.events), cluster_out, names_out)

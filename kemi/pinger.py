@@ -164,8 +164,7 @@ class Pinger:
         rt, cluster, dns = self._rt, self._cluster, self._dns
         now, wall = rt.monotonic(), rt.wall()
         inputs = Inputs(rt.table.drain(), self._unsent)
-        for seq, header in rt.challenges.drain():  # after the ring: see kemi.challenges
-            self._prober.take_challenge(seq, header)
+        inputs.challenges = rt.challenges.drain()  # after the ring: see kemi.challenges
         self._unsent = []
         if cluster is not None:
             inputs.messages = cluster.messages()
