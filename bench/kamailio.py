@@ -1,5 +1,5 @@
-"""Benchmark Kamailio instances: the C keepalive module and ka-kemi with the same globals,
-modules and timers (ping interval 5 s, tm ``fr_timer`` 2000 ms)."""
+"""Benchmark Kamailio instances: the C keepalive module, Kamailio dispatcher and ka-kemi with
+the same globals, modules and timers (ping interval 5 s, tm ``fr_timer`` 2000 ms)."""
 
 from __future__ import annotations
 
@@ -155,7 +155,7 @@ class CKeepalive(BenchKamailio):
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
-                raise RuntimeError(f"c kamailio exited at start:\n{self.log()[-3000:]}")
+                raise RuntimeError(f"{self.side} kamailio exited at start:\n{self.log()[-3000:]}")
             if self.ctl_socket.exists():
                 try:
                     self.ctl_call("core.version")
@@ -163,7 +163,27 @@ class CKeepalive(BenchKamailio):
                 except (OSError, RuntimeError, binrpc.BinrpcError):
                     pass
             time.sleep(0.05)
-        raise RuntimeError(f"c kamailio not ready after 60 s:\n{self.log()[-3000:]}")
+        raise RuntimeError(f"{self.side} kamailio not ready after 60 s:\n{self.log()[-3000:]}")
+
+
+def dispatcher_cfg(list_file: Path, uris: Sequence[str], ping_interval_s: int = 0) -> str:
+    """Write ``uris`` as dispatcher set 1 into ``list_file``; return the lines that load
+    dispatcher.so with it (a ``CKeepalive``'s ``cfg_extra``).
+
+    ``ping_interval_s`` > 0: dispatcher probes every destination of the set itself
+    (``ds_probing_mode 1``), OPTIONS through tm from c_keepalive.cfg's ``KA_PING_FROM``, as
+    the C keepalive module does; 0: no probing (selection only)."""
+    list_file.write_text("".join(f"1 {uri}\n" for uri in uris))
+    lines = ['loadmodule "dispatcher.so"', f'modparam("dispatcher", "list_file", "{list_file}")']
+    if ping_interval_s:
+        lines += [
+            f'modparam("dispatcher", "ds_ping_interval", {ping_interval_s})',
+            'modparam("dispatcher", "ds_probing_mode", 1)',
+            'modparam("dispatcher", "ds_ping_from", KA_PING_FROM)',
+            # dispatcher.add 1 s apart (add -> first ping): the default refuses one within 5 s
+            'modparam("dispatcher", "reload_delta", 0)',
+        ]
+    return "\n".join(lines)
 
 
 def ka_defines(

@@ -1,6 +1,7 @@
-"""The pinging-scale benchmark's runs: one Kamailio with N destinations, its CPU, shm and
-socket drops over a window, ``keepalive.add`` to first ping, and the analysis of what the
-responder received (see ``bench.ping_scale``)."""
+"""The pinging-scale benchmark's runs: one Kamailio with N destinations (ka-kemi, the C
+keepalive module or dispatcher probing), its CPU, shm and socket drops over a window, an RPC
+add to first ping, and the analysis of what the responder received (see
+``bench.ping_scale``)."""
 
 from __future__ import annotations
 
@@ -19,17 +20,23 @@ from bench.kamailio import (
     CKeepalive,
     InstanceArgs,
     KaKemi,
+    dispatcher_cfg,
     ka_defines,
 )
 from bench.probes import udp_socket_stats
 from bench.procs import wait_until
 from bench.responder_proc import Responder
+from ka_core.ops import binrpc
 from ka_core.store.ring import capacity_for as ring_capacity_for
 from ka_core.store.table import buffer_size
 from tests.harness.rpc_client import BinrpcClient
 
 BENCH_ID = 2
 SHM_MB = 256
+SIDES = ("ka", "c", "ds")
+"""The measured sides: ka-kemi, the C keepalive module, dispatcher (``ds_probing_mode 1``)."""
+LISTEN_OCTET = {"c": 1, "ka": 2, "none": 3, "ds": 4}
+"""Each side listens on ``127.99.BENCH_ID.<this>:5060``."""
 ADD_ADDRS = ["127.0.200.1", "127.0.200.3", "127.0.200.5"]  # answering, outside every N
 
 # window start/end (s), Kamailio CPU ns at both, shm real_used samples, shm at the end,
@@ -70,7 +77,8 @@ class Run(TypedDict, total=False):
     ``analyse`` found in the responder's log), or why it failed or crashed."""
 
     side: str
-    """``ka``, ``c``, or ``none`` (the same Kamailio with neither module: the baseline)."""
+    """``ka``, ``c``, ``ds`` (dispatcher), or ``none`` (the same Kamailio with none of them:
+    the baseline)."""
     n: int
     rep: int
     interval_s: float
@@ -115,20 +123,26 @@ def make(
     side: str, n: int, wd: Path, interval_s: float = PING_INTERVAL_S, shm_mb: int = SHM_MB,
     extra: dict[str, str | int] | None = None,
 ) -> BenchKamailio:  # fmt: skip
-    """``side`` ``none``: the C configuration without keepalive.so (the baseline)."""
+    """``side`` ``none``: the C configuration without keepalive.so (the baseline); ``ds``:
+    the same plus dispatcher.so probing the destinations, one set in a list file."""
     addrs = dest_addrs(n) if n <= 25_000 else wide_addrs(n)
     dests = [sip_uri(a) for a in addrs] if n else []
-    ip = f"127.99.{BENCH_ID}.{ {'c': 1, 'ka': 2, 'none': 3}[side] }"
+    ip = f"127.99.{BENCH_ID}.{LISTEN_OCTET[side]}"
     common = InstanceArgs(workdir=wd, ip=ip, port=5060, children=2, shm_mb=shm_mb)
     defines: dict[str, str | int] = {"BENCH_CHECK": "none", "KA_PING_INTERVAL": int(interval_s)}
-    if side != "ka":
-        if side == "none":
-            defines["BENCH_NO_KEEPALIVE"] = 1
+    if side == "ka":
+        max_dests = max(n, 100) + 16
+        return KaKemi(
+            defines=ka_defines(dests, max_destinations=max_dests, **defines, **(extra or {})),
+            **common,
+        )
+    if side != "c":
+        defines["BENCH_NO_KEEPALIVE"] = 1
+    if side != "ds":
         return CKeepalive(destinations=dests, defines=defines | (extra or {}), **common)
-    max_dests = max(n, 100) + 16
-    return KaKemi(
-        defines=ka_defines(dests, max_destinations=max_dests, **defines, **(extra or {})), **common
-    )
+    kam = CKeepalive(side="ds", defines=defines | (extra or {}), **common)
+    kam.cfg_extra = dispatcher_cfg(kam.workdir / "dispatcher.list", dests, int(interval_s))
+    return kam
 
 
 def idle_baseline(side: str, wd: Path, seconds: float, rep: int = 0) -> dict[str, float]:
@@ -151,11 +165,13 @@ def idle_baseline(side: str, wd: Path, seconds: float, rep: int = 0) -> dict[str
 
 
 def rpc_add(kam: BenchKamailio, uri: str) -> float | None:
-    """``keepalive.add`` through the side's own RPC socket; the wall time it returned, or
-    None if it failed."""
-    path = kam.ctl_socket if kam.side == "c" else kam.rpc_socket
+    """Add ``uri`` through the side's own RPC socket (``keepalive.add``; dispatcher:
+    ``dispatcher.add`` to set 1); the wall time it returned, or None if it failed."""
+    path = kam.rpc_socket if kam.side == "ka" else kam.ctl_socket
+    params: list[binrpc.Value] = [1, uri] if kam.side == "ds" else [uri, "bench"]
+    method = "dispatcher.add" if kam.side == "ds" else "keepalive.add"
     with BinrpcClient(path) as client:
-        fault, _values, _ = client.call("keepalive.add", uri, "bench")
+        fault, _values, _ = client.call(method, *params)
     return None if fault else time.time()
 
 
@@ -183,7 +199,9 @@ def one_run(
         kam.start()
         result["ready_s"] = kam.ready_at - kam.started_at
         try:
-            measured = measure(kam, warmup, window, add_addrs)
+            # dispatcher pings a destination it was given only in its next round
+            settle = interval_s if side == "ds" else 0.0
+            measured = measure(kam, warmup, window, add_addrs, settle)
         except (OSError, RuntimeError, ValueError) as exc:
             # a dying Kamailio removes its ctl socket before its main process exits
             proc = kam.proc
@@ -207,6 +225,11 @@ def one_run(
     ev = responder.events()
     ev = ev[ev["src"] == ip_u32(kam.ip)]
     result.update(analyse(ev, n, w0, w1, kam.started_at, interval_s))
+    if n and not result["pings_in_window"]:  # nothing sent is no CPU figure to compare
+        raise RuntimeError(
+            f"{side} at N={n}: no ping reached the responder in the {window:.0f} s window "
+            f"({len(ev)} requests from {kam.ip} in all; log: {result['log_errors'][:3]})"
+        )
     cpu = c1 - c0 - idle["cpu_ns_per_s"] * (w1 - w0)
     pings = int(result["pings_in_window"])
     result["cpu_pct"] = cpu / (w1 - w0) / 1e9 * 100
@@ -242,7 +265,10 @@ def one_run(
     return result
 
 
-def measure(kam: BenchKamailio, warmup: float, window: float, add_addrs: list[str]) -> Measured:
+def measure(
+    kam: BenchKamailio, warmup: float, window: float, add_addrs: list[str], settle_s: float = 0.0
+) -> Measured:
+    """``settle_s``: extra wait after the last add, so that its first ping is logged."""
     assert kam.proc is not None
     while time.time() < kam.started_at + warmup:
         time.sleep(0.2)
@@ -268,6 +294,7 @@ def measure(kam: BenchKamailio, warmup: float, window: float, add_addrs: list[st
     for addr in add_addrs:
         adds.append((addr, rpc_add(kam, sip_uri(addr))))
         time.sleep(1.0)
+    time.sleep(settle_s)
     return w0, w1, c0, c1, shm_samples, shm_end, sock0, sock1, resp0, resp1, adds, pids
 
 

@@ -1,5 +1,5 @@
-"""The pinging-scale benchmark's console summary line and tables: ka-kemi / C ratios,
-both sides at every N, and ka-kemi's targets."""
+"""The pinging-scale benchmark's console summary line and tables: ka-kemi / C and
+ka-kemi / dispatcher ratios, every side at every N, and ka-kemi's targets."""
 
 from __future__ import annotations
 
@@ -24,8 +24,11 @@ def summary_line(r: Run) -> str:
     )
 
 
-CPU_TARGET = {100: 1.5, 1000: 1.0, 5000: 0.7, 10000: 0.8}
-"""ka-kemi's total CPU over C's (issue 18), where one is set."""
+SIDE_NAMES = {"ka": "ka-kemi", "c": "C", "ds": "dispatcher"}
+CPU_TARGET = {100: 1.3, 1000: 0.8, 5000: 0.6, 10000: 0.6}
+"""ka-kemi's total CPU over C's (issue 31), where one is set."""
+DS_TARGET = {1000: 1.0, 10000: 1.0}
+"""ka-kemi's total CPU over dispatcher's, to stay below (issue 31)."""
 IDLE_LIMIT_PCT = 0.03
 """'No measurable CPU' with no destination: under one 10 ms tick per 30 s window."""
 
@@ -61,15 +64,23 @@ def _by(runs: list[Run], side: str, n: int) -> list[Run]:
     return [r for r in runs if r["side"] == side and r["n"] == n]
 
 
-def _cpu_ratios(runs: list[Run], n: int) -> list[float]:
-    """ka / C total CPU, within each repetition."""
+def _cpu_ratios(runs: list[Run], n: int, ref: str) -> list[float]:
+    """ka / ``ref`` total CPU, within each repetition."""
     out = []
     for k in _by(runs, "ka", n):
-        for c in _by(runs, "c", n):
+        for c in _by(runs, ref, n):
             same = c.get("rep") == k.get("rep") and _ok(k) and _ok(c)
             if same and (kc := ratio(k.get("cpu_pct_raw"), c.get("cpu_pct_raw"))) is not None:
                 out.append(kc)
     return out
+
+
+def _cpu_cell(runs: list[Run], side: str, n: int) -> str:
+    rs = _by(runs, side, n)
+    good = [r for r in rs if _ok(r)]
+    if good:
+        return spread([r["cpu_pct_raw"] for r in good])
+    return f"{SIDE_NAMES[side]} {_why_not(rs[0])}" if rs else "not run"
 
 
 def _p99(r: Run) -> float | None:
@@ -81,52 +92,41 @@ def _burst_bound(r: Run) -> float:
     return max(2 * float(r.get("mean_per_100ms") or 0), 50.0)
 
 
-def make_tables(runs: list[Run], ns: list[int]) -> dict[str, str]:
-    base = [float(r["cpu_pct_raw"]) for r in _by(runs, "none", 0)]
+def _ratio_rows(runs: list[Run], ns: list[int], base: list[float]) -> list[list[str]]:
     idle_ka = [float(r["cpu_pct_raw"]) for r in _by(runs, "ka", 0)]
-    ratio_rows = [["0", spread(idle_ka), "– (not run: the baseline)", spread(base), "–", "–", "–"]]
+    rows = [["0", spread(idle_ka), "–", "–", spread(base), "–", "–", "–", "–"]]
     for n in ns:
-        ka = [r for r in _by(runs, "ka", n) if _ok(r)]
-        c = [r for r in _by(runs, "c", n) if _ok(r)]
-        ratios = _cpu_ratios(runs, n)
-        ratio_rows.append(
-            [
-                f"{n:,}",
-                spread([r["cpu_pct_raw"] for r in ka]),
-                spread([r["cpu_pct_raw"] for r in c])
-                if c
-                else "C " + _why_not(_by(runs, "c", n)[0]),
-                spread(base),
-                spread(ratios),
-                spread([r.get("us_per_ping") for r in ka])
-                + " / "
-                + spread([r.get("us_per_ping") for r in c]),
-                str(len(ratios)),
-            ]
-        )
-    ratios_md = md_table(
-        ["N", "ka-kemi CPU %", "C CPU %", "baseline CPU % (neither module)", "ka/C CPU",
-         "µs CPU/ping ka / C (baseline subtracted)", "reps"],
-        ratio_rows,
-    )  # fmt: skip
-    side_rows = []
+        vs_c, vs_ds = _cpu_ratios(runs, n, "c"), _cpu_ratios(runs, n, "ds")
+        per_ping = [
+            spread([r.get("us_per_ping") for r in _by(runs, side, n) if _ok(r)])
+            for side in SIDE_NAMES
+        ]
+        rows.append(
+            [f"{n:,}", *(_cpu_cell(runs, side, n) for side in SIDE_NAMES), spread(base),
+             spread(vs_c), spread(vs_ds), " / ".join(per_ping), f"{len(vs_c)} / {len(vs_ds)}"]
+        )  # fmt: skip
+    return rows
+
+
+def _side_rows(runs: list[Run], ns: list[int]) -> list[list[str]]:
+    rows = []
     for n in ns:
-        for side, name in (("ka", "ka-kemi"), ("c", "C")):
+        for side, name in SIDE_NAMES.items():
             rs = _by(runs, side, n)
             good = [r for r in rs if _ok(r)]
             if not good:
                 if rs:
-                    side_rows.append([f"{n:,}", name, f"**{_why_not(rs[0])}**"] + [""] * 8)
+                    rows.append([f"{n:,}", name, f"**{_why_not(rs[0])}**"] + [""] * 9)
                 continue
-            p99 = [_p99(r) for r in good]
             adds = [a for r in good for a in (r.get("add_to_first_ping_s") or []) if a is not None]
-            side_rows.append(
+            rows.append(
                 [
                     f"{n:,}",
                     name,
                     spread([r["cpu_pct_raw"] for r in good]),
+                    spread([r.get("pings_per_expected") for r in good]),
                     spread([r.get("shm_kb_per_dest_steady") for r in good]),
-                    spread(p99),
+                    spread([_p99(r) for r in good]),
                     str(max(int(r.get("max_per_100ms") or 0) for r in good)),
                     fmt(min(_burst_bound(r) for r in good)),
                     str(sum(int(r.get("kamailio_socket_drops") or 0) for r in good)),
@@ -135,42 +135,70 @@ def make_tables(runs: list[Run], ns: list[int]) -> dict[str, str]:
                     fmt(max(adds)) if adds else "–",
                 ]
             )
-    sides_md = md_table(
-        ["N", "side", "CPU % (all processes)", "shm KB/dest", "p99 interval err ms",
-         "busiest 100 ms (max)", "bound max(2×mean, 50)", "rcv drops (sum)",
-         "answering retx % (max)", "startup → 1st ping s (max)", "add → 1st ping s (max)"],
-        side_rows,
-    )  # fmt: skip
-    target_rows = [["0", "ka-kemi CPU − baseline ≤ 0.03 % (no measurable CPU)",
-                    fmt(median(idle_ka) - median(base)) if idle_ka and base else "–",
-                    verdict(median(idle_ka) - median(base), IDLE_LIMIT_PCT, " %")
-                    if idle_ka and base else "not measured"]]  # fmt: skip
+    return rows
+
+
+def _target_rows(runs: list[Run], ns: list[int], base: list[float]) -> list[list[str]]:
+    idle_ka = [float(r["cpu_pct_raw"]) for r in _by(runs, "ka", 0)]
+    rows = [["0", "ka-kemi CPU − baseline ≤ 0.03 % (no measurable CPU)",
+             fmt(median(idle_ka) - median(base)) if idle_ka and base else "–",
+             verdict(median(idle_ka) - median(base), IDLE_LIMIT_PCT, " %")
+             if idle_ka and base else "not measured"]]  # fmt: skip
     for n in ns:
         ka = [r for r in _by(runs, "ka", n) if _ok(r)]
         c = [r for r in _by(runs, "c", n) if _ok(r)]
         if n in CPU_TARGET:
-            ratios = _cpu_ratios(runs, n)
+            ratios = _cpu_ratios(runs, n, "c")
             value = median(ratios) if ratios else None
-            target_rows.append([f"{n:,}", f"CPU ≤ {CPU_TARGET[n]}× C (median of reps)",
-                                fmt(value), verdict(value, CPU_TARGET[n], "x")])  # fmt: skip
+            rows.append([f"{n:,}", f"CPU ≤ {CPU_TARGET[n]}× C (median of reps)",
+                         fmt(value), verdict(value, CPU_TARGET[n], "x")])  # fmt: skip
+        if n in DS_TARGET:
+            ratios = _cpu_ratios(runs, n, "ds")
+            value = median(ratios) if ratios else None
+            rows.append([f"{n:,}", f"CPU < {DS_TARGET[n]}× dispatcher (median of reps)",
+                         fmt(value), verdict(value, DS_TARGET[n], "x", strict=True)])  # fmt: skip
         if not ka:
             continue
         worst = max(int(r.get("max_per_100ms") or 0) / _burst_bound(r) for r in ka)
-        target_rows.append([f"{n:,}", "busiest 100 ms ≤ max(2× mean, 50)", fmt(worst) + "× bound",
-                            verdict(worst, 1.0, "x")])  # fmt: skip
+        rows.append([f"{n:,}", "busiest 100 ms ≤ max(2× mean, 50)", fmt(worst) + "× bound",
+                     verdict(worst, 1.0, "x")])  # fmt: skip
         worst_p99 = max(_p99(r) or 0.0 for r in ka)
-        target_rows.append(
+        rows.append(
             [f"{n:,}", "p99 interval error ≤ 10 ms", fmt(worst_p99), verdict(worst_p99, 10, " ms")]
         )
         drops = sum(int(r.get("kamailio_socket_drops") or 0) for r in ka)
-        target_rows.append([f"{n:,}", "0 receive drops", str(drops), verdict(drops, 0)])
+        rows.append([f"{n:,}", "0 receive drops", str(drops), verdict(drops, 0)])
         retx = max(float(r.get("answering_pings_retransmitted_pct") or 0) for r in ka)
-        target_rows.append([f"{n:,}", "0 retransmissions needed by answering peers",
-                            fmt(retx) + " %", verdict(retx, 0, " %")])  # fmt: skip
+        rows.append([f"{n:,}", "0 retransmissions needed by answering peers",
+                     fmt(retx) + " %", verdict(retx, 0, " %")])  # fmt: skip
         if c:
             kshm = median([r["shm_kb_per_dest_steady"] for r in ka])
             cshm = median([r["shm_kb_per_dest_steady"] for r in c])
-            target_rows.append([f"{n:,}", f"shm/dest ≤ C's ({fmt(cshm)} KB)", fmt(kshm),
-                                verdict(kshm, cshm, " KB")])  # fmt: skip
-    targets_md = md_table(["N", "target (ka-kemi)", "measured", "verdict"], target_rows)
+            rows.append([f"{n:,}", f"shm/dest ≤ C's ({fmt(cshm)} KB)", fmt(kshm),
+                         verdict(kshm, cshm, " KB")])  # fmt: skip
+    return rows
+
+
+def make_tables(runs: list[Run], ns: list[int], sides: Sequence[str] = ()) -> dict[str, str]:
+    """``sides``: the sides that were run (only named under the tables: every column stays)."""
+    base = [float(r["cpu_pct_raw"]) for r in _by(runs, "none", 0)]
+    ratios_md = md_table(
+        ["N", "ka-kemi CPU %", "C CPU %", "dispatcher CPU %",
+         "baseline CPU % (none of the modules)", "ka/C CPU", "ka/ds CPU",
+         "µs CPU/ping ka / C / ds (baseline subtracted)", "reps ka/C / ka/ds"],
+        _ratio_rows(runs, ns, base),
+    )  # fmt: skip
+    sides_md = md_table(
+        ["N", "side", "CPU % (all processes)", "pings / expected", "shm KB/dest",
+         "p99 interval err ms", "busiest 100 ms (max)", "bound max(2×mean, 50)",
+         "rcv drops (sum)", "answering retx % (max)", "startup → 1st ping s (max)",
+         "add → 1st ping s (max)"],
+        _side_rows(runs, ns),
+    )  # fmt: skip
+    targets_md = md_table(
+        ["N", "target (ka-kemi)", "measured", "verdict"], _target_rows(runs, ns, base)
+    )
+    skipped = [SIDE_NAMES[s] for s in SIDE_NAMES if sides and s not in sides]
+    if skipped:
+        ratios_md += f"\n\nNot run (--sides): {', '.join(skipped)}."
     return {"ratios": ratios_md, "sides": sides_md, "targets": targets_md}

@@ -12,7 +12,14 @@ import time
 from pathlib import Path
 
 from bench.addresses import dest_addrs, sip_uri
-from bench.kamailio import BenchKamailio, CKeepalive, InstanceArgs, KaKemi, ka_defines
+from bench.kamailio import (
+    BenchKamailio,
+    CKeepalive,
+    InstanceArgs,
+    KaKemi,
+    dispatcher_cfg,
+    ka_defines,
+)
 from bench.paths import BENCH
 from bench.probes import udp_socket_stats
 from bench.procs import track
@@ -27,9 +34,7 @@ BATCH = 200
 def build_instances(wd: Path) -> dict[str, BenchKamailio]:
     others = [sip_uri(a) for a in dest_addrs(1000)[1:]]  # 999 besides the target
     gateways = [sip_uri(a) for a in dest_addrs(6)[::2]]  # three that answer (odd last octet)
-    ds_list = wd / "dispatcher.list"
-    ds_list.write_text("".join(f"1 {gw}\n" for gw in gateways))
-    ds_cfg = f'loadmodule "dispatcher.so"\nmodparam("dispatcher", "list_file", "{ds_list}")'
+    ds_cfg = dispatcher_cfg(wd / "dispatcher.list", gateways)
     target_uri = sip_uri(TARGET)
     c_target = f"{TARGET}:15300"  # C compares without "sip:"
     inst: dict[str, BenchKamailio] = {}

@@ -34,11 +34,11 @@ def ratio(a: float | None, b: float | None) -> float | None:
     return a / b
 
 
-def verdict(value: float | None, limit: float, unit: str = "") -> str:
-    """``met`` or ``MISSED by x`` for an upper-bound target."""
+def verdict(value: float | None, limit: float, unit: str = "", strict: bool = False) -> str:
+    """``met`` or ``MISSED by x`` for an upper-bound target (``strict``: below it, not at it)."""
     if value is None:
         return "not measured"
-    if value <= limit:
+    if value < limit or (value == limit and not strict):
         return "met"
     over = value - limit
     if unit == "x":
