@@ -3,9 +3,25 @@ URIs."""
 
 from __future__ import annotations
 
+import os
+import re
 import socket
 
 PEER_PORT = 15300
+LISTEN_NET = "127.99"
+"""The /16 the benchmarks' Kamailio instances listen in: ``<net>.<bench>.<n>:5060``."""
+
+
+def run_plan() -> tuple[str, int]:
+    """The pinging benchmarks' listen /16 and peer port: ``KA_BENCH_NET`` (``127.N``) and
+    ``KA_BENCH_PEER_PORT`` move both, so that a second run can share the machine."""
+    net = os.environ.get("KA_BENCH_NET", LISTEN_NET)
+    port = os.environ.get("KA_BENCH_PEER_PORT", str(PEER_PORT))
+    if not re.fullmatch(r"127\.(25[0-5]|2[0-4]\d|1?\d?\d)", net):
+        raise ValueError(f"KA_BENCH_NET {net!r}: expected 127.N with N 0-255")
+    if not port.isdigit() or not 1024 <= int(port) <= 65535:
+        raise ValueError(f"KA_BENCH_PEER_PORT {port!r}: expected a port 1024-65535")
+    return net, int(port)
 
 
 def dest_addrs(n: int, first_octet3: int = 100) -> list[str]:

@@ -26,7 +26,15 @@ import time
 
 from bench.cli import bench_args, header
 from bench.kamailio import PING_INTERVAL_S
-from bench.ping_scale_run import ADD_ADDRS, SHM_MB, SIDES, Run, idle_baseline, one_run
+from bench.ping_scale_run import (
+    ADD_ADDRS,
+    SHM_MB,
+    SIDES,
+    Run,
+    ds_flags,
+    idle_baseline,
+    one_run,
+)
 from bench.ping_scale_tables import make_tables, summary_line
 from bench.procs import stop_all, workdir
 from bench.recording import machine_facts, write_result
@@ -70,6 +78,7 @@ def main() -> None:
                             },
                             warmup, window_for(n, quick),
                             ADD_ADDRS[:1] if quick or rep else ADD_ADDRS, rep=rep,
+                            after=ds_flags if side == "ds" else None,
                         )  # fmt: skip
                     except Exception as exc:  # a side that cannot run at this N is a result
                         r = {"side": side, "n": n, "rep": rep,

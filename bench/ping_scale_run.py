@@ -13,7 +13,7 @@ from typing import Any, TypeAlias, TypedDict
 import numpy as np
 import numpy.typing as npt
 
-from bench.addresses import dest_addrs, ip_u32, sip_uri, wide_addrs
+from bench.addresses import dest_addrs, ip_u32, run_plan, sip_uri, wide_addrs
 from bench.kamailio import (
     PING_INTERVAL_S,
     BenchKamailio,
@@ -36,7 +36,8 @@ SHM_MB = 256
 SIDES = ("ka", "c", "ds")
 """The measured sides: ka-kemi, the C keepalive module, dispatcher (``ds_probing_mode 1``)."""
 LISTEN_OCTET = {"c": 1, "ka": 2, "none": 3, "ds": 4}
-"""Each side listens on ``127.99.BENCH_ID.<this>:5060``."""
+"""Each side listens on ``<LISTEN_NET>.BENCH_ID.<this>:5060``."""
+LISTEN_NET, PEER_PORT = run_plan()
 ADD_ADDRS = ["127.0.200.1", "127.0.200.3", "127.0.200.5"]  # answering, outside every N
 
 # window start/end (s), Kamailio CPU ns at both, shm real_used samples, shm at the end,
@@ -126,8 +127,8 @@ def make(
     """``side`` ``none``: the C configuration without keepalive.so (the baseline); ``ds``:
     the same plus dispatcher.so probing the destinations, one set in a list file."""
     addrs = dest_addrs(n) if n <= 25_000 else wide_addrs(n)
-    dests = [sip_uri(a) for a in addrs] if n else []
-    ip = f"127.99.{BENCH_ID}.{LISTEN_OCTET[side]}"
+    dests = [sip_uri(a, PEER_PORT) for a in addrs] if n else []
+    ip = f"{LISTEN_NET}.{BENCH_ID}.{LISTEN_OCTET[side]}"
     common = InstanceArgs(workdir=wd, ip=ip, port=5060, children=2, shm_mb=shm_mb)
     defines: dict[str, str | int] = {"BENCH_CHECK": "none", "KA_PING_INTERVAL": int(interval_s)}
     if side == "ka":
@@ -192,7 +193,9 @@ def one_run(
     """``idle``: the baseline (``none``) measured in the same repetition; its CPU is
     subtracted for ``us_per_ping`` only (``cpu_pct_raw`` is every Kamailio process)."""
     run_dir = wd / f"{side}-{n}-{rep}"
-    responder = Responder(run_dir.with_suffix(".bin"), ["--wild", "--answer", "odd"]).start()
+    responder = Responder(
+        run_dir.with_suffix(".bin"), ["--wild", "--answer", "odd", "--port", str(PEER_PORT)]
+    ).start()
     kam = make(side, n, run_dir, interval_s, shm_mb, extra)
     result: Run = {"side": side, "n": n, "rep": rep, "interval_s": interval_s}
     try:
@@ -276,7 +279,7 @@ def measure(
             raise RuntimeError("kamailio exited during the warm-up")
     pids = kam.all_pids()
     sock0 = udp_socket_stats(kam.ip, 5060) or {}
-    resp0 = udp_socket_stats("0.0.0.0", 15300) or {}
+    resp0 = udp_socket_stats("0.0.0.0", PEER_PORT) or {}
     shm_samples: list[int] = []
     w0, c0 = time.time(), kam.cpu_ns()
     next_sample = time.time()
@@ -288,14 +291,32 @@ def measure(
     c1, w1 = kam.cpu_ns(), time.time()
     shm_end = kam.shm()
     sock1 = udp_socket_stats(kam.ip, 5060) or {}
-    resp1 = udp_socket_stats("0.0.0.0", 15300) or {}
+    resp1 = udp_socket_stats("0.0.0.0", PEER_PORT) or {}
     # keepalive.add to first ping, one destination at a time
     adds: list[tuple[str, float | None]] = []
     for addr in add_addrs:
-        adds.append((addr, rpc_add(kam, sip_uri(addr))))
+        adds.append((addr, rpc_add(kam, sip_uri(addr, PEER_PORT))))
         time.sleep(1.0)
     time.sleep(settle_s)
     return w0, w1, c0, c1, shm_samples, shm_end, sock0, sock1, resp0, resp1, adds, pids
+
+
+def ds_flags(kam: BenchKamailio) -> dict[str, object]:
+    """How many of dispatcher's destinations carry each ``FLAGS`` (``AP`` active, ``IP``
+    inactive, both probing): proof that its replies were processed, half and half here."""
+    counts: dict[str, int] = {}
+
+    def walk(value: binrpc.Value) -> None:
+        if isinstance(value, binrpc.Struct):
+            for name, member in value.members:
+                if name == "FLAGS":
+                    counts[str(member)] = counts.get(str(member), 0) + 1
+                else:
+                    walk(member)
+
+    for value in kam.ctl_call("dispatcher.list"):
+        walk(value)
+    return {"ds_flags": counts}
 
 
 def crash_facts(kam: BenchKamailio, exc: Exception) -> CrashFacts:

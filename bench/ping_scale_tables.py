@@ -21,6 +21,11 @@ def summary_line(r: Run) -> str:
         f"shm {fmt(r.get('shm_kb_per_dest_steady'))} KB/dest, "
         f"first ping {fmt(r.get('startup_to_first_ping_s'))} s, "
         f"errors {len(r.get('log_errors') or [])}"
+        + (
+            f", dispatcher flags {flags}"
+            if (flags := (r.get("after") or {}).get("ds_flags"))
+            else ""
+        )
     )
 
 

@@ -64,7 +64,8 @@ def plot(scale: ResultFile, path: Path) -> None:
 
     runs = [r for r in scale["runs"] if "failed" not in r and "crashed" not in r]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for side, label, style in (("ka", "ka-kemi", "o-"), ("c", "C keepalive", "s--")):
+    sides = (("ka", "ka-kemi", "o-"), ("c", "C keepalive", "s--"), ("ds", "dispatcher", "^:"))
+    for side, label, style in sides:
         pts = sorted(
             (
                 r["n"],
@@ -116,7 +117,10 @@ def plot(scale: ResultFile, path: Path) -> None:
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
     date = scale["machine"]["date"]
-    fig.suptitle(f"ka-kemi vs C keepalive, ping_interval 5 s, -x fm, -m 256 ({date})", fontsize=10)
+    fig.suptitle(
+        f"ka-kemi vs C keepalive and dispatcher, ping_interval 5 s, -x fm, -m 256 ({date})",
+        fontsize=10,
+    )
     fig.tight_layout(rect=(0, 0.04, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -219,7 +223,9 @@ def generated(paths: dict[str, str], total_s: float | None) -> str:
         if name in ("moonshot", "churn"):  # ka-kemi alone: no ratios
             parts += [f"## {TITLES[name]}", "", t.get("points") or t["result"], ""]
         else:
-            parts += [f"## {TITLES[name]}", "", "**ka-kemi vs C (ratios):**", "", t["ratios"], ""]
+            versus = "C and dispatcher" if name == "ping_scale" else "C"
+            parts += [f"## {TITLES[name]}", "", f"**ka-kemi vs {versus} (ratios):**", ""]
+            parts += [t["ratios"], ""]
         if name == "routing_cost":
             parts += [
                 "Per-request CPU of the route worker, µs, median [min–max] over reps:",

@@ -94,7 +94,9 @@ class Responder:
 
     def _bind(self, addr: str, pktinfo: bool) -> None:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if not pktinfo:  # the wild socket holds its port alone: a second run on the same port
+            # fails at start instead of the kernel splitting the pings between two logs
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RCVBUF)
         except OSError:

@@ -26,9 +26,9 @@ REPO = Path(__file__).resolve().parents[1]
 BENCHMARKS = ("routing_cost", "ping_scale", "moonshot", "churn", "detection", "rpc_scale")
 # wall-clock bounds (s): far above the usual run time, so only a hung run hits them
 LIMITS = {
-    "quick": {"routing_cost": 150, "ping_scale": 240, "moonshot": 240, "churn": 60,
+    "quick": {"routing_cost": 150, "ping_scale": 300, "moonshot": 240, "churn": 60,
               "detection": 120, "rpc_scale": 120},
-    "full": {"routing_cost": 600, "ping_scale": 1800, "moonshot": 600, "churn": 240,
+    "full": {"routing_cost": 600, "ping_scale": 2700, "moonshot": 600, "churn": 240,
              "detection": 240, "rpc_scale": 360},
 }  # fmt: skip
 
