@@ -9,7 +9,8 @@ rotates between N and repetitions.  Each run is one Kamailio (``children=2``, ``
 ``-m 256``, tm ``fr_timer`` 2000) pinging ``127.0.X.Y:15300``; the responder (one socket,
 ``IP_PKTINFO``) answers odd Y from the address pinged and logs kernel receive times; a run
 whose side sent it no ping fails.  Windows: 40 s at 100 destinations (10 ms CPU ticks:
-below that a figure of 0.3 % is 12 ticks), 20 s above.  The baseline's shm stands for C's at N = 0.
+below that a figure of 0.3 % is 12 ticks), 20 s above.  The baseline's shm stands for C's
+and dispatcher's at N = 0.
 
 Reported per run: CPU % of all Kamailio processes (raw) and µs CPU per ping (the baseline of
 the same repetition subtracted), shm per destination (steady: median ``real_used``; peak:
