@@ -35,9 +35,12 @@ class KamailioKsr:
         value = KSR.pv.get(f"$hdr({name})")
         return None if value is None else str(value)
 
-    def reply_fields(self) -> tuple[str | None, int | None, str | None, str | None]:
+    def reply_callid(self) -> str | None:
+        return KSR.pv.get("$ci")  # type: ignore[no-any-return]
+
+    def reply_fields(self) -> tuple[int | None, str | None, str | None]:
         pv = KSR.pv.get
-        return pv("$ci"), pv("$rs"), pv("$si"), pv("$via0(branch)")
+        return pv("$rs"), pv("$si"), pv("$via0(branch)")
 
     def http_request(self) -> HttpRequest:
         pv = KSR.pv.get

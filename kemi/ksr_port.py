@@ -45,8 +45,13 @@ class KsrPort(Protocol):
         """The first ``name`` header of the reply being processed (``$hdr``), or None."""
         ...
 
-    def reply_fields(self) -> tuple[str | None, int | None, str | None, str | None]:
-        """(Call-ID, status code, source IP, top Via branch) of the reply being processed."""
+    def reply_callid(self) -> str | None:
+        """The Call-ID of the reply being processed: read alone first, so a reply that is
+        not to a ping costs one call into Kamailio."""
+        ...
+
+    def reply_fields(self) -> tuple[int | None, str | None, str | None]:
+        """(status code, source IP, top Via branch) of the reply being processed."""
         ...
 
     def http_request(self) -> HttpRequest: ...

@@ -29,7 +29,6 @@ from ka_core.config.banner import pinger_started
 from ka_core.events import Event, StateChanged
 from ka_core.node import Inputs, Node
 from ka_core.probe import replies
-from ka_core.probe.callid import callid_prefix
 from ka_core.probe.digest import CHALLENGE_HEADERS
 from ka_core.probe.liveness import PingerStatus
 from ka_core.probe.outlier import parse_retry_after
@@ -116,7 +115,7 @@ class Pinger:
         self._writer = persistence.writer(rt.table, rt.config, rt.wall)  # KA_STATE_FILE
         self._frozen_at = 0.0
         self._prober.use_cnonce(lambda seq: secrets.token_hex(8))
-        self._sender = Sender(rt.ksr, rt.key, callid_prefix(rt.token), rt.config.ping_from)
+        self._sender = Sender(rt.ksr, rt.key, rt.prefix, rt.config.ping_from)
         self._servers: list[RpcServer | JsonrpcSocket] = []
         config = rt.config
         if config.rpc_socket:
@@ -244,9 +243,12 @@ class Pinger:
 def on_reply(rt: Runtime) -> int:
     """Call from ``ksr_reply_route`` and return what it returns (``ka_core.probe.replies``):
     0 for every reply with our Call-ID, 1 for anybody else's."""
-    callid, code, source, branch = rt.ksr.reply_fields()
+    callid = rt.ksr.reply_callid()
+    if not callid or not callid.startswith(rt.prefix):
+        return replies.PASS
+    code, source, branch = rt.ksr.reply_fields()
     verdict, reply, warning = replies.classify(
-        callid, code, branch, prefix=callid_prefix(rt.token), key=rt.key, capacity=rt.table.capacity
+        callid, code, branch, prefix=rt.prefix, key=rt.key, capacity=rt.table.capacity
     )
     if warning:
         rt.ksr.warn(f"{warning}, from {source}")

@@ -28,6 +28,7 @@ from ka_core.config.kaconfig import KaConfig, load_config
 from ka_core.loglimit import LogLimiter
 from ka_core.ops.access import HttpGuard
 from ka_core.ops.commands import RpcCommands, RpcValue
+from ka_core.probe.callid import callid_prefix
 from ka_core.store import registry
 from ka_core.store.records import Record
 from ka_core.store.registry import PARAMS_OWNER
@@ -69,6 +70,11 @@ class Runtime:
     key: bytes = field(default_factory=lambda: secrets.token_bytes(16))
     """Random per start, made before fork: the Via branch of a ping is a hash of its Call-ID
     with this key, so SIP workers can tell our replies from forged ones."""
+    prefix: str = ""
+    """``callid_prefix(token)``, made once: every reply route compares a Call-ID with it."""
+
+    def __post_init__(self) -> None:
+        self.prefix = callid_prefix(self.token)
 
     def wake(self) -> None:
         wakeup.poke(self.wake_fd)

@@ -199,7 +199,8 @@ class Prober(ClusterHooks, AuthHooks, PassiveHooks):
         return events
 
     def _due(self, now: float, wall: float) -> list[Ping]:
-        pings = []
+        pings: list[Ping] = []
+        counted: list[tuple[int, int, float]] = []  # (slot, gen, next ping) of each one sent
         paused_all = self._table.header.paused
         if (controls := self._table.header.controls) != self._controls:
             self._controls, self._epoch = controls, self._epoch + 1
@@ -241,8 +242,10 @@ class Prober(ClusterHooks, AuthHooks, PassiveHooks):
             heapq.heappush(self._timeouts, (deadline, self._seq))
             if udp:
                 self._resends.plan(self._seq, 0, start, deadline, self._grid)
-            self._table.record_ping(slot, gen, wall + (following - now))
+            counted.append((slot, gen, wall + (following - now)))
             pings.append(ping)
+        if counted:
+            self._table.record_pings(counted)
         return pings
 
     def _ping_for(self, seq: int, slot: int, gen: int, dest: _Dest) -> Ping:

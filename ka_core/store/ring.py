@@ -67,12 +67,20 @@ class Ring:
         return int(self.capacity - (head - tail))
 
     def push(self, entry: RingEntry) -> None:
+        self.put(entry.kind, entry.code, entry.slot, entry.gen, entry.seq, entry.mono, entry.wall)
+
+    def put(
+        self, kind: int, code: int, slot: int, gen: int, seq: int, mono: float, wall: float
+    ) -> bool:
+        """One entry from its fields (a SIP worker's reply builds no ``RingEntry``); False
+        when the ring is full."""
         head, tail = _POS.unpack_from(self._buf, RING_POS_AT)
-        ENTRY.pack_into(
-            self._buf, self._at + (head % self.capacity) * ENTRY.size, entry.kind, entry.code,
-            entry.slot, entry.gen, entry.seq, entry.mono, entry.wall,
-        )  # fmt: skip
+        if head - tail >= self.capacity:
+            return False
+        at = self._at + (head % self.capacity) * ENTRY.size
+        ENTRY.pack_into(self._buf, at, kind, code, slot, gen, seq, mono, wall)
         _POS.pack_into(self._buf, RING_POS_AT, head + 1, tail)
+        return True
 
     def push_added(self, added: list[tuple[int, int]], wall: float) -> None:
         """One ``ADDED`` entry per (slot, gen), as ``push`` each would write them, with the

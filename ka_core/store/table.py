@@ -254,9 +254,9 @@ class SharedTable:
     def push_reply(
         self, seq: int, code: int, mono: float, wall: float, source: int = 0, local: int = 0
     ) -> bool:
-        """Queue a SIP worker's reply (its source and local tags in the slot and gen fields,
-        0 = not read) for the pinger; False if the ring is full."""
-        return self.push(RingEntry(KIND_REPLY, code, source, local, seq, mono, wall))
+        """Queue a SIP worker's reply (source, local tags: 0 = not read); False if full."""
+        with self._lock:
+            return self._ring.put(KIND_REPLY, code, source, local, seq, mono, wall)
 
     def push(self, entry: RingEntry, keep_free: int = 0) -> bool:
         """Queue ``entry`` unless ``keep_free`` or fewer entries are left (``Ring.offer``)."""
@@ -270,16 +270,16 @@ class SharedTable:
 
     # -- probe results (pinger) and the one writer of state ------------------------------
 
-    def record_ping(self, slot: int, gen: int, next_ping: float) -> bool:
-        """Count a ping sent; False when the slot was deleted meanwhile."""
+    def record_pings(self, sent: list[tuple[int, int, float]]) -> None:
+        """One lock for a step's pings: (slot, gen, next ping) each; deleted ones skipped."""
+        buf, slots_at = self._buf, self._slots_at
         with self._lock:
-            if not self.is_used(slot, gen):
-                return False
-            off = self._off(slot)  # once per ping: the structs direct, not codec lookups
-            (pings,) = _U32.unpack_from(self._buf, off + _PINGS_AT)
-            _U32.pack_into(self._buf, off + _PINGS_AT, (pings + 1) & 0xFFFFFFFF)
-            _F64.pack_into(self._buf, off + _NEXT_PING_AT, next_ping)
-            return True
+            for slot, gen, next_ping in sent:
+                off = slots_at + slot * SLOT_SIZE
+                if HOT.unpack_from(buf, off)[:2] == (gen, USED):
+                    (pings,) = _U32.unpack_from(buf, off + _PINGS_AT)
+                    _U32.pack_into(buf, off + _PINGS_AT, (pings + 1) & 0xFFFFFFFF)
+                    _F64.pack_into(buf, off + _NEXT_PING_AT, next_ping)
 
     def write_state(
         self,

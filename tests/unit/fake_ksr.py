@@ -108,15 +108,18 @@ class FakeKsr:
     def reply_header(self, name: str) -> str | None:
         return self.reply_headers.get(name)
 
-    def reply_fields(self) -> tuple[str | None, int | None, str | None, str | None]:
+    def reply_callid(self) -> str | None:
+        return self.reply[0]
+
+    def reply_fields(self) -> tuple[int | None, str | None, str | None]:
         if len(self.reply) == 4:
-            return self.reply
+            return self.reply[1:]
         callid, code, source = self.reply
         branch = None
         for _, text in self.requests:
             if re.search(rf"(?m)^Call-ID: {re.escape(str(callid))}\r$", text):
                 branch = re.search(r"branch=([^;\r]+)", text).group(1)  # type: ignore[union-attr]
-        return callid, code, source, branch
+        return code, source, branch
 
     def http_request(self) -> HttpRequest:
         return self.request

@@ -139,7 +139,7 @@ def test_fingerprint_changes_with_what_the_file_keeps_but_not_with_each_probe() 
     marks = [t.fingerprint()]
     slot, gen = t.insert(parse_uri("10.0.0.1"), "o", interval_ms=1000, wall=0)
     marks.append(t.fingerprint())
-    t.record_ping(slot, gen, 5.0)
+    t.record_pings([(slot, gen, 5.0)])
     t.record_result(slot, gen, state=State.UNKNOWN, failures=0, stopped=False, code=200,
                     wall=3.0, rtt_ms=1.0, replied=True)  # fmt: skip
     assert t.fingerprint() == marks[-1], "a probe that changed no state: nothing to write"
@@ -365,7 +365,7 @@ def test_the_writer_writes_only_when_something_changed(glue_factory: GlueFactory
     assert not w.write_if_changed(0.5)
     rec = glue.rt.add("sip:10.0.0.1", "o")
     assert w.write_if_changed(1.0) and not w.write_if_changed(1.5)
-    glue.rt.table.record_ping(rec.slot, rec.gen, 9.0)
+    glue.rt.table.record_pings([(rec.slot, rec.gen, 9.0)])
     assert not w.write_if_changed(2.0), "a ping is not worth a write"
     glue.rt.table.record_result(rec.slot, rec.gen, state=State.UP, failures=0, stopped=False,
                                 code=200, wall=5.0, rtt_ms=1.0, replied=True)  # fmt: skip

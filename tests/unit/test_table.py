@@ -108,7 +108,7 @@ def test_uninitialised_buffer_is_refused() -> None:
 
 
 def test_in_place_field_offsets_match_the_record_layout() -> None:
-    """record_ping updates two fields in place; their offsets must be the packed ones."""
+    """record_pings updates two fields in place; their offsets must be the packed ones."""
     from ka_core.store.layout import FIELD_NAMES, FIXED, SLOT_FIELDS, offset
 
     codes = [code for name, code in SLOT_FIELDS if name]
