@@ -6,6 +6,7 @@ fields once, and ``FIXED`` (the struct) and ``FIELD_NAMES`` are derived from it.
 
 from __future__ import annotations
 
+import bisect
 import struct
 
 MAGIC = 0x314B414B  # "KAK1"
@@ -66,10 +67,7 @@ CODE_CLASSES = ("2xx", "3xx", "4xx", "5xx", "6xx")
 
 def rtt_bucket(rtt_ms: float) -> int:
     """Index of the first bucket holding ``rtt_ms``; ``len(RTT_BUCKETS_MS)`` = above all."""
-    for i, bound in enumerate(RTT_BUCKETS_MS):
-        if rtt_ms <= bound:
-            return i
-    return len(RTT_BUCKETS_MS)
+    return bisect.bisect_left(RTT_BUCKETS_MS, rtt_ms)
 
 
 def code_class(code: int) -> int:

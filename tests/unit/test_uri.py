@@ -111,3 +111,13 @@ def test_the_fast_path_for_sip_ipv4_port_gives_what_the_full_parser_gives() -> N
                 full.display,
             )
         assert fast is None or int(fast[2]) >= 65536 or got is not None
+
+
+def test_address_tags_match_across_spellings_and_names_get_none() -> None:
+    """The reply's source (as Kamailio prints it) and the destination's host must tag alike."""
+    from ka_core.uri import address_tag
+
+    assert address_tag("[2001:db8::1]") == address_tag("2001:db8:0:0:0:0:0:1") != 0
+    assert address_tag("fe80::1%eth0") == address_tag("[fe80::1]")
+    assert address_tag("10.0.0.1") != address_tag("10.0.0.2")
+    assert address_tag("gw.example.com") == 0 and address_tag("10.0.0") == 0
