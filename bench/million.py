@@ -27,6 +27,7 @@ longest pause in sending (the largest gap between two consecutive datagrams) in 
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import shutil
 import socket
@@ -63,6 +64,7 @@ PAGE = 100
 STARTUP_TIMEOUT_S = 300.0
 SETTLE_S = 5.0
 """After an interval, before the next phase: the last pings' timeouts (2 s) and a save."""
+QUIET_CAP_S = 90.0
 
 
 class StateWatch(threading.Thread):
@@ -88,6 +90,20 @@ class StateWatch(threading.Thread):
             if now != seen:
                 self.writes.append(time.time())
                 seen = now
+
+    def wait_quiet(self, cap_s: float) -> float:
+        """Wait until no save is under way (none for 1.5x the longest time between two
+        saves seen, at least 3 s; at most ``cap_s``): the first round's state changes are
+        written back to back, each write taking longer the larger the table.  The wait (s)."""
+        t0 = time.time()
+
+        def quiet() -> bool:
+            w = list(self.writes)
+            spacing = max((b - a for a, b in itertools.pairwise(w)), default=0.0)
+            return time.time() - (w[-1] if w else 0.0) > max(3.0, 1.5 * spacing)
+
+        wait_until(quiet, cap_s, 0.1)
+        return time.time() - t0
 
     def wait_new(self, after: float, timeout: float) -> float | None:
         found = wait_until(lambda: any(t > after for t in self.writes), timeout, 0.01)
@@ -174,6 +190,8 @@ def one_run(n: int, interval: int, responders: int, wd: Path) -> dict[str, objec
         r["restore_line"] = next((ln for ln in kam.log().splitlines() if "added back" in ln), "")
         watch.start()
         sleep_until(ready + interval + SETTLE_S, kam)
+        r["quiet_wait_s"] = watch.wait_quiet(QUIET_CAP_S)
+        r["saves_in_first_round"] = len(watch.writes)
         phases["first_round"] = [(ready, time.time())]
         pids = kam.all_pids()
         peer_pids = [p.proc.pid for p in peers if p.proc is not None]
@@ -238,6 +256,7 @@ def one_run(n: int, interval: int, responders: int, wd: Path) -> dict[str, objec
     r.update({"shm_steady_mb": steady / 2**20, "table_mb": table / 2**20,
               "shm_kb_per_dest": (steady + table) / 1024 / n})  # fmt: skip
     r["rpc_ms_each"] = rpc_each
+    r["first_list_ms"] = rpc_each["list 0 100"][0]
     r["rpc_ms"] = {k: ma.latency(v) for k, v in rpc_each.items()}
     logged = [p.events() for p in peers]
     r["received_by_responder"] = [len(e) for e in logged]
@@ -245,8 +264,13 @@ def one_run(n: int, interval: int, responders: int, wd: Path) -> dict[str, objec
     ev = ev[np.argsort(ev["ts"], kind="stable")]
     steady_run = analyse(ev, n, w0, w1, kam.started_at, interval)
     r["startup_to_first_ping_s"] = steady_run.get("startup_to_first_ping_s")
-    for key in ("interval_err_ms", "pings_per_expected", "burst_factor_100ms", "round_span_s"):
+    for key in ("pings_per_expected", "burst_factor_100ms", "round_span_s"):
         r[key] = steady_run.get(key)
+    # pairs of pings from the steady interval on; the first round's late pings apart
+    r["interval_err_ms_from_first_round"] = steady_run.get("interval_err_ms")
+    r["interval_err_ms"] = analyse(ev, n, w0 + interval, end, kam.started_at, interval).get(
+        "interval_err_ms"
+    )
     t_first, dst = ma.first_sends(ev)
     per_interval = ma.pinged_per_interval(t_first, dst, w0, interval, end)
     r["pinged_per_interval"] = per_interval

@@ -156,6 +156,7 @@ def late_destinations(
 def figure_rows(r: dict[str, object]) -> list[list[object]]:
     """What one run measured, for the console and the page."""
     err = r.get("interval_err_ms") or {}
+    first = r.get("interval_err_ms_from_first_round") or {}
     gaps = r.get("gaps_ms") or {}
     flap = r.get("flap") or {}
     per = r.get("pinged_per_interval") or []
@@ -166,8 +167,10 @@ def figure_rows(r: dict[str, object]) -> list[list[object]]:
         ["distinct destinations pinged per interval (each whole interval)",
          ", ".join(f"{c:,}" for c in per)],  # type: ignore[attr-defined]
         ["destinations > 1.5 intervals without a ping", r.get("late_destinations")],
-        ["interval error ms p50 / p99 / max",
+        ["interval error ms p50 / p99 / max (pairs of pings from the steady interval on)",
          " / ".join(str(fmt(err.get(k))) for k in ("p50", "p99", "max"))],  # type: ignore[attr-defined]
+        ["the same, first round → second (start-up lateness)",
+         " / ".join(str(fmt(first.get(k))) for k in ("p50", "p99", "max"))],  # type: ignore[attr-defined]
         ["CPU % of one core, all Kamailio processes, one interval", r.get("cpu_pct")],
         ["responder CPU % each", ", ".join(fmt(c) for c in r.get("responder_cpu_pct") or [])],  # type: ignore[attr-defined]
         ["receive drops: Kamailio / responders", f"{r.get('kamailio_socket_drops')} / "
@@ -175,7 +178,10 @@ def figure_rows(r: dict[str, object]) -> list[list[object]]:
         ["shm KB per destination (real_used + table)", r.get("shm_kb_per_dest")],
         ["shm real_used over idle MB / table MB",
          f"{fmt(r.get('shm_steady_mb'))} / {fmt(r.get('table_mb'))}"],
-        ["state file saves in the steady interval", r.get("saves_in_steady_interval")],
+        ["state file saves in the first round / wait for the last / in the steady interval",
+         f"{r.get('saves_in_first_round')} / {fmt(r.get('quiet_wait_s'))} s / "
+         f"{r.get('saves_in_steady_interval')}"],
+        ["first keepalive.list call ms (builds the page order)", r.get("first_list_ms")],
         ["pause / resume → new state file s",
          ", ".join(fmt(s) for s in r.get("save_trigger_to_file_s") or [])],  # type: ignore[attr-defined]
         ["flap: destinations silenced, state changes in the log",
