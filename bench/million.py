@@ -65,6 +65,8 @@ STARTUP_TIMEOUT_S = 300.0
 SETTLE_S = 5.0
 """After an interval, before the next phase: the last pings' timeouts (2 s) and a save."""
 QUIET_CAP_S = 90.0
+PHASE_GAP_S = 1.0
+"""Between two phases: a pause is counted in the phase it began in."""
 
 
 class StateWatch(threading.Thread):
@@ -204,6 +206,7 @@ def one_run(n: int, interval: int, responders: int, wd: Path) -> dict[str, objec
         w1, c1, pc1 = time.time(), cpu_ns(pids), [cpu_ns([p]) for p in peer_pids]
         phases["steady"] = [(w0, w1)]
         r["saves_in_steady_interval"] = sum(1 for t in watch.writes if w0 <= t < w1)
+        time.sleep(PHASE_GAP_S)
         t = time.time()
         picks = [uris[(k * 7919) % n] for k in range(RPC_CALLS)]
         rpc_each = {
@@ -214,6 +217,7 @@ def one_run(n: int, interval: int, responders: int, wd: Path) -> dict[str, objec
             "get <uri> rpc": [rpc_ms(kam, "keepalive.get", u, "rpc") for u in picks],
         }
         phases["rpc"] = [(t, time.time())]
+        time.sleep(PHASE_GAP_S)
         phases["save"], save_s = [], []
         for method in ("keepalive.pause", "keepalive.resume"):
             t = time.time()
@@ -224,6 +228,7 @@ def one_run(n: int, interval: int, responders: int, wd: Path) -> dict[str, objec
             phases["save"].append((t, done + 0.05))
             save_s.append(done - t)
         r["save_trigger_to_file_s"] = save_s
+        time.sleep(PHASE_GAP_S)
         flapped = ma.flap_addrs(addrs, FLAP_FRACTION)
         silent = set(flapped)
         flapped_uris = {uris[i] for i, a in enumerate(addrs) if a in silent}

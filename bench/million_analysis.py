@@ -78,11 +78,10 @@ def pinged_per_interval(
 
 def max_gap_ms(ts_ns: npt.NDArray[np.int64], lo: float, hi: float) -> float | None:
     """The longest time between two consecutive datagrams sent (every one the responders
-    received, ``ts_ns`` sorted) that ends after ``lo`` and starts before ``hi`` (s)."""
-    if len(ts_ns) < 2:
-        return None
-    a, b = np.searchsorted(ts_ns, [int(lo * 1e9), int(hi * 1e9)], side="right")
-    seg = ts_ns[max(int(a) - 1, 0) : min(int(b) + 1, len(ts_ns))]
+    received, ``ts_ns`` sorted) of those that start in [``lo``, ``hi``) s: a pause belongs
+    to the phase in which it began."""
+    a, b = np.searchsorted(ts_ns, [int(lo * 1e9), int(hi * 1e9)])
+    seg = ts_ns[int(a) : min(int(b) + 1, len(ts_ns))]
     if len(seg) < 2:
         return None
     return float(np.diff(seg).max()) / 1e6

@@ -81,11 +81,12 @@ def test_a_destination_late_by_more_than_half_an_interval_is_a_miss_and_edges_co
     assert (never, len(late)) == (5, 0)
 
 
-def test_the_largest_gap_covers_the_edges_of_the_window() -> None:
+def test_a_gap_belongs_to_the_window_it_starts_in() -> None:
     ts = np.array([0, 10, 20, 100, 110, 300], dtype=np.int64) * 1_000_000  # ms -> ns
-    assert ma.max_gap_ms(ts, 0.0, 0.05) == 80.0  # 20 -> 100 ends inside the window
-    assert ma.max_gap_ms(ts, 0.105, 0.2) == 190.0  # 110 -> 300 starts inside it
-    assert ma.max_gap_ms(ts, 0.0, 0.015) == 10.0
+    assert ma.max_gap_ms(ts, 0.0, 0.05) == 80.0  # 20 -> 100 starts inside, ends after
+    assert ma.max_gap_ms(ts, 0.105, 0.2) == 190.0  # 110 -> 300
+    assert ma.max_gap_ms(ts, 0.0, 0.015) == 10.0  # 0 -> 10, 10 -> 20
+    assert ma.max_gap_ms(ts, 0.021, 0.099) is None  # no datagram starts a gap in it
     assert ma.max_gap_ms(ts[:1], 0.0, 1.0) is None
 
 
