@@ -181,7 +181,7 @@ def figure_rows(r: dict[str, object]) -> list[list[object]]:
          f"{r.get('saves_in_first_round')} / {fmt(r.get('quiet_wait_s'))} s / "
          f"{r.get('saves_in_steady_interval')}"],
         ["first keepalive.list call ms (builds the page order)", r.get("first_list_ms")],
-        ["pause / resume → new state file s",
+        ["keepalive.pause of one → its state file save written s",
          ", ".join(fmt(s) for s in r.get("save_trigger_to_file_s") or [])],  # type: ignore[attr-defined]
         ["flap: destinations silenced, state changes in the log",
          f"{flap.get('destinations')}: {flap.get('state_changes')}"],  # type: ignore[attr-defined]
