@@ -131,7 +131,7 @@ def drops(sockets: Iterable[tuple[str, int]]) -> int:
 def rpc_ms(kam: BenchKamailio, method: str, *params: str | int) -> float:
     """One call on a new connection, as ``kamcmd`` makes it: wall ms."""
     t0 = time.perf_counter()
-    with BinrpcClient(kam.rpc_socket) as client:
+    with BinrpcClient(kam.rpc_socket, timeout=60.0) as client:  # a first list scans all
         fault, values, _ = client.call(method, *params)
     ms = (time.perf_counter() - t0) * 1000
     if fault:
@@ -167,7 +167,8 @@ def sleep_until(t: float, kam: BenchKamailio) -> None:
         time.sleep(min(0.2, max(t - time.time(), 0.0)))
 
 
-def one_run(n: int, interval: int, responders: int, wd: Path) -> dict[str, object]:
+def one_run(n: int, interval: int, responders: int, wd: Path, r: dict[str, object]) -> None:
+    """Fill ``r`` as the phases go: a run that fails keeps what it measured."""
     t_begin = time.time()
     net, port = run_plan()
     addrs = ma.dest_addrs(n)
@@ -188,8 +189,7 @@ def one_run(n: int, interval: int, responders: int, wd: Path) -> dict[str, objec
     kam = KaKemi(workdir=wd / "kam", ip=f"{net}.31.4", port=5060, children=2, shm_mb=SHM_MB,
                  defines=defines)  # fmt: skip
     watch = StateWatch(state)
-    r: dict[str, object] = {"n": n, "interval_s": interval, "responders": responders,
-                            "grid_ms": batch_tick(n, interval) * 1000}  # fmt: skip
+    r.update({"responders": responders, "grid_ms": batch_tick(n, interval) * 1000})
     phases: dict[str, list[tuple[float, float]]] = {}
     try:
         progress("Kamailio starting", t_begin)
@@ -301,7 +301,6 @@ def one_run(n: int, interval: int, responders: int, wd: Path) -> dict[str, objec
                   default=None)
         for name, spans in phases.items()
     }  # fmt: skip
-    return r
 
 
 def tables(r: dict[str, object]) -> dict[str, str]:
@@ -329,15 +328,17 @@ def main() -> None:
     header(f"million: {n:,} destinations at {interval} s", args.quick)
     facts = machine_facts()
     t_start = time.monotonic()
+    r: dict[str, object] = {"n": n, "interval_s": interval}
     try:
-        r = one_run(n, interval, args.responders, workdir("million"))
+        one_run(n, interval, args.responders, workdir("million"), r)
     except Exception as exc:
-        r = {"n": n, "interval_s": interval, "failed": f"{type(exc).__name__}: {exc}"[:3000]}
+        r["failed"] = f"{type(exc).__name__}: {exc}"[:3000]
+        print(f"FAILED: {r['failed']}")
     finally:
         stop_all()
     r["wall_s"] = time.monotonic() - t_start
-    t = tables(r) if "failed" not in r else {}
-    print("\n".join(t.values()) if t else f"FAILED: {r['failed']}")
+    t = tables(r)
+    print("\n".join(t.values()))
     print(f"\n({r['wall_s']:.0f} s)")
     if not args.no_json:
         result = {"benchmark": "million", "mode": "quick" if args.quick else "full",
