@@ -59,21 +59,22 @@ def watch_first(uris: list[str]) -> list[socket.socket]:
     return socks
 
 
-def write_state_file(uris: list[str], path: Path) -> list[str]:
+def write_state_file(uris: list[str], path: Path, interval_s: int | None = 30) -> list[str]:
     """A state file holding ``uris`` as runtime destinations, as a pinger writes it (kept
     if ``path`` exists: 1,000,000 take a minute); its destinations in file (slot) order,
-    the order they are pinged in after a restore."""
+    the order they are pinged in after a restore.  ``interval_s`` None: they follow
+    ``KA_PING_INTERVAL``."""
     if not path.exists():
-        _write_state_file(uris, path)
+        _write_state_file(uris, path, interval_s)
     return [d.uri for d in state_file.decode(path.read_bytes()).destinations]
 
 
-def _write_state_file(uris: list[str], path: Path) -> None:
+def _write_state_file(uris: list[str], path: Path, interval_s: int | None) -> None:
     config = load_config({"MAX_DESTINATIONS": str(min(len(uris) + 16, MAX_N))})
     rt = runtime.build(config, FakeKsr())
     try:
         for uri in uris:
-            registry.add(rt.table, uri, "rpc", interval_s=30, wall=time.time())
+            registry.add(rt.table, uri, "rpc", interval_s=interval_s, wall=time.time())
         persistence.StateWriter(rt.table, str(path), time.time).write_if_changed(0.0)
     finally:
         runtime.close(rt)
