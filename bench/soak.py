@@ -1,6 +1,7 @@
 """Memory over time (issue 31 item 5): a bounded churn soak of one ka-kemi Kamailio.
 
     .venv/bin/python -m bench.soak [--minutes 120] [--quick] [--samples F] [--plot F]
+                                   [--instance 1-3] [--address-pool N]
 
 1,000 destinations at ``ping_interval`` 1 s (timeout 1000 ms) against ``bench/responder.py``,
 half of them answering (odd last octet; the other half time out, so both the reply and the
@@ -15,6 +16,10 @@ the churn's counters.  Each sample is appended to ``--samples`` (JSON lines) as 
 so a cut-off run still leaves its data (``python -m bench.soak_report SAMPLES`` rebuilds the
 table and plot from it).  The run stops by itself; Kamailio and the responder are stopped by
 PID on every exit path (Ctrl-C and SIGTERM included, which still write the result).
+
+``--address-pool N`` re-adds N addresses in turn instead of new ones (a control run: what
+grows with the number of distinct addresses seen stops growing); ``--instance 2`` runs it
+beside a first soak on other addresses.
 """
 
 from __future__ import annotations
@@ -39,15 +44,43 @@ KEPT = 1000
 """Destinations kept throughout."""
 LIST_PAGE = 500
 """``keepalive.list`` page size: 500 entries are about 88 KB, under kamcmd's 128 KB limit."""
-PEER_PORT = 15349
-KAMAILIO_IP = "127.49.0.1"
 PLOT = Path(__file__).resolve().parents[1] / "docs" / "bench_soak.png"
 
 
-def dest_uri(index: int) -> str:
-    """The ``index``-th destination ever added: ``127.49.X.Y`` from 127.49.10.1, Y 1..254
-    (odd Y answer), so every add is a destination not seen before."""
-    return f"sip:127.49.{10 + index // 254}.{index % 254 + 1}:{PEER_PORT}"
+@dataclass(frozen=True)
+class Plan:
+    """Addresses of one soak: ``instance`` 1-3 (two can run side by side) and the pool of
+    destination addresses (0: every add is an address never seen before; N > ``KEPT``: the
+    adds cycle over N addresses, so per-address caches stop growing)."""
+
+    instance: int = 1
+    pool: int = 0
+
+    @property
+    def kamailio_ip(self) -> str:
+        return f"127.49.0.{self.instance}"
+
+    @property
+    def peer_port(self) -> int:
+        return 15348 + self.instance
+
+    def dest_uri(self, index: int) -> str:
+        """The ``index``-th destination added: ``127.49.X.Y``, X from 10 (instance 1), 70 or
+        130, Y 1..254 (odd Y answer)."""
+        i = index % self.pool if self.pool else index
+        return (
+            f"sip:127.49.{10 + 60 * (self.instance - 1) + i // 254}.{i % 254 + 1}:{self.peer_port}"
+        )
+
+    def problem(self, seconds: float) -> str:
+        """Why this plan cannot run for ``seconds`` ("" if it can)."""
+        if self.instance not in (1, 2, 3):
+            return "--instance must be 1, 2 or 3"
+        if self.pool and self.pool <= KEPT:
+            return f"--address-pool must be 0 or more than {KEPT}"
+        if (self.pool or KEPT + seconds) // 254 >= 60:
+            return "too many addresses for the instance's range: use --address-pool"
+        return ""
 
 
 def smaps_rollup(pid: int) -> dict[str, int]:
@@ -99,15 +132,16 @@ class Churn:
 class Soak:
     """One Kamailio, the responder, the churn's window of destinations and the sampler."""
 
-    def __init__(self, wd: Path, samples: Path) -> None:
-        self.wd, self.samples_path = wd, samples
-        self.responder = Responder(Path("/dev/null"), ["--wild", "--port", str(PEER_PORT)])
+    def __init__(self, wd: Path, samples: Path, plan: Plan) -> None:
+        self.wd, self.samples_path, self.plan = wd, samples, plan
+        port = ["--wild", "--port", str(plan.peer_port)]
+        self.responder = Responder(Path("/dev/null"), port)
         defines = ka_defines(
             (), max_destinations=KEPT + 100, BENCH_CHECK="none",
             KA_PING_INTERVAL=1, KA_PING_TIMEOUT_MS=1000,
         )  # fmt: skip
         self.kam = KaKemi(
-            defines=defines, workdir=wd / "kamailio", ip=KAMAILIO_IP, port=5060,
+            defines=defines, workdir=wd / "kamailio", ip=plan.kamailio_ip, port=5060,
             children=2, shm_mb=64,
         )  # fmt: skip
         self.oldest = self.next = 0
@@ -126,12 +160,14 @@ class Soak:
         with BinrpcClient(self.kam.rpc_socket) as client:
             while self.next < KEPT:
                 for _attempt in range(50):
-                    fault, values, _ = client.call("keepalive.add", dest_uri(self.next), "soak")
+                    fault, values, _ = client.call(
+                        "keepalive.add", self.plan.dest_uri(self.next), "soak"
+                    )
                     if not fault:
                         break
                     time.sleep(0.2)
                 else:
-                    raise RuntimeError(f"keepalive.add {dest_uri(self.next)}: {values}")
+                    raise RuntimeError(f"keepalive.add {self.plan.dest_uri(self.next)}: {values}")
                 self.next += 1
 
     def tick(self) -> None:
@@ -139,10 +175,10 @@ class Soak:
         pages: a whole list of 1,000 is over kamcmd's reply limit and is refused)."""
         listed: list[binrpc.Value] = []
         with BinrpcClient(self.kam.rpc_socket) as client:
-            if self.call(client, "keepalive.add", dest_uri(self.next), "soak"):
+            if self.call(client, "keepalive.add", self.plan.dest_uri(self.next), "soak"):
                 self.churn.added += 1
             self.next += 1
-            if self.call(client, "keepalive.del", dest_uri(self.oldest), "soak"):
+            if self.call(client, "keepalive.del", self.plan.dest_uri(self.oldest), "soak"):
                 self.churn.deleted += 1
             self.oldest += 1
             started = time.perf_counter()
@@ -242,17 +278,25 @@ def main() -> None:
     ap.add_argument("--samples", type=Path, help="JSON-lines file the samples go to")
     ap.add_argument("--plot", type=Path, help="PNG (default docs/bench_soak.png, full mode)")
     ap.add_argument("--no-json", action="store_true", help="do not write bench/results/*.json")
+    ap.add_argument("--instance", type=int, default=1, help="1-3: addresses of a second soak")
+    ap.add_argument("--address-pool", type=int, default=0, help="reuse N addresses (0: new)")
     args = ap.parse_args()
     minutes, every_s, warmup_s = (3.0, 20.0, 60.0) if args.quick else (args.minutes, 60.0, 600.0)
     if minutes <= 0 or minutes * 60 <= warmup_s:
         ap.error(f"--minutes must be longer than the {warmup_s / 60:.0f}-minute warm-up")
+    plan = Plan(args.instance, args.address_pool)
+    if problem := plan.problem(minutes * 60):
+        ap.error(problem)
     wd = workdir("soak")
     samples_path = args.samples or wd / "samples.jsonl"
     samples_path.parent.mkdir(parents=True, exist_ok=True)
     samples_path.write_text("")
-    print(f"=== soak: {KEPT} destinations, {minutes:g} min, samples -> {samples_path}", flush=True)
+    print(
+        f"=== soak: {KEPT} destinations, {minutes:g} min, {plan}, samples -> {samples_path}",
+        flush=True,
+    )
     facts = machine_facts()
-    soak = Soak(wd, samples_path)
+    soak = Soak(wd, samples_path, plan)
     try:
         samples, why = soak.run(minutes * 60, every_s)
         errors = soak.kam.log_errors()
@@ -268,7 +312,8 @@ def main() -> None:
     result = {
         "benchmark": "soak", "mode": "quick" if args.quick else "full", "machine": facts,
         "params": {"kept": KEPT, "minutes": minutes, "sample_every_s": every_s,
-                   "warmup_s": warmup_s, "ping_interval_s": 1, "answering": "odd half"},
+                   "warmup_s": warmup_s, "ping_interval_s": 1, "answering": "odd half",
+                   "instance": plan.instance, "address_pool": plan.pool},
         "ended": why, "log_errors": errors, "analysis": analysis, "samples": samples,
     }  # fmt: skip
     if not args.no_json:
