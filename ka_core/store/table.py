@@ -272,11 +272,11 @@ class SharedTable:
 
     def record_pings(self, sent: list[tuple[int, int, float]]) -> None:
         """One lock for a step's pings: (slot, gen, next ping) each; deleted ones skipped."""
-        buf, slots_at = self._buf, self._slots_at
+        buf = self._buf
         with self._lock:
             for slot, gen, next_ping in sent:
-                off = slots_at + slot * SLOT_SIZE
-                if HOT.unpack_from(buf, off)[:2] == (gen, USED):
+                if self.is_used(slot, gen):
+                    off = self._off(slot)
                     (pings,) = _U32.unpack_from(buf, off + _PINGS_AT)
                     _U32.pack_into(buf, off + _PINGS_AT, (pings + 1) & 0xFFFFFFFF)
                     _F64.pack_into(buf, off + _NEXT_PING_AT, next_ping)
