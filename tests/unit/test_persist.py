@@ -125,6 +125,18 @@ def test_bad_files_are_refused_naming_the_problem(data: bytes, reason: str) -> N
         persist.decode(data)
 
 
+def test_a_hand_edited_file_with_keys_in_another_order_reads_the_same() -> None:
+    written = row()
+    shuffled = dict(reversed(list(written.items())))
+    assert persist.decode(file_text(shuffled)) == persist.decode(file_text(written))
+
+
+def test_a_key_given_twice_inside_a_destination_is_refused() -> None:
+    text = file_text(row()).replace(b'"owner": "rpc"', b'"owner": "rpc", "owner": "other"')
+    with pytest.raises(StateFileError, match="key 'owner' given twice"):
+        persist.decode(text)
+
+
 # -- the table -------------------------------------------------------------------------------
 
 
