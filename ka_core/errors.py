@@ -27,6 +27,10 @@ class TableFull(KaError):
     """``max_destinations`` reached, or the change queue to the pinger is full."""
 
 
+class StringPoolFull(TableFull):
+    """The shared table's pool for long strings is full (``KA_STRING_CHUNKS``)."""
+
+
 class RpcFault(KaError):
     """An RPC error reply, with the code and text kamcmd prints (``error: 500 - text``)."""
 
