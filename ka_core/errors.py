@@ -28,7 +28,8 @@ class TableFull(KaError):
 
 
 class StringPoolFull(TableFull):
-    """The shared table's pool for long strings is full (``KA_STRING_CHUNKS``)."""
+    """The shared table's pool for long strings is full (``KA_STRING_CHUNKS``); its text
+    names the error itself, so the log line and the RPC fault say the same."""
 
 
 class RpcFault(KaError):

@@ -93,7 +93,7 @@ class Pool:
         buf, need = self._buf, -(-len(rest) // CHUNK_DATA)
         taken, free, used = POOL.unpack_from(buf, POOL_AT)
         if self.chunks - used < need:
-            raise StringPoolFull(f"string pool full (KA_STRING_CHUNKS={self.chunks})")
+            raise StringPoolFull(f"TableFull: string pool full (KA_STRING_CHUNKS={self.chunks})")
         refs = []
         for _ in range(need):
             if free:
