@@ -80,15 +80,17 @@ class Chains:
     def place(self, key_b: bytes, owner_b: bytes, crc: int) -> tuple[int, bool]:
         """Where a new record's bucket goes (lock held): (the first free bucket on its chain,
         whether the chain already holds (key, owner)).  ``crc``: ``crc32(key_b)``."""
-        buf, at, free = self._buf, self._at, -1
-        for pos in self.walk(crc):
-            got, ref = BUCKET.unpack_from(buf, at + pos * 8)
+        buf, at, n, unpack, free = self._buf, self._at, self.buckets, BUCKET.unpack_from, -1
+        pos = crc % n
+        for _ in range(n):
+            got, ref = unpack(buf, at + pos * 8)
             if ref == _EMPTY:
                 return (pos if free < 0 else free), False
             if ref == BUCKET_TOMB:
                 free = pos if free < 0 else free
             elif got == crc and self._holds(ref - 1, key_b, owner_b):
                 return free, True
+            pos = pos + 1 if pos + 1 < n else 0
         return free, False
 
     def put(self, pos: int, crc: int, slot: int) -> None:

@@ -47,6 +47,8 @@ _GEN, _USED, _NEW_FLAGS, _CRC, _INTERVAL, _ADDED, _CHUNK = (
     index(n) for n in ("gen", "used", "flags", "crc", "interval_ms", "added", "chunk")
 )
 _LEN = tuple(index(f"{name}_len") for name in STRINGS)
+if tuple(range(_LEN[0], _LEN[0] + len(_LEN))) != _LEN:
+    raise AssertionError("the string lengths are not contiguous in FIXED")
 _NEW_FIXED = tuple(FIXED.unpack(bytes(FIXED.size)))
 """A fresh record's fixed fields: zeros, state UNKNOWN (0)."""
 _ZERO_SLOT = bytes(SLOT_SIZE)
@@ -163,8 +165,7 @@ def fill(
     fixed[_GEN], fixed[_USED], fixed[_NEW_FLAGS] = gen, USED, flags
     fixed[_CRC], fixed[_INTERVAL], fixed[_ADDED] = crc, interval_ms, wall
     run, lengths = packed
-    for at, length in zip(_LEN, lengths, strict=True):
-        fixed[at] = length
+    fixed[_LEN[0] : _LEN[0] + len(_LEN)] = lengths  # contiguous (layout's check)
     fixed[_CHUNK] = chunk
     head = run[:INLINE_SIZE]
     buf[off + INLINE_AT : off + INLINE_AT + len(head)] = head

@@ -55,11 +55,11 @@ def default_chunks(max_destinations: int) -> int:
 
 def pack(encoded: dict[str, bytes]) -> tuple[bytes, list[int]]:
     """The strings (``ORDER``; missing ones empty) as one run, and their lengths in order."""
-    uri = encoded.get("uri", b"")
-    parts = [encoded.get(name, b"") for name in ORDER]
-    if parts[1] == uri:
+    get = encoded.get
+    parts = [get(name, b"") for name in ORDER]
+    if parts[1] == parts[0]:
         parts[1] = b""
-    return b"".join(parts), [len(part) for part in parts]
+    return b"".join(parts), list(map(len, parts))
 
 
 def total(f: Sequence[int]) -> int:
