@@ -41,7 +41,7 @@ POOL_AT = 116
 SLOT_SIZE = 384
 SLOT_FIELDS: tuple[tuple[str, str], ...] = (
     # (name, struct code) in slot order; "" is padding.  A new field takes padding or goes
-    # at the end (the check below keeps the fields clear of the first string).
+    # at the end (the check below keeps the fields clear of the metrics).
     ("gen", "I"), ("used", "B"), ("state", "B"), ("flags", "B"), ("ejections", "B"),
     ("uri_len", "H"), ("key_len", "H"), ("owner_len", "H"), ("state_cb_len", "H"),
     ("response_cb_len", "H"), ("settings_len", "H"), ("user_len", "H"), ("last_code", "H"),
