@@ -27,6 +27,11 @@ class TableFull(KaError):
     """``max_destinations`` reached, or the change queue to the pinger is full."""
 
 
+class StringPoolFull(TableFull):
+    """The shared table's pool for long strings is full (``KA_STRING_CHUNKS``); its text
+    names the error itself, so the log line and the RPC fault say the same."""
+
+
 class RpcFault(KaError):
     """An RPC error reply, with the code and text kamcmd prints (``error: 500 - text``)."""
 

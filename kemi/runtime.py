@@ -121,10 +121,11 @@ def build(
 ) -> Runtime:
     """Create the shared table, seed it with the ``destination`` parameters, install it."""
     global _runtime
-    ring = capacity_for(config.max_destinations)
-    memory = mmap.mmap(-1, buffer_size(config.max_destinations, ring), flags=mmap.MAP_SHARED)
+    ring, chunks = capacity_for(config.max_destinations), config.string_chunks
+    size = buffer_size(config.max_destinations, ring, chunks)
+    memory = mmap.mmap(-1, size, flags=mmap.MAP_SHARED)
     SharedTable.format_buffer(
-        memoryview(memory), config.max_destinations, ring, config.ping_interval
+        memoryview(memory), config.max_destinations, ring, config.ping_interval, chunks
     )
     # "fork": on Python 3.14 (forkserver by default) any other lock starts a resource tracker
     # process that keeps Kamailio from exiting on SIGTERM.

@@ -68,6 +68,9 @@ class KaConfig:
     """No final reply within this time counts as a failure; match tm's ``fr_timer``."""
     max_destinations: int = 10000
     """Upper bound of the shared table; adds beyond it are refused."""
+    string_chunks: int = 0
+    """128-byte chunks of the table's pool for strings too long for a slot
+    (``KA_STRING_CHUNKS``); 0 = the default for ``max_destinations``."""
     destinations: tuple[tuple[SipUri, Settings], ...] = field(default_factory=tuple)
     """The ``destination`` parameters, each with its own settings (often none)."""
     down_after: int = 1
@@ -289,6 +292,7 @@ _SCALARS: Mapping[str, Callable[[str], object]] = {
     "ping_method": _method,
     "ping_timeout_ms": _int("ping_timeout_ms", 100, 600_000),
     "max_destinations": _int("max_destinations", 1, 1_000_000),
+    "string_chunks": _int("string_chunks", 1, 10_000_000),
     "rpc_socket": _path("rpc_socket"),
     "ctl_forward": _path("ctl_forward"),
     "jsonrpc_socket": _path("jsonrpc_socket"),

@@ -23,6 +23,7 @@ from ka_core.errors import (
     InvalidArgument,
     InvalidUri,
     RpcFault,
+    StringPoolFull,
     TableFull,
     UnknownDestination,
 )
@@ -240,6 +241,8 @@ class RpcCommands:
                 self._table, uri, owner, interval_s=None, wall=self._clock(), settings=settings,
                 resolve_names=self._resolve_names,
             )  # fmt: skip
+        except StringPoolFull as exc:
+            raise RpcFault(500, f"couldn't add data to list: {exc}") from None
         except (DuplicateDestination, TableFull):
             raise RpcFault(500, "couldn't add data to list") from None
         except (InvalidUri, InvalidArgument) as exc:

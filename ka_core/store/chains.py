@@ -1,6 +1,8 @@
-"""The probe chains of the shared table's open addressing: finding a key, walking a chain,
-and keeping chains short after deletes (``sweep``).  ``SharedTable`` holds one ``Chains``
-over its slots (composition: the chains know the slots' bytes, not the table).
+"""The shared table's hash index: open addressing over buckets of (crc32 of the key, slot + 1),
+``BUCKETS_PER_SLOT`` per slot, linear probing; a lookup reads one bucket per step and a
+candidate slot's lengths, compares only on an equal crc, and the records never move.  After
+a delete ``sweep`` keeps chains short.  ``SharedTable`` holds one ``Chains`` (composition: it
+knows buckets and the slots' strings, not the table).
 """
 
 from __future__ import annotations
@@ -8,104 +10,155 @@ from __future__ import annotations
 import zlib
 from collections.abc import Iterator
 
-from ka_core.store.codec import USED_AT, text
-from ka_core.store.layout import EMPTY, SLOT_SIZE, TOMB, USED
+from ka_core.store.layout import (
+    BUCKET,
+    BUCKET_TOMB,
+    INLINE_AT,
+    INLINE_SIZE,
+    LENGTHS,
+    SLOT_SIZE,
+    USED,
+    offset,
+)
+from ka_core.store.strings import Pool
+
+_EMPTY = 0
+CHUNK_AT = offset("chunk")
 
 
 class Chains:
-    """Open-addressing chains (``crc32`` of the key, linear probing) over ``capacity``
-    slots starting at byte ``slots_at`` of ``buf``."""
+    """``buckets`` index buckets from byte ``index_at`` over the slots from ``slots_at``."""
 
-    def __init__(self, buf: memoryview, slots_at: int, capacity: int) -> None:
+    def __init__(
+        self, buf: memoryview, slots_at: int, index_at: int, buckets: int, pool: Pool
+    ) -> None:
         self._buf = buf
         self._slots_at = slots_at
-        self.capacity = capacity
+        self._at = index_at
+        self.buckets = buckets
+        self._pool = pool
 
     def off(self, slot: int) -> int:
         """Byte offset of ``slot`` in the buffer."""
         return self._slots_at + slot * SLOT_SIZE
 
+    def _holds(self, slot: int, key_b: bytes, owner_b: bytes | None) -> bool:
+        """Whether used ``slot`` has this key (and owner): from the slot alone when they are
+        inline (one read of the lengths), else through the pool."""
+        buf, off = self._buf, self._slots_at + slot * SLOT_SIZE
+        used, uri_len, key_len, owner_len = LENGTHS.unpack_from(buf, off)
+        start, length = (uri_len, key_len) if key_len else (0, uri_len)
+        if used != USED or length != len(key_b):
+            return False
+        end = uri_len + key_len + owner_len
+        if end <= INLINE_SIZE:
+            at = off + INLINE_AT
+            run: bytes | memoryview = buf[at : at + end]
+        else:
+            chunk = int.from_bytes(buf[off + CHUNK_AT : off + CHUNK_AT + 4], "little")
+            run = self._pool.run(buf[off + INLINE_AT : off + SLOT_SIZE], chunk, end)
+        if run[start : start + length] != key_b:
+            return False
+        return owner_b is None or run[end - owner_len : end] == owner_b
+
     def find(self, key: str, owner: str | None = None) -> int:
         """Slot of the first record with this key (and owner), or -1."""
         key_b = key.encode()
         owner_b = None if owner is None else owner.encode()
-        buf = self._buf
-        for slot in self.walk(key_b):
-            off = self.off(slot)
-            used = buf[off + USED_AT]
-            if used == EMPTY:
+        crc = zlib.crc32(key_b)
+        buf, at, n, unpack = self._buf, self._at, self.buckets, BUCKET.unpack_from
+        pos = crc % n
+        for _ in range(n):
+            got, ref = unpack(buf, at + pos * 8)
+            if ref == _EMPTY:
                 return -1
-            if (
-                used == USED
-                and text(buf, off, "key") == key_b
-                and (owner_b is None or text(buf, off, "owner") == owner_b)
-            ):
-                return slot
+            if got == crc and ref != BUCKET_TOMB and self._holds(ref - 1, key_b, owner_b):
+                return int(ref - 1)
+            pos = pos + 1 if pos + 1 < n else 0
         return -1
 
     def place(self, key_b: bytes, owner_b: bytes, crc: int) -> tuple[int, bool]:
-        """Where a new record (key, owner) goes (lock held): (the first free slot on its
-        chain or -1, whether the chain already holds it).  ``crc``: ``crc32(key_b)``, computed
-        once for the chain and the record."""
-        buf, cap, free = self._buf, self.capacity, -1
-        start = crc % cap
-        for i in range(cap):
-            slot = (start + i) % cap
-            off = self._slots_at + slot * SLOT_SIZE
-            used = buf[off + USED_AT]
-            if used == USED:
-                if text(buf, off, "key") == key_b and text(buf, off, "owner") == owner_b:
-                    return free, True
-                continue
-            if free < 0:
-                free = slot
-            if used == EMPTY:
-                break
+        """Where a new record's bucket goes (lock held): (the first free bucket on its chain,
+        whether the chain already holds (key, owner)).  ``crc``: ``crc32(key_b)``."""
+        buf, at, n, unpack, free = self._buf, self._at, self.buckets, BUCKET.unpack_from, -1
+        pos = crc % n
+        for _ in range(n):
+            got, ref = unpack(buf, at + pos * 8)
+            if ref == _EMPTY:
+                return (pos if free < 0 else free), False
+            if ref == BUCKET_TOMB:
+                free = pos if free < 0 else free
+            elif got == crc and self._holds(ref - 1, key_b, owner_b):
+                return free, True
+            pos = pos + 1 if pos + 1 < n else 0
         return free, False
 
-    def walk(self, key_b: bytes) -> Iterator[int]:
-        """The slots a lookup of ``key_b`` visits, in order (callers stop at EMPTY)."""
-        start = zlib.crc32(key_b) % self.capacity
-        for i in range(self.capacity):
-            yield (start + i) % self.capacity
+    def put(self, pos: int, crc: int, slot: int) -> None:
+        BUCKET.pack_into(self._buf, self._at + pos * 8, crc, slot + 1)
+
+    def remove(self, slot: int, crc: int) -> None:
+        """Tombstone ``slot``'s bucket and sweep its run (lock held)."""
+        for pos in self.walk(crc):
+            got, ref = BUCKET.unpack_from(self._buf, self._at + pos * 8)
+            if ref == slot + 1:
+                BUCKET.pack_into(self._buf, self._at + pos * 8, got, BUCKET_TOMB)
+                self.sweep(pos)
+                return
+            if ref == _EMPTY:
+                return
+
+    def clear(self) -> None:
+        """Every bucket empty (a flush)."""
+        self._buf[self._at : self._at + self.buckets * 8] = bytes(self.buckets * 8)
+
+    def walk(self, crc: int) -> Iterator[int]:
+        """The buckets a lookup of a key with this crc visits, in order (callers stop at an
+        empty one)."""
+        start = crc % self.buckets
+        for i in range(self.buckets):
+            yield (start + i) % self.buckets
+
+    def _ref(self, pos: int) -> int:
+        return int(BUCKET.unpack_from(self._buf, self._at + pos * 8)[1])
 
     def slot_usage(self) -> tuple[int, int, int]:
-        """(used, tombstones, empty) slots: how long probe chains can get (benchmarks)."""
-        marks = [self._buf[self.off(slot) + USED_AT] for slot in range(self.capacity)]
-        return marks.count(USED), marks.count(TOMB), marks.count(EMPTY)
+        """(used, tombstones, empty) buckets: how long probe chains can get (benchmarks)."""
+        refs = [self._ref(pos) for pos in range(self.buckets)]
+        empty, tombs = refs.count(_EMPTY), refs.count(BUCKET_TOMB)
+        return len(refs) - empty - tombs, tombs, empty
 
     def probe_length(self, key: str) -> int:
-        """Slots a lookup of ``key`` visits (benchmarks: a miss stops at an empty slot)."""
+        """Buckets a lookup of ``key`` visits (benchmarks: a miss stops at an empty one)."""
         key_b = key.encode()
-        for visited, slot in enumerate(self.walk(key_b), 1):
-            off = self.off(slot)
-            used = self._buf[off + USED_AT]
-            if used == EMPTY or (used == USED and text(self._buf, off, "key") == key_b):
+        crc = zlib.crc32(key_b)
+        for visited, pos in enumerate(self.walk(crc), 1):
+            got, ref = BUCKET.unpack_from(self._buf, self._at + pos * 8)
+            if ref == _EMPTY or (
+                ref != BUCKET_TOMB and got == crc and self._holds(ref - 1, key_b, None)
+            ):
                 return visited
-        return self.capacity
+        return self.buckets
 
-    def sweep(self, slot: int) -> None:
-        """Empty the tombstones of ``slot``'s run that no probe chain needs (lock held).
+    def sweep(self, pos: int) -> None:
+        """Empty the tombstones of bucket ``pos``'s run that no probe chain needs (lock held).
 
-        A tombstone is needed only while a live record after it in the run has its home
-        slot at or before it.  Emptying the others keeps chains as short as on day one
-        after any churn (a million adds and deletes), and no record moves: slots and
-        generations that readers cached stay valid.  Cost: the length of one run."""
-        cap, buf, at = self.capacity, self._buf, USED_AT
-        start = slot
-        while buf[self.off((start - 1) % cap) + at] != EMPTY and (start - 1) % cap != slot:
-            start = (start - 1) % cap
+        A tombstone is needed only while a live bucket after it in the run has its home at or
+        before it.  Emptying the others keeps chains as short as on day one after any churn
+        (a million adds and deletes); slots never move, so cached (slot, gen) pairs stay valid.
+        Cost: the length of one run."""
+        n = self.buckets
+        start = pos
+        while self._ref((start - 1) % n) != _EMPTY and (start - 1) % n != pos:
+            start = (start - 1) % n
         run: list[int] = []
-        pos = start
-        while buf[self.off(pos) + at] != EMPTY and len(run) < cap:
-            run.append(pos)
-            pos = (pos + 1) % cap
-        lowest_home = cap  # run-relative home of the live records seen after this point
+        at = start
+        while self._ref(at) != _EMPTY and len(run) < n:
+            run.append(at)
+            at = (at + 1) % n
+        lowest_home = n  # run-relative home of the live buckets seen after this point
         for i in range(len(run) - 1, -1, -1):
-            off = self.off(run[i])
-            mark = buf[off + at]
-            if mark == USED:
-                home = zlib.crc32(text(buf, off, "key")) % cap
-                lowest_home = min(lowest_home, (home - start) % cap)
-            elif mark == TOMB and i < lowest_home:
-                buf[off + at] = EMPTY  # its generation was bumped when it was freed
+            crc, ref = BUCKET.unpack_from(self._buf, self._at + run[i] * 8)
+            if ref != BUCKET_TOMB:
+                lowest_home = min(lowest_home, (crc % n - start) % n)
+            elif i < lowest_home:
+                BUCKET.pack_into(self._buf, self._at + run[i] * 8, 0, _EMPTY)

@@ -16,6 +16,7 @@ from typing import Any
 
 from ka_core.store.layout import (
     FIXED,
+    INLINE_AT,
     METRICS,
     METRICS_AT,
     SLOT_FIELDS,
@@ -25,6 +26,7 @@ from ka_core.store.layout import (
     index,
     offset,
 )
+from ka_core.store.strings import CHUNK, Pool, span, total
 
 FIELDS: dict[str, tuple[struct.Struct, int]] = {
     name: (struct.Struct("<" + code), offset(name)) for name, code in SLOT_FIELDS if name
@@ -53,57 +55,56 @@ def bump(buf: memoryview, off: int, name: str) -> int:
     return int(value)
 
 
-def text(buf: memoryview, off: int, name: str) -> bytes:
-    """String ``name`` of the slot at ``off`` (its length field read alone, not all of FIXED)."""
-    at, _ = STRINGS[name]
-    return bytes(buf[off + at : off + at + get(buf, off, f"{name}_len")])
-
-
 def read_rows(
     buf: memoryview,
     slots_at: int,
     slots: Iterable[int],
     lock: AbstractContextManager[object],
     fields: Sequence[str],
+    pool: Pool,
 ) -> list[tuple[Any, ...]]:
     """One tuple per used slot of ``slots``, holding ``fields`` in that order: fixed fields,
-    strings (decoded), ``slot`` and ``metrics`` (the 16 counters).  Each slot's bytes are
-    copied under the lock (consistent; held for one copy, never for the whole table) and
-    decoded after it."""
+    strings (decoded), ``slot`` and ``metrics`` (the 16 counters).  Each slot's bytes (and its
+    strings' chunks, when a string is asked for) are copied under the lock (consistent; held
+    for one slot, never for the whole table) and decoded after it."""
     plan = [_reader(name) for name in fields]
-    span = max([FIXED.size] + [_end(name) for name in fields])
+    wants_text = any(name in STRINGS for name in fields)
+    span = SLOT_SIZE if wants_text else max([FIXED.size] + [_end(name) for name in fields])
     unpack, i_used = FIXED.unpack_from, index("used")
     out = []
+    run = b""
     for slot in slots:
         off = slots_at + slot * SLOT_SIZE
         if buf[off + USED_AT] != USED:
             continue
         with lock:
             raw = bytes(buf[off : off + span])
-        f = unpack(raw)
+            f = unpack(raw)
+            if wants_text:
+                run = pool.run(memoryview(raw)[INLINE_AT:], f[CHUNK], total(f))
         if f[i_used] == USED:  # not deleted meanwhile
-            out.append(tuple([read(raw, slot, f) for read in plan]))
+            out.append(tuple([read(raw, slot, f, run) for read in plan]))
     return out
 
 
 def _end(name: str) -> int:
     """Where the bytes ``name`` is read from end in the slot."""
-    if name == "metrics":
-        return METRICS_AT + METRICS.size
-    if name in STRINGS:
-        return STRINGS[name][0] + STRINGS[name][1]
-    return 0
+    return METRICS_AT + METRICS.size if name == "metrics" else 0
 
 
 def _reader(name: str) -> Any:
     if name == "slot":
-        return lambda raw, slot, f: slot
+        return lambda raw, slot, f, run: slot
     if name == "metrics":
-        return lambda raw, slot, f: METRICS.unpack_from(raw, METRICS_AT)
+        return lambda raw, slot, f, run: METRICS.unpack_from(raw, METRICS_AT)
     if name in STRINGS:
-        at, length = STRINGS[name][0], index(f"{name}_len")
-        return lambda raw, slot, f: raw[at : at + f[length]].decode("utf-8", "replace")
+
+        def string(raw: bytes, slot: int, f: tuple[Any, ...], run: bytes) -> str:
+            start, length = span(f, name)
+            return run[start : start + length].decode("utf-8", "replace")
+
+        return string
     if name not in FIELDS:
         raise KeyError(f"no slot field {name!r}")
     position = index(name)
-    return lambda raw, slot, f: f[position]
+    return lambda raw, slot, f, run: f[position]

@@ -10,6 +10,9 @@ import struct
 
 from ka_core.errors import InvalidArgument
 from ka_core.store.layout import (
+    BUCKET,
+    BUCKETS_PER_SLOT,
+    CHUNK_SIZE,
     CONTROLS_AT,
     COUNT_AT,
     HEADER,
@@ -25,13 +28,24 @@ from ka_core.store.layout import (
     SLOT_SIZE,
 )
 from ka_core.store.ring import ENTRY
+from ka_core.store.strings import default_chunks
 
 _U16, _U32 = struct.Struct("<H"), struct.Struct("<I")
 
 
-def buffer_size(max_destinations: int, ring_capacity: int) -> int:
-    """Bytes a table for ``max_destinations`` needs (two slots per destination)."""
-    return HEADER_SIZE + ring_capacity * ENTRY.size + 2 * max_destinations * SLOT_SIZE
+def regions(max_destinations: int, ring_capacity: int, chunks: int) -> tuple[int, ...]:
+    """Byte offsets of the slots, the index, the free-slot stack, the pool and the end."""
+    slots_at = HEADER_SIZE + ring_capacity * ENTRY.size
+    index_at = slots_at + max_destinations * SLOT_SIZE
+    stack_at = index_at + BUCKETS_PER_SLOT * max_destinations * BUCKET.size
+    pool_at = stack_at + 4 * max_destinations
+    return slots_at, index_at, stack_at, pool_at, pool_at + chunks * CHUNK_SIZE
+
+
+def buffer_size(max_destinations: int, ring_capacity: int, string_chunks: int = 0) -> int:
+    """Bytes a table for ``max_destinations`` needs (``string_chunks`` 0: the default pool)."""
+    chunks = string_chunks or default_chunks(max_destinations)
+    return regions(max_destinations, ring_capacity, chunks)[-1]
 
 
 def format_buffer(
@@ -39,13 +53,17 @@ def format_buffer(
     max_destinations: int,
     ring_capacity: int,
     ping_interval: int = 30,
+    string_chunks: int = 0,
 ) -> None:
-    """Write an empty table header into ``buf``."""
+    """Write an empty table header into ``buf`` (zeroed, as a new mmap is)."""
     if max_destinations < 1 or ring_capacity < 1:
         raise InvalidArgument("max_destinations and ring_capacity must be positive")
-    if len(buf) < buffer_size(max_destinations, ring_capacity):
+    if len(buf) < buffer_size(max_destinations, ring_capacity, string_chunks):
         raise InvalidArgument("buffer too small for the table")
-    HEADER.pack_into(buf, 0, MAGIC, 2 * max_destinations, max_destinations, 0, ring_capacity, 0, 0)
+    chunks = string_chunks or default_chunks(max_destinations)
+    HEADER.pack_into(
+        buf, 0, MAGIC, max_destinations, max_destinations, 0, ring_capacity, chunks, 0, 0
+    )
     _U32.pack_into(buf, INTERVAL_AT, ping_interval)
 
 

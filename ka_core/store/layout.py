@@ -1,7 +1,11 @@
-"""Byte layout of the shared table: header, slot fields and string areas, named once.
+"""Byte layout of the shared table: header, slot fields, index and string pool, named once.
 
 Every other module reads and writes fields by these names; ``SLOT_FIELDS`` lists the fixed
 fields once, and ``FIXED`` (the struct) and ``FIELD_NAMES`` are derived from it.
+
+The buffer: the header, the ring, ``max_destinations`` dense slots of ``SLOT_SIZE``, the hash
+index (``BUCKETS_PER_SLOT`` buckets per slot), the stack of freed slots (a u32 each), then the
+pool of ``CHUNK_SIZE`` string chunks (``ka_core.store.strings``).
 """
 
 from __future__ import annotations
@@ -9,8 +13,8 @@ from __future__ import annotations
 import bisect
 import struct
 
-MAGIC = 0x314B414B  # "KAK1"
-HEADER = struct.Struct("<IIIIIxxxxQQ")  # magic, capacity, max, count, ring_cap, head, tail
+MAGIC = 0x324B414B  # "KAK2": dense slots, a hash index and a string pool
+HEADER = struct.Struct("<IIIIIIQQ")  # magic, capacity, max, count, ring_cap, chunks, head, tail
 HEADER_SIZE = 128
 COUNT_AT = 12
 RING_POS_AT = 24
@@ -26,11 +30,18 @@ LIFE = struct.Struct("<Id")
 """The pinger's life (``ka_core.probe.liveness``): its status and the monotonic time of its last
 step, so the main process sees it start and SIP workers see it stop."""
 LIFE_AT = 96
+FREE_SLOTS = struct.Struct("<II")
+"""Where a new slot comes from (``ka_core.store.slots``): slots ever taken, freed ones stacked."""
+FREE_SLOTS_AT = 108
+POOL = struct.Struct("<III")
+"""The string pool's (``ka_core.store.strings``): chunks ever taken, the first free chunk
+(1-based, 0 = none), chunks in use."""
+POOL_AT = 116
 
-SLOT_SIZE = 1552
+SLOT_SIZE = 384
 SLOT_FIELDS: tuple[tuple[str, str], ...] = (
     # (name, struct code) in slot order; "" is padding.  A new field takes padding or goes
-    # at the end (the check below keeps the fields clear of the first string).
+    # at the end (the check below keeps the fields clear of the metrics).
     ("gen", "I"), ("used", "B"), ("state", "B"), ("flags", "B"), ("ejections", "B"),
     ("uri_len", "H"), ("key_len", "H"), ("owner_len", "H"), ("state_cb_len", "H"),
     ("response_cb_len", "H"), ("settings_len", "H"), ("user_len", "H"), ("last_code", "H"),
@@ -38,27 +49,32 @@ SLOT_FIELDS: tuple[tuple[str, str], ...] = (
     ("interval_ms", "I"), ("pings", "I"), ("replies", "I"), ("out_until", "I"),
     ("last_checked", "d"), ("last_up", "d"), ("last_down", "d"), ("rtt_ms", "d"),
     ("next_ping", "d"), ("added", "d"), ("rtt_sum", "d"), ("rtt_ewma", "d"), ("rtt_max", "d"),
+    ("chunk", "I"),
 )  # fmt: skip
 """The fixed-size fields at the start of a slot: the one place a field is named.
 ``ejections``: times passive health ejected it (``ka_core.probe.outlier``), at most 127,
 the top bit (``EJECTED_BY_RETRY_AFTER``) set while the hold in force is a Retry-After's;
-``out_until``: the wall-clock second an ejection ends (``FLAG_EJECTED``), 0 = none."""
+``out_until``: the wall-clock second an ejection ends (``FLAG_EJECTED``), 0 = none;
+``key_len`` 0: the key is the URI (stored once); ``chunk``: the first pool chunk of the
+strings that do not fit inline (1-based, 0 = none)."""
 FIXED = struct.Struct("<" + "".join(code for _, code in SLOT_FIELDS))
 FIELD_NAMES = tuple(name for name, _ in SLOT_FIELDS if name)
 """The names of ``FIXED``'s values, in order."""
 
 
-STRINGS = {  # name -> (offset in the slot, capacity in bytes)
-    "uri": (128, 256),
-    "key": (384, 272),
-    "owner": (656, 64),
-    "state_cb": (720, 128),
-    "response_cb": (848, 128),
-    "settings": (976, 256),
-    "user": (1232, 256),
+STRINGS = {  # name -> the most bytes it may take (the limits users see)
+    "uri": 256,
+    "key": 272,
+    "owner": 64,
+    "state_cb": 128,
+    "response_cb": 128,
+    "settings": 256,
+    "user": 256,
 }
+"""A slot's strings, stored one after the other in this order (the key only when it is not
+the URI): the first ``INLINE_SIZE`` bytes in the slot, the rest in pool chunks."""
 METRICS = struct.Struct("<16I")
-"""Counters for /metrics after the strings: replies per code class (``CODE_CLASSES``), replies
+"""Counters for /metrics after the fixed fields: replies per code class (``CODE_CLASSES``), replies
 per RTT bucket (``RTT_BUCKETS_MS``), state changes."""
 RTT_BUCKETS_MS = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
 """Upper bounds of the round-trip histogram (ms); an RTT above the last one is only in +Inf."""
@@ -75,7 +91,19 @@ def code_class(code: int) -> int:
     return code // 100 - 2 if 200 <= code <= 699 else -1
 
 
-METRICS_AT = 1488
+METRICS_AT = 132
+INLINE_AT = METRICS_AT + METRICS.size
+INLINE_SIZE = SLOT_SIZE - INLINE_AT
+"""The strings' first bytes, in the slot: a typical URI, its key and owner fit."""
+CHUNK_SIZE = 128
+CHUNK_DATA = CHUNK_SIZE - 4
+"""A pool chunk: the next chunk of the same strings (u32, 1-based, 0 = last), then data."""
+BUCKET = struct.Struct("<II")
+"""An index bucket: (crc32 of the key, slot + 1); slot 0 = empty, ``BUCKET_TOMB`` = deleted."""
+BUCKET_TOMB = 0xFFFFFFFF
+BUCKETS_PER_SLOT = 2
+LENGTHS = struct.Struct("<4xB3xHHH")
+"""(used, uri_len, key_len, owner_len): what a lookup compares a candidate by, in one read."""
 HOT = struct.Struct("<IBB")
 """(gen, used, state): the first fields, read together on the routing path."""
 ROUTE = struct.Struct("<IBBB")
@@ -142,10 +170,13 @@ if (
     or INTERVAL_AT + 4 > PINGER_AT
     or PINGER_AT + PINGER.size > MEMBERSHIP_AT
     or MEMBERSHIP_AT + 4 > LIFE_AT
-    or LIFE_AT + LIFE.size > HEADER_SIZE
-    or FIXED.size > min(off for off, _ in STRINGS.values())
-    or max(off + size for off, size in STRINGS.values()) > METRICS_AT
-    or METRICS_AT + METRICS.size > SLOT_SIZE
+    or LIFE_AT + LIFE.size > FREE_SLOTS_AT
+    or FREE_SLOTS_AT + FREE_SLOTS.size > POOL_AT
+    or POOL_AT + POOL.size > HEADER_SIZE
+    or FIXED.size > METRICS_AT
+    or INLINE_SIZE < 128
+    or LENGTHS.unpack(FIXED.pack(*range(len(FIELD_NAMES)))[: LENGTHS.size])
+    != tuple(index(n) for n in ("used", "uri_len", "key_len", "owner_len"))
     or len(CODE_CLASSES) + len(RTT_BUCKETS_MS) + 1 != METRICS.size // 4
 ):
     raise AssertionError("layout overlaps")

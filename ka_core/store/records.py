@@ -15,8 +15,11 @@ from ka_core.store.layout import (
     FLAG_EJECTED,
     FLAG_PAUSED,
     FLAG_STOPPED,
+    INLINE_AT,
+    SLOT_SIZE,
     STRINGS,
 )
+from ka_core.store.strings import CHUNK, Pool, span, total
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,15 +75,16 @@ _STATE, _FLAGS, _REPLIES, _RTT_SUM, _EWMA, _RTT_MAX, _EJECTIONS, _OUT_UNTIL = (
         "state", "flags", "replies", "rtt_sum", "rtt_ewma", "rtt_max", "ejections", "out_until"
     )
 )  # fmt: skip
-_TEXT = tuple((name, at, FIELD_NAMES.index(f"{name}_len")) for name, (at, _) in STRINGS.items())
 
 
-def decode(buf: memoryview, off: int, slot: int) -> Record:
-    """The ``Record`` of the slot at byte ``off``."""
+def decode(buf: memoryview, off: int, slot: int, pool: Pool) -> Record:
+    """The ``Record`` of the slot at byte ``off`` (its long strings in ``pool``)."""
     f = FIXED.unpack_from(buf, off)
     fields: dict[str, object] = {name: f[i] for name, i in _COPIED}
-    for name, at, length in _TEXT:
-        fields[name] = bytes(buf[off + at : off + at + f[length]]).decode("utf-8", "replace")
+    run = pool.run(buf[off + INLINE_AT : off + SLOT_SIZE], f[CHUNK], total(f))
+    for name in STRINGS:
+        start, length = span(f, name)
+        fields[name] = run[start : start + length].decode("utf-8", "replace")
     replies = f[_REPLIES]
     return Record(
         slot=slot,

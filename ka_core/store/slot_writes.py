@@ -16,6 +16,8 @@ from ka_core.store.layout import (
     FLAG_EJECTED,
     FLAG_OWN_INTERVAL,
     FLAG_STOPPED,
+    INLINE_AT,
+    INLINE_SIZE,
     METRICS,
     METRICS_AT,
     RTT_BUCKETS_MS,
@@ -41,10 +43,12 @@ Held = tuple[bool, int, int, bool]
     "last_checked", "last_up", "last_down", "rtt_ms", "rtt_sum", "rtt_ewma", "rtt_max",
 ))  # fmt: skip
 _EJECTIONS, _OUT_UNTIL = index("ejections"), index("out_until")
-_GEN, _USED, _NEW_FLAGS, _CRC, _INTERVAL, _ADDED = (
-    index(n) for n in ("gen", "used", "flags", "crc", "interval_ms", "added")
+_GEN, _USED, _NEW_FLAGS, _CRC, _INTERVAL, _ADDED, _CHUNK = (
+    index(n) for n in ("gen", "used", "flags", "crc", "interval_ms", "added", "chunk")
 )
-_LEN = {name: index(f"{name}_len") for name in STRINGS}
+_LEN = tuple(index(f"{name}_len") for name in STRINGS)
+if tuple(range(_LEN[0], _LEN[0] + len(_LEN))) != _LEN:
+    raise AssertionError("the string lengths are not contiguous in FIXED")
 _NEW_FIXED = tuple(FIXED.unpack(bytes(FIXED.size)))
 """A fresh record's fixed fields: zeros, state UNKNOWN (0)."""
 _ZERO_SLOT = bytes(SLOT_SIZE)
@@ -125,8 +129,8 @@ def encode_strings(values: tuple[str, str, str, str, str, str, str]) -> dict[str
     capacities: what ``fill`` takes."""
     encoded = dict(zip(NEW_STRINGS, (v.encode("utf-8") for v in values), strict=True))
     for name, data in encoded.items():
-        if len(data) > STRINGS[name][1]:
-            raise InvalidArgument(f"{name} longer than {STRINGS[name][1]} bytes")
+        if len(data) > STRINGS[name]:
+            raise InvalidArgument(f"{name} longer than {STRINGS[name]} bytes")
     return encoded
 
 
@@ -137,8 +141,8 @@ def seed_strings(uri: str, key: str, owner_b: bytes, settings: str) -> dict[str,
     if settings:
         encoded["settings"] = settings.encode()
     for name, data in encoded.items():
-        if len(data) > STRINGS[name][1]:
-            raise InvalidArgument(f"{name} longer than {STRINGS[name][1]} bytes")
+        if len(data) > STRINGS[name]:
+            raise InvalidArgument(f"{name} longer than {STRINGS[name]} bytes")
     return encoded
 
 
@@ -149,20 +153,22 @@ def fill(
     flags: int,
     interval_ms: int,
     wall: float,
-    encoded: dict[str, bytes],
+    packed: tuple[bytes, list[int]],
+    chunk: int,
     crc: int,
 ) -> None:
-    """Write a new destination into the free slot at ``off`` (lock held; strings checked,
-    those left out are empty; ``crc``: ``crc32`` of its key)."""
+    """Write a new destination into the free slot at ``off`` (lock held): ``packed`` is its
+    strings' run and lengths (``strings.pack``), ``chunk`` the pool chunk holding what does
+    not fit inline (already stored), ``crc`` the ``crc32`` of its key."""
     buf[off : off + SLOT_SIZE] = _ZERO_SLOT
     fixed = list(_NEW_FIXED)  # by index: 100,000 static destinations at start-up
     fixed[_GEN], fixed[_USED], fixed[_NEW_FLAGS] = gen, USED, flags
     fixed[_CRC], fixed[_INTERVAL], fixed[_ADDED] = crc, interval_ms, wall
-    for name, data in encoded.items():
-        if data:  # an empty string stays as zeroed
-            fixed[_LEN[name]] = len(data)
-            at = off + STRINGS[name][0]
-            buf[at : at + len(data)] = data
+    run, lengths = packed
+    fixed[_LEN[0] : _LEN[0] + len(_LEN)] = lengths  # contiguous (layout's check)
+    fixed[_CHUNK] = chunk
+    head = run[:INLINE_SIZE]
+    buf[off + INLINE_AT : off + INLINE_AT + len(head)] = head
     FIXED.pack_into(buf, off, *fixed)
 
 

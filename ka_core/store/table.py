@@ -4,8 +4,10 @@ Theory of operation.  ``kemi`` creates an anonymous ``MAP_SHARED`` mmap and a pr
 lock before Kamailio forks; every process then wraps the same memory in a ``SharedTable``.
 Tests pass a ``bytearray`` and a ``threading.Lock``: this module never knows about fork.
 
-* Records live in fixed-size slots of an open-addressing hash table keyed by the canonical
-  URI (``ka_core.store.chains``): O(1) duplicates and ``ka_is_alive`` lookups.
+* Records live in dense fixed-size slots, found through an open-addressing hash index keyed
+  by the canonical URI (``ka_core.store.chains``): O(1) duplicates and ``ka_is_alive``
+  lookups.  A freed slot is reused first (``ka_core.store.slots``); strings too long for the
+  slot go to a pool of chunks (``ka_core.store.strings``).
 * Every slot has a generation counter, bumped when the slot is taken or freed.  Readers that
   cached a slot (the routing-path cache, the pinger's schedule) compare generations instead of
   holding the lock.
@@ -18,19 +20,16 @@ Tests pass a ``bytearray`` and a ``threading.Lock``: this module never knows abo
 from __future__ import annotations
 
 import functools
-import struct
-import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
 from ka_core import ratelimit
-from ka_core.errors import DuplicateDestination, TableFull, UnknownDestination
+from ka_core.errors import TableFull, UnknownDestination
 from ka_core.events import StateChanged
 from ka_core.state import State
 from ka_core.store import codec, records, slot_writes
-from ka_core.store.chains import Chains
-from ka_core.store.codec import USED_AT, text
+from ka_core.store.codec import USED_AT
 from ka_core.store.header import Header, format_buffer
 from ka_core.store.header import buffer_size as buffer_size
 from ka_core.store.layout import (
@@ -46,12 +45,11 @@ from ka_core.store.layout import (
     SLOT_SIZE,
     STATE_FLAGS,
     STRINGS,
-    TOMB,
     USED,
 )
+from ka_core.store.placement import Placement
 from ka_core.store.records import Record
 from ka_core.store.ring import (
-    ENTRY,
     KIND_ADDED,
     KIND_FLUSHED,
     KIND_REMOVED,
@@ -64,9 +62,9 @@ from ka_core.uri import SipUri
 HotRead = tuple[int, int, int]  # (gen, used, state) of a slot
 Row = tuple[Any, ...]  # the fields a view asked ``rows`` for, in its order
 (_U32, _PINGS_AT), (_F64, _NEXT_PING_AT) = codec.FIELDS["pings"], codec.FIELDS["next_ping"]
-MAX_OWNER_BYTES = STRINGS["owner"][1] - 1
-MAX_USER_BYTES = STRINGS["user"][1]
-MAX_CALLBACK_BYTES = STRINGS["state_cb"][1]
+MAX_OWNER_BYTES = STRINGS["owner"] - 1
+MAX_USER_BYTES = STRINGS["user"]
+MAX_CALLBACK_BYTES = STRINGS["state_cb"]
 SlotGen = tuple[int, int]
 Seed = tuple[SipUri, str, int, int]
 """A start-up destination for ``insert_many``: URI, settings text, flags, interval ms."""
@@ -80,7 +78,7 @@ class SharedTable:
     def __init__(self, buf: bytearray | memoryview, lock: AbstractContextManager[object]) -> None:
         self._buf = buf if isinstance(buf, memoryview) else memoryview(buf)
         self._lock = lock
-        magic, self.capacity, self.max_destinations, _, self.ring_capacity, _, _ = (
+        magic, self.capacity, self.max_destinations, _, self.ring_capacity, chunks, _, _ = (
             HEADER.unpack_from(self._buf, 0)
         )
         if magic != MAGIC:
@@ -91,8 +89,9 @@ class SharedTable:
         self._ring = Ring(self._buf, HEADER_SIZE, self.ring_capacity)
         self.notes_deletes = False
         """Cluster mode: deletes and flushes also go through the ring (set before fork)."""
-        self._slots_at = HEADER_SIZE + self.ring_capacity * ENTRY.size
-        self.chains = Chains(self._buf, self._slots_at, self.capacity)
+        self._placement = Placement(self._buf, self.capacity, self.ring_capacity, chunks)
+        self._slots_at = self._placement.slots_at
+        self.chains, self.pool = self._placement.chains, self._placement.pool
         self._off = self.chains.off
         self.header = Header(self._buf)
 
@@ -142,7 +141,7 @@ class SharedTable:
         return bool(g == gen and used == USED)
 
     def read(self, slot: int) -> Record:
-        return records.decode(self._buf, self._off(slot), slot)
+        return records.decode(self._buf, self._off(slot), slot, self.pool)
 
     def records(self) -> Iterator[Record]:
         """Every used destination, in slot order (callers that want an order sort)."""
@@ -160,7 +159,7 @@ class SharedTable:
         """``fields`` (fixed fields, strings, ``slot``, ``metrics``) of every used slot, or of
         those in ``slots``: views build their own shapes from these (``ka_core.store.codec``)."""
         every = range(self.capacity) if slots is None else slots
-        return codec.read_rows(self._buf, self._slots_at, every, self._lock, fields)
+        return codec.read_rows(self._buf, self._slots_at, every, self._lock, fields, self.pool)
 
     # -- writes (any process) ------------------------------------------------------------
 
@@ -202,20 +201,12 @@ class SharedTable:
         queued: int,
     ) -> SlotGen:  # fmt: skip
         """Place and write a new record (lock held); ``queued``: ring entries taken, its own in."""
-        key_b, owner_b = encoded["key"], encoded["owner"]
-        crc = zlib.crc32(key_b)
-        free, duplicate = self.chains.place(key_b, owner_b, crc)
-        if duplicate:
-            uri = encoded["uri"].decode()
-            raise DuplicateDestination(f"{uri} already added by {owner_b.decode()}")
-        if count >= self.max_destinations or free < 0:
+        bucket, crc = self._placement.vet(encoded)  # DuplicateDestination first
+        if count >= self.max_destinations:
             raise TableFull(f"max_destinations ({self.max_destinations}) reached")
         if self._ring.free() < queued:
             raise TableFull("pinger queue full, try again")
-        off = self._off(free)
-        gen = (HOT.unpack_from(self._buf, off)[0] + 1) & 0xFFFFFFFF
-        slot_writes.fill(self._buf, off, gen, flags, interval_ms, wall, encoded, crc)
-        return free, gen
+        return self._placement.put(encoded, bucket, crc, flags, interval_ms, wall)
 
     def remove(self, key: str, owner: str) -> Record:
         """Delete one destination; the pinger notices through the generation."""
@@ -246,7 +237,8 @@ class SharedTable:
                 if used == USED:
                     removed += 1
                 if used != EMPTY:
-                    self._free(slot, to=EMPTY)
+                    self._placement.release(slot, to=EMPTY)
+            self._placement.reset()
             self.header.write_count(0)
             self._note(KIND_FLUSHED, 0, 0)
             return removed
@@ -309,7 +301,7 @@ class SharedTable:
             if old == state:
                 return True
             uri, owner, callback, user = (
-                text(self._buf, off, n).decode("utf-8", "replace")
+                self.pool.text(off, n).decode("utf-8", "replace")
                 for n in ("uri", "owner", "state_cb", "user")
             )
         return StateChanged(uri, owner, State(old), state, callback, user, code, rtt_ms)
@@ -391,10 +383,6 @@ class SharedTable:
         if self.notes_deletes and self._ring.free() > 0:
             self._ring.push(RingEntry(kind, 0, slot, gen, 0, 0.0, 0.0))
 
-    def _free(self, slot: int, to: int = TOMB) -> None:
-        off = self._off(slot)
-        gen = (HOT.unpack_from(self._buf, off)[0] + 1) & 0xFFFFFFFF
-        struct.pack_into("<IB", self._buf, off, gen, to)
-        if to == TOMB:
-            self.header.write_count(self.count - 1)
-            self.chains.sweep(slot)
+    def _free(self, slot: int) -> None:
+        self.header.write_count(self.count - 1)
+        self._placement.release(slot)

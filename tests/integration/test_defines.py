@@ -76,6 +76,7 @@ def test_without_the_relay(kamailio_factory: KamailioFactory) -> None:
         ("KA_PING_FROM", '"mailto:x@y"', "parameter ping_from"),
         ("KA_PING_TIMEOUT_MS", "50", "ping_timeout_ms: 50 out of range"),
         ("KA_MAX_DESTINATIONS", "0", "max_destinations: 0 out of range"),
+        ("KA_STRING_CHUNKS", "0", "string_chunks: 0 out of range"),
         ("KA_DESTINATION", '"sip:bad host!"', "parameter destination"),
         ("KA_DESTINATION_3", '"sip:10.0.0.1 sip:10.0.0.1:5060"', "listed twice"),
         ("KA_RPC_SOCKET", '"relative/path"', "rpc_socket: needs an absolute path"),

@@ -167,6 +167,17 @@ def test_kamcmd_never_half_prints_a_large_list(kamailio_factory: KamailioFactory
     assert kam.kamcmd("keepalive.list", "0", "100").count("owner: bulk") == 100
 
 
+def test_a_full_string_pool_is_named_on_rpc(kamailio_factory: KamailioFactory) -> None:
+    """``KA_STRING_CHUNKS`` sizes the pool for long strings; an add it cannot hold fails with
+    the error's name and the define, and a short destination is still added."""
+    kam = kamailio_factory(defines={"KA_STRING_CHUNKS": 2, "KA_PING_INTERVAL": 60})
+    long_uri = "sip:" + ".".join(["a" * 60] * 4)  # 247 + 252 bytes of URI and key: 3 chunks
+    assert kam.kamcmd("keepalive.add", long_uri, "rpc").strip() == (
+        "error: 500 - couldn't add data to list: TableFull: string pool full (KA_STRING_CHUNKS=2)"
+    )
+    assert kam.kamcmd("keepalive.add", "sip:10.3.0.1", "rpc").startswith("Ok.")
+
+
 def jsonrpc_call(kam: Kamailio, method: str, params: object = None) -> dict:
     body = {"jsonrpc": "2.0", "method": method, "id": 7}
     if params is not None:
