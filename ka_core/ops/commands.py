@@ -214,8 +214,7 @@ class RpcCommands:
         then reads only its own records (100 of 100,000: milliseconds, not a full scan)."""
         membership = self._table.header.membership
         if self._listed is None or self._listed[0] != membership:
-            slots = [r[0] for r in newest_first(self._table.rows(("slot", "added")))]
-            self._listed = (membership, slots)
+            self._listed = (membership, self._table.newest_slots())
         return self._listed[1]
 
     def _list(self, params: Sequence[object]) -> list[RpcValue]:

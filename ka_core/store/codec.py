@@ -55,6 +55,20 @@ def bump(buf: memoryview, off: int, name: str) -> int:
     return int(value)
 
 
+def column(buf: memoryview, slots_at: int, capacity: int, name: str) -> list[Any]:
+    """Fixed field ``name`` of every slot, used or not, in slot order: each of its bytes is
+    gathered for all slots by one strided copy (C speed; a row per slot costs ~5x more at
+    100,000).  Read without the lock: a slot written meanwhile may come back torn, so a
+    caller keeps what it builds only while the membership counter it read first holds."""
+    codec, at = FIELDS[name]
+    size, start = codec.size, slots_at + at
+    end = slots_at + capacity * SLOT_SIZE
+    out = bytearray(capacity * size)
+    for k in range(size):
+        out[k::size] = buf[start + k : end : SLOT_SIZE]
+    return list(struct.unpack(f"<{capacity}{codec.format[-1]}", out))
+
+
 def read_rows(
     buf: memoryview,
     slots_at: int,

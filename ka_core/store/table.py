@@ -161,6 +161,14 @@ class SharedTable:
         every = range(self.capacity) if slots is None else slots
         return codec.read_rows(self._buf, self._slots_at, every, self._lock, fields, self.pool)
 
+    def newest_slots(self) -> list[int]:
+        """Used slots, the newest added first (ties: the higher slot first), from two columns."""
+        used = codec.column(self._buf, self._slots_at, self.capacity, "used")
+        added = codec.column(self._buf, self._slots_at, self.capacity, "added")
+        slots = [s for s in range(self.capacity - 1, -1, -1) if used[s] == USED]
+        slots.sort(key=added.__getitem__, reverse=True)  # stable: ties keep the higher slot first
+        return slots
+
     # -- writes (any process) ------------------------------------------------------------
 
     def insert(

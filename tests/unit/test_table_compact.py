@@ -164,3 +164,17 @@ def test_ka_string_chunks_is_a_define_like_ka_max_destinations() -> None:
         load_config({"STRING_CHUNKS": "0"})
     t = make_table(chunks=5000)
     assert t.pool.chunks == 5000
+
+
+def test_newest_slots_is_the_full_lists_order_with_ties_deletes_and_reuse() -> None:
+    from ka_core.ops.commands import newest_first
+
+    t = make_table(64)
+    for i in range(40):
+        t.insert(parse_uri(f"10.0.3.{i}"), "o", interval_ms=1000, wall=float(i // 4))  # ties
+    for i in (3, 17, 30):
+        t.remove(parse_uri(f"10.0.3.{i}").key, "o")
+    t.insert(parse_uri("10.0.4.1"), "o", interval_ms=1000, wall=2.0)  # reuses a freed slot
+    expected = [r[0] for r in newest_first(t.rows(("slot", "added")))]
+    assert t.newest_slots() == expected and len(expected) == 38
+    assert codec.column(t._buf, t._slots_at, t.capacity, "added")[expected[0]] == 9.0
