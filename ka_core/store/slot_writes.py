@@ -122,12 +122,18 @@ def store_state(
 
 
 NEW_STRINGS = ("uri", "key", "owner", "state_cb", "response_cb", "settings", "user")
+_OPTIONAL = NEW_STRINGS[3:]
 
 
 def encode_strings(values: tuple[str, str, str, str, str, str, str]) -> dict[str, bytes]:
     """A new record's strings (in ``NEW_STRINGS`` order) encoded and checked against their
-    capacities: what ``fill`` takes."""
-    encoded = dict(zip(NEW_STRINGS, (v.encode("utf-8") for v in values), strict=True))
+    capacities: what ``fill`` takes (an empty callback, settings or user data is left out,
+    as ``seed_strings`` does)."""
+    uri, key, owner, *rest = values
+    encoded = {"uri": uri.encode(), "key": key.encode(), "owner": owner.encode()}
+    for name, value in zip(_OPTIONAL, rest, strict=True):
+        if value:
+            encoded[name] = value.encode()
     for name, data in encoded.items():
         if len(data) > STRINGS[name]:
             raise InvalidArgument(f"{name} longer than {STRINGS[name]} bytes")
