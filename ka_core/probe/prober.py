@@ -36,6 +36,7 @@ from ka_core.probe.ping import Ping as Ping
 from ka_core.probe.ping import Step as Step
 from ka_core.probe.scheduler import (
     FIRST_DELAY_S,
+    MAX_PINGS_PER_STEP,
     TICK_S,
     RateMeter,
     Scheduler,
@@ -204,7 +205,7 @@ class Prober(ClusterHooks, AuthHooks, PassiveHooks):
         paused_all = self._table.header.paused
         if (controls := self._table.header.controls) != self._controls:
             self._controls, self._epoch = controls, self._epoch + 1
-        for due, slot, gen in self._schedule.pop_due(now):
+        for due, slot, gen in self._schedule.pop_due(now, MAX_PINGS_PER_STEP):
             if slot in self._moved and self._superseded(due, slot, gen):
                 continue
             if (

@@ -40,6 +40,11 @@ preemption in that loop became interval error (p99 22 ms at 20,000 destinations)
 BURST = 50
 COARSE = ((BURST / 1.0, 1.0), (BURST / 0.5, 0.5), (BURST / 0.25, 0.25))
 """(pings per second at most, grid) from the coarsest; above them, ``TICK_S``."""
+MAX_PINGS_PER_STEP = 2000
+"""A step sends at most this many due pings; the rest stay due and the next step follows at
+once.  Only a pinger that fell behind reaches it (1,000,000 destinations after the start-up
+list's adoption had half an interval due at once: one step of 500,000 pings held the RPC
+sockets, replies and timeouts for over a minute); on time, a tick holds ``MAX_PER_TICK``."""
 FIRST_DELAY_S = 0.35
 SMALL_BATCH = 10
 """Up to this many destinations adopted together are all pinged after ``FIRST_DELAY_S``
@@ -101,10 +106,10 @@ class Scheduler:
     def schedule(self, due: float, slot: int, gen: int) -> None:
         heapq.heappush(self._heap, (due, next(self._order), slot, gen))
 
-    def pop_due(self, now: float) -> list[tuple[float, int, int]]:
-        """Every entry due at or before ``now``, earliest first."""
-        out = []
-        while self._heap and self._heap[0][0] <= now:
+    def pop_due(self, now: float, limit: int) -> list[tuple[float, int, int]]:
+        """The entries due at or before ``now``, earliest first, at most ``limit``."""
+        out: list[tuple[float, int, int]] = []
+        while self._heap and self._heap[0][0] <= now and len(out) < limit:
             due, _, slot, gen = heapq.heappop(self._heap)
             out.append((due, slot, gen))
         return out

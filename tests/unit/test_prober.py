@@ -245,3 +245,23 @@ def test_due_pings_go_to_send_before_any_reply_is_applied() -> None:
     step = prober.step(110.0, 1000, table.drain(), (), send)
     assert len(step.pings) == 1 and seen_at_send == [State.UNKNOWN]
     assert table.read(first[0].slot).state is State.UP, "the reply is applied after the send"
+
+
+def test_a_pinger_far_behind_sends_a_bounded_share_per_step_and_keeps_the_schedule() -> None:
+    from ka_core.probe.scheduler import MAX_PINGS_PER_STEP
+
+    n = MAX_PINGS_PER_STEP + 500
+    buf = bytearray(buffer_size(n, ring_capacity_for(n)))
+    SharedTable.format_buffer(buf, n, ring_capacity_for(n))
+    table = SharedTable(buf, threading.Lock())
+    for i in range(n):
+        registry.add(table, f"10.1.{i // 250}.{i % 250 + 1}", "t", interval_s=10, wall=0)
+    prober = Prober(table, delete_counter=0, ping_timeout_s=2.0)
+    prober.step(100.0, 0, table.drain())  # adopted, spread over the interval from 100.0
+    behind = prober.step(110.0, 0, [])  # a whole interval late: every one is due
+    assert len(behind.pings) == MAX_PINGS_PER_STEP
+    assert behind.deadline is not None and behind.deadline <= 110.0, "the next step at once"
+    rest = prober.step(110.0, 0, [])
+    assert len(rest.pings) == n - MAX_PINGS_PER_STEP
+    assert len({p.slot for p in behind.pings + rest.pings}) == n, "each one pinged once"
+    assert prober.step(110.0, 0, []).pings == []
