@@ -13,7 +13,6 @@ The C module stores the URI as given (``sip:`` added when missing) and compares 
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 import re
 import zlib
@@ -101,14 +100,14 @@ def lookup_key(text: str) -> str:
     return parse_uri(text).key
 
 
-@functools.lru_cache(maxsize=65536)
 def address_tag(host: str) -> int:
     """A 32-bit tag of an IP address (brackets allowed), 0 for a host name.
 
     The pinger compares the tag of a reply's source with the destination's, so a reply from
     another address never changes an IP destination's state.  Host names may resolve to
-    several addresses: they are not checked.  Cached: every reply to a ping asks, and the
-    set of addresses is the set of destinations.
+    several addresses: they are not checked.  Not cached here: a cache by address grows with
+    every address ever added or answering; the reply path keeps one per slot
+    (``ka_core.probe.replies.SourceTags``).
     """
     try:
         address = ipaddress.ip_address(host.strip("[]"))

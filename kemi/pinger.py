@@ -39,7 +39,6 @@ from ka_core.script import callbacks
 from ka_core.settings import socket_tag
 from ka_core.store import ring
 from ka_core.store.layout import FLAG_SOCKET
-from ka_core.uri import address_tag
 from kemi import events as ka_events
 from kemi import persistence, wakeup
 from kemi.cluster import Cluster
@@ -260,7 +259,7 @@ def on_reply(rt: Runtime) -> int:
             rt.challenges.send(reply.seq, header)
     state, flags = rt.table.state_flags(reply.slot)
     local = socket_tag(*rt.ksr.reply_local()) if flags & FLAG_SOCKET else 0
-    tag = address_tag(source) if source else 0
+    tag = rt.source_tags.tag(reply.slot, source) if source else 0
     if rt.config.retry_after_max and reply.code in rt.config.retry_after_codes:
         seconds = parse_retry_after(rt.ksr.reply_header("Retry-After"))
         if seconds and not rt.table.push(ring.retry_after(reply.seq, seconds), 1):

@@ -29,6 +29,7 @@ from ka_core.loglimit import LogLimiter
 from ka_core.ops.access import HttpGuard
 from ka_core.ops.commands import RpcCommands, RpcValue
 from ka_core.probe.callid import callid_prefix
+from ka_core.probe.replies import SourceTags
 from ka_core.store import registry
 from ka_core.store.records import Record
 from ka_core.store.registry import PARAMS_OWNER
@@ -64,6 +65,8 @@ class Runtime:
     """Monotonic time of ``setup()``: how long the pinger has had to start."""
     log_limiter: LogLimiter = field(default_factory=LogLimiter)
     """Per process: errors that can repeat on every call are logged at most once a window."""
+    source_tags: SourceTags = field(default_factory=SourceTags)
+    """Per process: the source tag of each slot's replies (the reply route's, SIP workers)."""
     challenges: ChallengeChannel = field(default_factory=ChallengeChannel)
     """Digest challenges from SIP workers to the pinger (``kemi.challenges``), made before
     fork like the rest."""

@@ -54,6 +54,9 @@ from ka_core.store.table import SharedTable
 from ka_core.uri import parse_uri
 
 TIMEOUT_CODE = 408
+STOPPED_CHECK_S = 60.0
+"""How often a destination whose probing stopped is looked at, so that its copy here goes
+soon after it is deleted (nothing else comes due for it)."""
 
 
 @dataclass(slots=True)
@@ -217,6 +220,8 @@ class Prober(ClusterHooks, AuthHooks, PassiveHooks):
             dest = self._live(slot, gen)
             if dest is None or dest.stopped:
                 self._rates.forget(slot, gen)  # deleted, or probing stopped
+                if dest is not None:  # not pinged, but looked at until deleted to forget it
+                    self._schedule.schedule(next_due(due, STOPPED_CHECK_S, now), slot, gen)
                 continue
             if dest.epoch != self._epoch:  # keepalive.pause/interval since: read them again
                 dest.interval_s = self._table.interval_ms(slot) / 1000.0

@@ -14,6 +14,7 @@ from ka_core.probe.callid import parse_callid
 from ka_core.probe.wire import branch_for
 from ka_core.state import changes_state
 from ka_core.store.layout import FLAG_CUSTOM_POLICY
+from ka_core.uri import address_tag
 
 PASS, DROP = 1, 0
 """What the reply route returns: Kamailio goes on with the reply, or drops it."""
@@ -51,3 +52,31 @@ def wakes(state: int, flags: int, code: int, wakes_on_change: bool) -> bool:
     """A reply that changes a state wakes the pinger at once; the others wait for its next
     tick.  With a policy of its own (``FLAG_CUSTOM_POLICY``) no worker predicts a change."""
     return wakes_on_change and not flags & FLAG_CUSTOM_POLICY and changes_state(state, code)
+
+
+class SourceTags:
+    """``address_tag`` of reply sources, per SIP worker process: (source, tag) of each slot's
+    last reply, at most ``SIZE`` slots (emptied when full), whatever the churn of addresses.
+
+    Parsing an address costs a few µs and every reply asks; a destination answers from one
+    address.  A cache by address grew with each address that ever answered (up to 11 MiB).
+    """
+
+    SIZE = 4096
+    __slots__ = ("_by_slot",)
+
+    def __init__(self) -> None:
+        self._by_slot: dict[int, tuple[str, int]] = {}
+
+    def __len__(self) -> int:
+        return len(self._by_slot)
+
+    def tag(self, slot: int, source: str) -> int:
+        last = self._by_slot.get(slot)
+        if last is not None and last[0] == source:
+            return last[1]
+        if len(self._by_slot) >= self.SIZE:
+            self._by_slot.clear()
+        tag = address_tag(source)
+        self._by_slot[slot] = (source, tag)
+        return tag

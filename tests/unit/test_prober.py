@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 from ka_core.events import Event, ProbingStopped, ResponseReceived, StateChanged
-from ka_core.probe.prober import Ping, Prober
+from ka_core.probe.prober import STOPPED_CHECK_S, Ping, Prober
 from ka_core.probe.scheduler import BURST, MAX_PER_TICK, SMALL_BATCH, TICK_S, grid_for
 from ka_core.state import State
 from ka_core.store import registry
@@ -162,6 +162,23 @@ def test_stopped_destination_gets_no_pings_and_ignores_late_replies() -> None:
     assert reply(table, prober, seqs[-1], 200, 110) == []
     rec = next(iter(table.records()))
     assert rec.state is State.DOWN and rec.stopped
+
+
+def test_a_stopped_destination_is_forgotten_once_deleted() -> None:
+    """Nothing comes due for a destination whose probing stopped: its copy in the prober
+    stayed after a delete, one per deleted slot (the soak's steady growth of the pinger)."""
+    table, prober = setup(n=3, interval=1, delete_counter=2, timeout=0.5)
+    now = 100.0
+    while now < 110:
+        poll(prober, now, 0)
+        now = round(now + 0.05, 2)
+    assert all(rec.stopped for rec in table.records()) and len(prober._dests) == 3
+    for i in range(3):
+        registry.remove(table, f"10.0.0.{i + 1}", "t")
+    while now < 110 + STOPPED_CHECK_S + 1:
+        assert poll(prober, now, 0)[0] == []
+        now = round(now + 0.5, 2)
+    assert prober._dests == {} and len(prober._schedule) == 0
 
 
 def test_deleted_destination_is_not_pinged_any_more() -> None:

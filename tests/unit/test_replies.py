@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 
 from ka_core.probe.callid import callid_prefix, make_callid
-from ka_core.probe.replies import DROP, PASS, OurReply, classify, wakes
+from ka_core.probe.replies import DROP, PASS, OurReply, SourceTags, classify, wakes
 from ka_core.probe.wire import branch_for
 from ka_core.state import State
 from ka_core.store.layout import FLAG_CUSTOM_POLICY
+from ka_core.uri import address_tag
 
 KEY = b"k" * 16
 PREFIX = callid_prefix("ab12cd34")
@@ -55,3 +56,18 @@ def test_only_a_reply_that_changes_the_state_wakes_the_pinger() -> None:
     assert wakes(State.UP, 0, 408, True)
     assert not wakes(State.DOWN, 0, 200, False)  # wake-ups off
     assert not wakes(State.DOWN, FLAG_CUSTOM_POLICY, 200, True)  # its own policy decides
+
+
+def test_source_tags_keep_one_entry_per_slot_whatever_the_churn_of_addresses() -> None:
+    """A cache by address grew in every SIP worker with each address that ever answered."""
+    tags = SourceTags()
+    for i in range(1000):  # slot 3 reused by a new address 1,000 times, slot 4 steady
+        source = f"10.1.{i // 250}.{i % 250 + 1}"
+        assert tags.tag(3, source) == address_tag(source)
+        assert tags.tag(4, "[::5]") == address_tag("[::5]")
+    assert len(tags) == 2
+    assert tags.tag(4, "gw.example.com") == 0, "another source of the slot: asked again"
+    for slot in range(5 * SourceTags.SIZE):
+        tags.tag(slot, f"10.2.{slot // 250 % 250}.{slot % 250 + 1}")
+    assert 0 < len(tags) <= SourceTags.SIZE, "bounded, whatever the table's size"
+    assert not hasattr(address_tag, "cache_info"), "no cache by address behind it"
