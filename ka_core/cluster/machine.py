@@ -170,11 +170,11 @@ class ClusterMachine:
         if (slot, gen) in self._ours:
             self._ours.discard((slot, gen))
             return
-        known = self.ownership.slots.get(slot)
-        if known is None or known[0] != gen:
+        known = self.ownership.removed(slot, gen)
+        if known is None:
             return
-        self.ownership.forget(slot)
-        self._local(Entry(known[1], known[1], known[2], False, wall, self.me), now)
+        key, owner_name = known
+        self._local(Entry(key, key, owner_name, False, wall, self.me), now)
 
     def _local_flushed(self, now: float, wall: float) -> None:
         self.ownership.forget_all()

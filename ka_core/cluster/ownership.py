@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from ka_core.cluster.hashing import gained, owner
 
+RETIRED_MAX = 4096
+"""A delete is seen within one pinger step of its slot's reuse: a few at most in practice."""
+
 
 class Ownership:
     def __init__(self, me: str, mode: str) -> None:
@@ -22,14 +25,32 @@ class Ownership:
         self._epoch = 0
         self._owned: dict[int, tuple[int, int, bool]] = {}
         """slot -> (gen, epoch, skip): ``skips`` cached per live-set epoch."""
+        self._retired: dict[tuple[int, int], tuple[str, str]] = {}
+        """(slot, gen) -> (key, owner) of destinations whose slot was reused before their
+        delete was seen (at most ``RETIRED_MAX``, oldest dropped)."""
         self._changes = 0
         """Bumped when ``slots`` changes: ``probing`` recounts only then."""
         self._probing = 0
         self._probing_version = (-1, -1)
 
     def learn(self, slot: int, gen: int, key: str, owner_name: str) -> None:
+        held = self.slots.get(slot)
+        if held is not None and held[0] != gen:
+            # the slot was freed and taken again before its ring entry arrived: keep what
+            # was there, so the delete still goes out (``removed``)
+            self._retired[(slot, held[0])] = held[1:]
+            while len(self._retired) > RETIRED_MAX:
+                del self._retired[next(iter(self._retired))]
         self.slots[slot] = (gen, key, owner_name)
         self._changes += 1
+
+    def removed(self, slot: int, gen: int) -> tuple[str, str] | None:
+        """The (key, owner) a deleted (slot, gen) held, forgotten now; None if unknown."""
+        known = self.slots.get(slot)
+        if known is not None and known[0] == gen:
+            self.forget(slot)
+            return known[1:]
+        return self._retired.pop((slot, gen), None)
 
     def forget(self, slot: int) -> None:
         self.slots.pop(slot, None)
@@ -37,6 +58,7 @@ class Ownership:
 
     def forget_all(self) -> None:
         self.slots.clear()
+        self._retired.clear()
         self._changes += 1
 
     def skips(self, slot: int, gen: int) -> bool:

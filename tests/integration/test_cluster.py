@@ -247,7 +247,12 @@ def test_a_killed_node_is_taken_over_then_restarts_and_syncs(
     victim.start(wait=False)
     victim.wait_ready()
     ready = time.monotonic()
-    synced = wait_until(lambda: listed(victim) == want, 5, "restarted node synced")
+    try:
+        synced = wait_until(lambda: listed(victim) == want, 5, "restarted node synced")
+    except AssertionError as exc:
+        got = listed(victim)
+        views = "\n".join(cluster_info(k) for k in nodes)
+        raise AssertionError(f"{exc}: extra {got - want}, missing {want - got}\n{views}") from None
     assert synced <= 2.0, f"sync took {synced:.2f} s after start"
     wait_live(nodes, nodes)
     back = time.monotonic()

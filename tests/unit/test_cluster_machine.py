@@ -172,6 +172,28 @@ def test_local_adds_and_deletes_go_out_as_set_entries_and_are_not_echoed() -> No
     assert list(b.table.records()) == []
 
 
+def test_a_delete_whose_slot_a_replicated_add_reused_first_still_goes_out() -> None:
+    """A SIP worker deletes X (its ring entry waits for the next step) while the step
+    applies B's add of Y, which takes X's freed slot: X's tombstone must still go out, or
+    the other nodes keep X for ever."""
+    a, b = make_node(A), make_node(B)
+    registry.add(a.table, "sip:10.9.1.1", "t", interval_s=None, wall=1000.0)
+    a.machine.before(a.table.drain(), [], 1.0, 1000.1)
+    b.machine.before(b.table.drain(), a.machine.after([], 1.0, 1000.1).bcasts, 1.0, 1000.1)
+    registry.add(b.table, "sip:10.9.1.2", "t", interval_s=None, wall=1000.2)
+    b.machine.before(b.table.drain(), [], 1.1, 1000.2)
+    y_add = b.machine.after([], 1.1, 1000.2).bcasts
+    x_slot = a.table.find(key("sip:10.9.1.1"), "t")
+    registry.remove(a.table, "sip:10.9.1.1", "t")  # a worker's delete, not drained yet
+    a.machine.before([], y_add, 1.2, 1000.3)
+    assert a.table.find(key("sip:10.9.1.2"), "t") == x_slot, "the freed slot was reused"
+    a.machine.before(a.table.drain(), [], 1.3, 1000.4)
+    deletes = a.machine.after([], 1.3, 1000.4).bcasts
+    assert [(e.key, e.present) for e in _entries(deletes)] == [(key("sip:10.9.1.1"), False)]
+    b.machine.before(b.table.drain(), deletes, 1.4, 1000.5)
+    assert sorted(r.uri for r in b.table.records()) == ["sip:10.9.1.2"]
+
+
 def test_a_state_a_node_measured_while_counted_out_is_dropped_even_when_it_arrives_late() -> None:
     link = formed(A, B, C)
     a, _b, c = link.nodes
