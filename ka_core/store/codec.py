@@ -26,7 +26,7 @@ from ka_core.store.layout import (
     index,
     offset,
 )
-from ka_core.store.strings import CHUNK, Pool, span, total
+from ka_core.store.strings import CHUNK, ORDER, Pool, spans, total
 
 FIELDS: dict[str, tuple[struct.Struct, int]] = {
     name: (struct.Struct("<" + code), offset(name)) for name, code in SLOT_FIELDS if name
@@ -86,7 +86,7 @@ def read_rows(
     span = SLOT_SIZE if wants_text else max([FIXED.size] + [_end(name) for name in fields])
     unpack, i_used = FIXED.unpack_from, index("used")
     out = []
-    run = b""
+    texts: tuple[bytes, list[tuple[int, int]]] = (b"", [])
     for slot in slots:
         off = slots_at + slot * SLOT_SIZE
         if buf[off + USED_AT] != USED:
@@ -97,7 +97,9 @@ def read_rows(
             if wants_text:
                 run = pool.run(memoryview(raw)[INLINE_AT:], f[CHUNK], total(f))
         if f[i_used] == USED:  # not deleted meanwhile
-            out.append(tuple([read(raw, slot, f, run) for read in plan]))
+            if wants_text:
+                texts = (run, spans(f))
+            out.append(tuple([read(raw, slot, f, texts) for read in plan]))
     return out
 
 
@@ -112,9 +114,13 @@ def _reader(name: str) -> Any:
     if name == "metrics":
         return lambda raw, slot, f, run: METRICS.unpack_from(raw, METRICS_AT)
     if name in STRINGS:
+        at = ORDER.index(name)
 
-        def string(raw: bytes, slot: int, f: tuple[Any, ...], run: bytes) -> str:
-            start, length = span(f, name)
+        def string(
+            raw: bytes, slot: int, f: tuple[Any, ...], texts: tuple[bytes, list[tuple[int, int]]]
+        ) -> str:
+            run, where = texts
+            start, length = where[at]
             return run[start : start + length].decode("utf-8", "replace")
 
         return string

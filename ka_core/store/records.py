@@ -19,7 +19,7 @@ from ka_core.store.layout import (
     SLOT_SIZE,
     STRINGS,
 )
-from ka_core.store.strings import CHUNK, Pool, span, total
+from ka_core.store.strings import CHUNK, Pool, spans, total
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,8 +82,7 @@ def decode(buf: memoryview, off: int, slot: int, pool: Pool) -> Record:
     f = FIXED.unpack_from(buf, off)
     fields: dict[str, object] = {name: f[i] for name, i in _COPIED}
     run = pool.run(buf[off + INLINE_AT : off + SLOT_SIZE], f[CHUNK], total(f))
-    for name in STRINGS:
-        start, length = span(f, name)
+    for name, (start, length) in zip(STRINGS, spans(f), strict=True):
         fields[name] = run[start : start + length].decode("utf-8", "replace")
     replies = f[_REPLIES]
     return Record(

@@ -54,8 +54,9 @@ _NEW_FIXED = tuple(FIXED.unpack(bytes(FIXED.size)))
 _ZERO_SLOT = bytes(SLOT_SIZE)
 _CHANGES = METRICS.size // 4 - 1
 """The last /metrics counter of a slot counts its state changes."""
-_FINGERPRINT_BYTES = offset("flags") + 1
-"""gen, used, state and flags: the first bytes of a slot."""
+_FINGERPRINT_WORD = offset("ejections") + 1
+"""gen, used, state, flags and ejections: a slot's first 8 bytes, read as one word."""
+assert _FINGERPRINT_WORD == 8 and SLOT_SIZE % 8 == 0
 
 
 def store_state(
@@ -192,10 +193,9 @@ def follow_interval(buf: memoryview, slots_at: int, capacity: int, seconds: int)
 
 
 def fingerprint(buf: memoryview, slots_at: int, capacity: int) -> bytes:
-    """Every slot's gen, used, state and flags (~2 ms at 10,000 destinations): it differs
-    after an add, a delete, a state change, a pause or a stop, not after a probe that
+    """Every slot's gen, used, state, flags and ejection count (one strided copy of a word
+    per slot: ~1 ms at 100,000 destinations, 8 passes of a byte took 12): it differs after
+    an add, a delete, a state change, a pause, a stop or an ejection, not after a probe that
     changed nothing, so the state file is rewritten only when that is worth it."""
-    end = slots_at + capacity * SLOT_SIZE
-    return b"".join(
-        buf[slots_at + k : end : SLOT_SIZE].tobytes() for k in range(_FINGERPRINT_BYTES)
-    )
+    words = buf[slots_at : slots_at + capacity * SLOT_SIZE].cast("Q")
+    return words[:: SLOT_SIZE // 8].tobytes()

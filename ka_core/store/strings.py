@@ -67,6 +67,19 @@ def total(f: Sequence[int]) -> int:
     return sum(f[at] for at in _LEN)
 
 
+def spans(f: Sequence[int]) -> list[tuple[int, int]]:
+    """(start, length) of every string (``ORDER``) in the run: one pass, for readers of
+    them all (a snapshot, a record)."""
+    out, at = [], 0
+    for i in _LEN:
+        length = f[i]
+        out.append((at, length))
+        at += length
+    if not f[_KEY_LEN]:
+        out[1] = (0, f[_URI_LEN])
+    return out
+
+
 def span(f: Sequence[int], name: str) -> tuple[int, int]:
     """(start, length) of string ``name`` in the run of the slot whose fixed fields are ``f``."""
     if name == "key" and not f[_KEY_LEN]:

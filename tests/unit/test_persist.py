@@ -5,6 +5,7 @@ never stop start-up, the writer writes atomically and only when something change
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import stat
@@ -431,6 +432,31 @@ def test_the_writer_thread_survives_a_bug_and_reports_it(tmp_path: Path) -> None
     w.stop()
     thread.join(timeout=5)
     assert "RuntimeError: boom" in ksr.texts("err")[0]
+
+
+def test_after_a_long_write_the_writer_waits_four_times_as_long(tmp_path: Path) -> None:
+    """A large table's snapshot must not be taken back to back: the core thread needs the
+    GIL for every ping."""
+    assert persist.next_round_s(0.001, 0.5) == 0.5, "a small table: every period"
+    assert persist.next_round_s(17.0, 0.5) == 68.0, "1,000,000 destinations: 4x the write"
+    rounds: list[float] = []
+
+    class Slow:  # a table that changed each time, whose snapshot costs 50 ms
+        def fingerprint(self) -> bytes:
+            rounds.append(time.monotonic())
+            return str(len(rounds)).encode()
+
+        def rows(self, fields: object) -> list[tuple[object, ...]]:
+            time.sleep(0.05)
+            return []
+
+    w = StateWriter(Slow(), str(tmp_path / "s"), time.time, period_s=0.01)  # type: ignore[arg-type]
+    thread = w.start()
+    time.sleep(0.7)
+    w.stop()
+    thread.join(timeout=5)
+    gaps = [b - a for a, b in itertools.pairwise(rounds)]
+    assert gaps and min(gaps) >= 0.05 + 4 * 0.05 * 0.9, gaps
 
 
 def test_the_parameter_needs_an_absolute_path_and_is_off_by_default() -> None:
