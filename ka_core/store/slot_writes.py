@@ -54,9 +54,8 @@ _NEW_FIXED = tuple(FIXED.unpack(bytes(FIXED.size)))
 _ZERO_SLOT = bytes(SLOT_SIZE)
 _CHANGES = METRICS.size // 4 - 1
 """The last /metrics counter of a slot counts its state changes."""
-_FINGERPRINT_WORD = offset("ejections") + 1
-"""gen, used, state, flags and ejections: a slot's first 8 bytes, read as one word."""
-assert _FINGERPRINT_WORD == 8 and SLOT_SIZE % 8 == 0
+# the fingerprint reads gen, used, state, flags and ejections as a slot's first 8-byte word
+assert offset("ejections") + 1 == 8 and SLOT_SIZE % 8 == 0
 
 
 def store_state(
@@ -194,7 +193,7 @@ def follow_interval(buf: memoryview, slots_at: int, capacity: int, seconds: int)
 
 def fingerprint(buf: memoryview, slots_at: int, capacity: int) -> bytes:
     """Every slot's gen, used, state, flags and ejection count (one strided copy of a word
-    per slot: ~1 ms at 100,000 destinations, 8 passes of a byte took 12): it differs after
+    per slot: ~2 ms at 100,000 destinations, 8 passes of a byte took 12): it differs after
     an add, a delete, a state change, a pause, a stop or an ejection, not after a probe that
     changed nothing, so the state file is rewritten only when that is worth it."""
     words = buf[slots_at : slots_at + capacity * SLOT_SIZE].cast("Q")

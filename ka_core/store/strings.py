@@ -31,7 +31,7 @@ from ka_core.store.layout import (
 ORDER = tuple(STRINGS)
 _LEN = tuple(index(f"{name}_len") for name in ORDER)
 _BEFORE = {name: _LEN[: ORDER.index(name)] for name in ORDER}
-_OWN = dict(zip(ORDER, _LEN, strict=True))
+_AT = {name: i for i, name in enumerate(ORDER)}
 _URI_LEN, _KEY_LEN, CHUNK = index("uri_len"), index("key_len"), index("chunk")
 _NEXT = struct.Struct("<I")
 
@@ -82,9 +82,7 @@ def spans(f: Sequence[int]) -> list[tuple[int, int]]:
 
 def span(f: Sequence[int], name: str) -> tuple[int, int]:
     """(start, length) of string ``name`` in the run of the slot whose fixed fields are ``f``."""
-    if name == "key" and not f[_KEY_LEN]:
-        return 0, f[_URI_LEN]
-    return sum(f[at] for at in _BEFORE[name]), f[_OWN[name]]
+    return spans(f)[_AT[name]]
 
 
 class Pool:
